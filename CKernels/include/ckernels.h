@@ -1,0 +1,190 @@
+// Blockscope CKernels: the hot loops, nothing else.
+//
+// Layout: every activation tensor is NHWC, fp32, densely packed. A "row" is one pixel of one
+// image, i.e. C contiguous floats; an activation of N images of HxW is N*H*W rows of C.
+// Conv weights are [Co][KH][KW][Ci], i.e. a Co x (KH*KW*Ci) row-major matrix, which makes the
+// NHWC im2col matrix times W^T the output directly (one sgemm, no transposes of activations).
+//
+// Two levels live here:
+//  * micro-kernels (this header's first half): single-threaded, one scalar `_ref` version kept
+//    forever plus SIMD variants; listed once in kernels.inc, dispatched by CPU detection, forced
+//    by BLOCKSCOPE_ISA=ref|avx2|avx512.
+//  * layer ops (second half): whole-batch forward/backward passes that split work over the
+//    thread pool and call the dispatched micro-kernels and single-threaded cblas_sgemm.
+//    For a fixed thread count every op is deterministic (fixed partition, fixed reduction order).
+#ifndef BLOCKSCOPE_CKERNELS_H
+#define BLOCKSCOPE_CKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// ISA dispatch
+// ---------------------------------------------------------------------------------------------
+typedef enum { BS_ISA_REF = 0, BS_ISA_AVX2 = 1, BS_ISA_AVX512 = 2, BS_ISA_COUNT = 3 } bs_isa;
+
+// The ISA in use (detected once; BLOCKSCOPE_ISA overrides; an override the CPU cannot run
+// falls back to the best supported one and bs_isa_override_error() says why).
+bs_isa bs_active_isa(void);
+const char *bs_isa_name(bs_isa isa);
+// 1 if this CPU can run the variant.
+int bs_isa_supported(bs_isa isa);
+// Force a variant for the current process (tests). Returns 0 on success, -1 if unsupported.
+int bs_set_isa(bs_isa isa);
+// Non-NULL when BLOCKSCOPE_ISA held something unusable; the message names the value.
+const char *bs_isa_override_error(void);
+
+// ---------------------------------------------------------------------------------------------
+// Micro-kernels. Each name below exists as NAME_ref, NAME_avx2, NAME_avx512 (see kernels.inc)
+// and as the dispatched NAME.
+// ---------------------------------------------------------------------------------------------
+
+// Every micro-kernel: X(name, (parameters), (arguments)). The shape comment for each is below.
+//
+// bs_im2col: im2col for one NHWC image.
+//   x: [H][W][C]  ->  col: [OH*OW][KH*KW*C], zero padding `pad`, stride `stride`,
+//   OH = (H + 2*pad - KH)/stride + 1, OW likewise.
+// bs_col2im: col2im for one NHWC image, ACCUMULATING into dx (caller zeroes dx first).
+//   col: [OH*OW][KH*KW*C]  ->  dx: [H][W][C] (+=).
+// bs_channel_sums: per-channel sums over rows, ACCUMULATED into doubles.
+//   x: [rows][C] -> sum[c] += sum_r x[r][c]; sumsq[c] += sum_r x[r][c]^2.
+// bs_scale_shift: per-channel affine with optional ReLU; y may alias x.
+//   x: [rows][C], scale/shift: [C] -> y[r][c] = scale[c]*x[r][c] + shift[c] (max(.,0) if relu).
+// bs_bn_backward_sums: batch-norm backward reductions, ACCUMULATED into doubles.
+//   dy, x: [rows][C], mean: [C] -> sum_dy[c] += sum_r dy; sum_dy_xc[c] += sum_r dy*(x-mean[c]).
+// bs_channel_axpby: per-channel combination (batch-norm dx); dx may alias dy.
+//   dy, x: [rows][C], k1/k2/k3: [C] -> dx[r][c] = k1[c]*dy[r][c] + k2[c]*x[r][c] + k3[c].
+// bs_relu: y[i] = max(x[i], 0); y may alias x.
+// bs_relu_backward: from the ReLU's OUTPUT y: dx[i] = y[i] > 0 ? dy[i] : 0; dx may alias dy.
+// bs_add_relu: residual add then ReLU: y[i] = max(a[i] + b[i], 0); y may alias a or b.
+// bs_add: y[i] = a[i] + b[i]; y may alias a or b.
+// bs_sgd_momentum: SGD, momentum, L2 decay, PyTorch semantics, in place.
+//   w, v, g: [n] -> g' = g + wd*w; v = momentum*v + g'; w -= lr*v.
+// bs_avgpool: global average pool. x: [N][HW][C] -> y: [N][C].
+// bs_avgpool_backward: dy: [N][C] -> dx: [N][HW][C] = dy / HW broadcast.
+// bs_augment: one uint8 HWC image into float [0,1]: reflect-pad by `pad`, crop HxW at offset
+//   (oy, ox) in [0, 2*pad], optional horizontal flip. src: [H][W][C] u8 -> dst: [H][W][C] f32.
+//   pad = 0 (with oy = ox = 0, flip = 0) is the plain u8 -> float conversion.
+#define BS_OPS(X)                                                                                 \
+  X(bs_im2col, (const float *x, int H, int W, int C, int KH, int KW, int stride, int pad,        \
+                float *col), (x, H, W, C, KH, KW, stride, pad, col))                             \
+  X(bs_col2im, (const float *col, int H, int W, int C, int KH, int KW, int stride, int pad,      \
+                float *dx), (col, H, W, C, KH, KW, stride, pad, dx))                             \
+  X(bs_channel_sums, (const float *x, size_t rows, int C, double *sum, double *sumsq),           \
+    (x, rows, C, sum, sumsq))                                                                     \
+  X(bs_scale_shift, (const float *x, size_t rows, int C, const float *scale,                     \
+                     const float *shift, int relu, float *y), (x, rows, C, scale, shift, relu, y)) \
+  X(bs_bn_backward_sums, (const float *dy, const float *x, size_t rows, int C,                   \
+                          const float *mean, double *sum_dy, double *sum_dy_xc),                 \
+    (dy, x, rows, C, mean, sum_dy, sum_dy_xc))                                                    \
+  X(bs_channel_axpby, (const float *dy, const float *x, size_t rows, int C, const float *k1,     \
+                       const float *k2, const float *k3, float *dx),                             \
+    (dy, x, rows, C, k1, k2, k3, dx))                                                             \
+  X(bs_relu, (const float *x, size_t n, float *y), (x, n, y))                                     \
+  X(bs_relu_backward, (const float *y, const float *dy, size_t n, float *dx), (y, dy, n, dx))     \
+  X(bs_add_relu, (const float *a, const float *b, size_t n, float *y), (a, b, n, y))              \
+  X(bs_add, (const float *a, const float *b, size_t n, float *y), (a, b, n, y))                   \
+  X(bs_sgd_momentum, (float *w, float *v, const float *g, size_t n, float lr, float momentum,    \
+                      float wd), (w, v, g, n, lr, momentum, wd))                                  \
+  X(bs_avgpool, (const float *x, int N, int HW, int C, float *y), (x, N, HW, C, y))               \
+  X(bs_avgpool_backward, (const float *dy, int N, int HW, int C, float *dx), (dy, N, HW, C, dx))  \
+  X(bs_augment, (const uint8_t *src, int H, int W, int C, int pad, int oy, int ox, int flip,     \
+                 float *dst), (src, H, W, C, pad, oy, ox, flip, dst))
+
+// For each op: a function type NAME_t, the variants NAME_ref / NAME_avx2 / NAME_avx512 (an
+// ISA without its own variant is absent from kernels.inc and falls back to the next lower one)
+// and the dispatched entry point NAME.
+#define BS_DECLARE_OP(name, params, args)                                                        \
+  typedef void name##_t params;                                                                  \
+  name##_t name##_ref, name##_avx2, name##_avx512, name;
+BS_OPS(BS_DECLARE_OP)
+#undef BS_DECLARE_OP
+
+// The variant table built from kernels.inc, for tests and tools: one entry per (op, isa).
+typedef struct {
+  const char *op;   // e.g. "bs_relu"
+  bs_isa isa;
+  void *fn;         // a NAME_t*; cast back to the op's type
+} bs_kernel_entry;
+const bs_kernel_entry *bs_kernel_table(int *count);
+
+// Detects the CPU once (idempotent; every entry point calls it lazily too).
+void bs_init(void);
+
+// ---------------------------------------------------------------------------------------------
+// Thread pool. One process-wide pool of (threads - 1) workers plus the caller.
+// ---------------------------------------------------------------------------------------------
+// Set the number of threads (>= 1). Call before any op; default: online CPUs (BLOCKSCOPE_THREADS
+// overrides). OpenBLAS itself is always kept single-threaded: parallelism is ours.
+void bs_set_threads(int n);
+int bs_threads(void);
+// Runs fn(ctx, task, ntasks) for task = 0..ntasks-1 on the pool; returns when all are done.
+// Which thread runs which task is unspecified; results must depend only on the task index.
+void bs_parallel_for(int ntasks, void (*fn)(void *ctx, int task, int ntasks), void *ctx);
+
+// ---------------------------------------------------------------------------------------------
+// Layer ops (threaded). All tensors NHWC.
+// ---------------------------------------------------------------------------------------------
+typedef struct {
+  int N, H, W, Ci;   // input
+  int Co, KH, KW;    // kernel (KH, KW in {1, 3}; any odd size works)
+  int stride, pad;
+  int OH, OW;        // output, filled by bs_conv_shape()
+} bs_conv_shape;
+
+// Fills OH/OW; returns 0, or -1 when the shape is invalid.
+int bs_conv_shape_init(bs_conv_shape *s);
+
+// Forward: x [N][H][W][Ci], w [Co][KH][KW][Ci], bias [Co] or NULL -> y [N][OH][OW][Co].
+void bs_conv_forward(const bs_conv_shape *s, const float *x, const float *w, const float *bias,
+                     float *y);
+// Backward. dy [N][OH][OW][Co].
+//  dw [Co][KH][KW][Ci] (overwritten), dbias [Co] (overwritten, may be NULL),
+//  dx [N][H][W][Ci] (overwritten; NULL to skip, e.g. for the first layer).
+void bs_conv_backward(const bs_conv_shape *s, const float *x, const float *w, const float *dy,
+                      float *dw, float *dbias, float *dx);
+
+// Batch norm, training mode, over rows = N*H*W of C channels.
+// Computes batch mean/var (biased var for normalising), writes y = gamma*(x-mean)*invstd+beta
+// (ReLU'd if relu), stores mean/invstd [C] for backward, and updates the running statistics:
+// run = (1-momentum)*run + momentum*batch (running var uses the unbiased batch variance).
+void bs_bn_forward_train(const float *x, size_t rows, int C, const float *gamma,
+                         const float *beta, float eps, float momentum, int relu,
+                         float *run_mean, float *run_var, float *mean, float *invstd, float *y);
+// Batch norm, inference mode: y = gamma*(x-run_mean)/sqrt(run_var+eps)+beta (ReLU'd if relu).
+void bs_bn_forward_infer(const float *x, size_t rows, int C, const float *gamma,
+                         const float *beta, const float *run_mean, const float *run_var,
+                         float eps, int relu, float *y);
+// Batch norm backward (training-mode statistics). dy [rows][C], x the BN input.
+// dgamma, dbeta [C] overwritten; dx [rows][C] overwritten (may alias dy).
+void bs_bn_backward(const float *dy, const float *x, size_t rows, int C, const float *gamma,
+                    const float *mean, const float *invstd, float *dgamma, float *dbeta,
+                    float *dx);
+
+// Threaded elementwise helpers over n floats.
+void bs_op_relu(const float *x, size_t n, float *y);
+void bs_op_relu_backward(const float *y, const float *dy, size_t n, float *dx);
+void bs_op_add_relu(const float *a, const float *b, size_t n, float *y);
+void bs_op_add(const float *a, const float *b, size_t n, float *y);
+
+// Linear: x [N][In], w [Out][In], b [Out] -> y [N][Out].
+void bs_linear_forward(const float *x, int N, int In, int Out, const float *w, const float *b,
+                       float *y);
+// dy [N][Out] -> dw [Out][In], db [Out] (overwritten), dx [N][In] (overwritten, may be NULL).
+void bs_linear_backward(const float *x, int N, int In, int Out, const float *w, const float *dy,
+                        float *dw, float *db, float *dx);
+
+// Softmax cross-entropy, mean over the batch.
+// logits [N][K], labels [N] -> probs [N][K] (may be NULL), dlogits [N][K] (may be NULL:
+// (probs - onehot)/N), returns the mean loss; *correct (may be NULL) = number of argmax hits.
+double bs_softmax_xent(const float *logits, const int32_t *labels, int N, int K, float *probs,
+                       float *dlogits, int *correct);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

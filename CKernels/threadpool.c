@@ -1,0 +1,109 @@
+// The process-wide thread pool: (threads - 1) workers plus the calling thread.
+// bs_parallel_for hands out task indices from an atomic counter; callers make results depend
+// on the task index only (fixed partitions, per-task partial sums reduced in task order), so
+// a fixed thread count gives bit-identical results run to run.
+#include "ckernels.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+extern void openblas_set_num_threads(int);
+
+#define BS_MAX_THREADS 64
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;   // one parallel_for at a time
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
+static int nthreads = 0;        // configured
+static int nworkers = 0;        // started
+static unsigned long generation = 0;
+static void (*job_fn)(void *, int, int);
+static void *job_ctx;
+static int job_ntasks;
+static atomic_int next_task;
+static int busy_workers;
+
+static void run_tasks(void) {
+  for (;;) {
+    int t = atomic_fetch_add(&next_task, 1);
+    if (t >= job_ntasks) break;
+    job_fn(job_ctx, t, job_ntasks);
+  }
+}
+
+static void *worker_main(void *arg) {
+  (void)arg;
+  unsigned long seen = 0;
+  pthread_mutex_lock(&mu);
+  for (;;) {
+    while (generation == seen) pthread_cond_wait(&work_cv, &mu);
+    seen = generation;
+    pthread_mutex_unlock(&mu);
+    run_tasks();
+    pthread_mutex_lock(&mu);
+    if (--busy_workers == 0) pthread_cond_signal(&done_cv);
+  }
+  return NULL;
+}
+
+static int default_threads(void) {
+  const char *env = getenv("BLOCKSCOPE_THREADS");
+  if (env && atoi(env) > 0) return atoi(env);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+void bs_set_threads(int n) {
+  if (n < 1) n = 1;
+  if (n > BS_MAX_THREADS) n = BS_MAX_THREADS;
+  pthread_mutex_lock(&pool_lock);
+  nthreads = n;
+  pthread_mutex_unlock(&pool_lock);
+}
+
+int bs_threads(void) {
+  pthread_mutex_lock(&pool_lock);
+  if (nthreads == 0) nthreads = default_threads();
+  int n = nthreads;
+  pthread_mutex_unlock(&pool_lock);
+  return n;
+}
+
+void bs_parallel_for(int ntasks, void (*fn)(void *ctx, int task, int ntasks), void *ctx) {
+  if (ntasks <= 0) return;
+  pthread_mutex_lock(&pool_lock);
+  if (nthreads == 0) nthreads = default_threads();
+  static int blas_single = 0;
+  if (!blas_single) {
+    openblas_set_num_threads(1);
+    blas_single = 1;
+  }
+  const int want_workers = (ntasks < nthreads ? ntasks : nthreads) - 1;
+  if (want_workers <= 0) {
+    for (int t = 0; t < ntasks; t++) fn(ctx, t, ntasks);
+    pthread_mutex_unlock(&pool_lock);
+    return;
+  }
+  while (nworkers < nthreads - 1) {   // workers are started once and live for the process
+    pthread_t th;
+    if (pthread_create(&th, NULL, worker_main, NULL) != 0) break;
+    pthread_detach(th);
+    nworkers++;
+  }
+  pthread_mutex_lock(&mu);
+  job_fn = fn;
+  job_ctx = ctx;
+  job_ntasks = ntasks;
+  atomic_store(&next_task, 0);
+  busy_workers = nworkers;
+  generation++;
+  pthread_cond_broadcast(&work_cv);
+  pthread_mutex_unlock(&mu);
+  run_tasks();
+  pthread_mutex_lock(&mu);
+  while (busy_workers > 0) pthread_cond_wait(&done_cv, &mu);
+  pthread_mutex_unlock(&mu);
+  pthread_mutex_unlock(&pool_lock);
+}

@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "Blockscope",
+  products: [
+    .executable(name: "blockscope-engine", targets: ["blockscope-engine"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+  ],
+  targets: [
+    // The hot loops in C: im2col, batch norm, elementwise, SGD, augmentation, and the threaded
+    // layer ops over single-threaded OpenBLAS sgemm. Always optimised, even in debug builds:
+    // the test suite trains small nets through it.
+    .target(
+      name: "CKernels",
+      path: "CKernels",
+      exclude: ["kernels.inc"],
+      publicHeadersPath: "include",
+      cSettings: [.unsafeFlags(["-O3", "-std=gnu11", "-Wall", "-Wno-unknown-pragmas"])],
+      linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("pthread"), .linkedLibrary("m")]
+    ),
+    .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
+    .target(
+      name: "Engine",
+      dependencies: ["CKernels", "CZlib"]
+    ),
+    .executableTarget(
+      name: "blockscope-engine",
+      dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+    ),
+    .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+    .testTarget(name: "EngineTests", dependencies: ["Engine", "CKernels"]),
+  ]
+)

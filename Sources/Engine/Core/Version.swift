@@ -1,0 +1,1 @@
+public let blockscopeEngineVersion = "0.1.0"
