@@ -1,0 +1,94 @@
+import ArgumentParser
+import CKernels
+import Engine
+import Foundation
+
+/// tools/bench-train: training (B=128) and inference (B=256) images/s of the reference models
+/// on 32x32x3, median of timed steps after warm-up, beside the sgemm throughput of this
+/// machine measured in the same run.
+struct BenchTrainCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench-train", abstract: "Benchmark training and inference throughput.")
+
+  @Flag(help: "One JSON object per line instead of a table.") var json = false
+  @Option(help: "Timed steps per measurement (median reported).") var steps = 10
+  @Option(help: "Warm-up steps before timing.") var warmup = 3
+  @Option(help: "Comma-separated subset of resnet20-k1,resnet56-k1,resnet20-k2.")
+  var models = "resnet20-k1,resnet56-k1,resnet20-k2"
+  @Option(help: "Threads (default: all cores).") var threads: Int?
+
+  func validate() throws {
+    guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps >= 1, --warmup >= 0") }
+  }
+
+  static let known: [String: ResNetConfig] = [
+    "resnet20-k1": ResNetConfig(depth: 20, widthMultiplier: 1),
+    "resnet56-k1": ResNetConfig(depth: 56, widthMultiplier: 1),
+    "resnet20-k2": ResNetConfig(depth: 20, widthMultiplier: 2),
+  ]
+
+  func run() throws {
+    if let threads { bs_set_threads(Int32(threads)) }
+    let names = models.split(separator: ",").map(String.init)
+    for n in names where Self.known[n] == nil { throw ValidationError("unknown model \(n)") }
+    let sgemm = bs_sgemm_probe_gflops(1024, 8)
+    let isa = String(cString: bs_isa_name(bs_active_isa()))
+    if !json {
+      print("sgemm (\(bs_threads()) threads x single-threaded 1024^3): \(String(format: "%.1f", sgemm)) GFLOP/s; kernels: \(isa)")
+      print("model        mode   batch   images/s   ms/step   GFLOP/s   share of sgemm")
+    }
+    for name in names {
+      let cfg = Self.known[name]!
+      for (mode, batch) in [("train", 128), ("infer", 256)] {
+        let net = try ResNet(config: cfg, seed: 1)
+        let times = try measure(net, mode: mode, batch: batch)
+        let median = times.sorted()[times.count / 2]
+        let ips = Double(batch) / median
+        let flopsPerImage = Double(2 * cfg.forwardMACs) * (mode == "train" ? 3 : 1)
+        let achieved = ips * flopsPerImage * 1e-9
+        if json {
+          print("{\"model\":\"\(name)\",\"mode\":\"\(mode)\",\"batch\":\(batch),\"images_per_s\":\(String(format: "%.1f", ips)),\"achieved_gflops\":\(String(format: "%.2f", achieved)),\"sgemm_gflops\":\(String(format: "%.2f", sgemm)),\"threads\":\(bs_threads()),\"isa\":\"\(isa)\"}")
+        } else {
+          print(String(format: "%-12@ %-6@ %5d   %8.1f   %7.1f   %7.1f   %5.1f%%", name, mode, batch, ips,
+                       median * 1000, achieved, 100 * achieved / sgemm))
+        }
+        fflush(nil)
+      }
+    }
+  }
+
+  private func measure(_ net: ResNet, mode: String, batch: Int) throws -> [Double] {
+    let cfg = net.config, k = cfg.numClasses
+    var rng = RandomSource(seed: 7)
+    let labels = (0..<batch).map { _ in Int32(rng.below(k)) }
+    var times: [Double] = []
+    if mode == "train" {
+      let input = net.trainingInput(capacity: batch)
+      for i in 0..<(batch * cfg.inputHeight * cfg.inputWidth * cfg.inputChannels) {
+        input[i] = Float(rng.uniform())
+      }
+      for s in 0..<(warmup + steps) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let logits = net.forwardTrain(n: batch)
+        _ = bs_softmax_xent(logits, labels, Int32(batch), Int32(k), nil, net.logitGradient, nil)
+        net.backward()
+        for p in net.parameters {
+          bs_sgd_momentum(p.value.data, p.momentum.data, p.grad.data, p.value.count, 0.01, 0.9,
+                          p.decay ? 5e-4 : 0)
+        }
+        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        if s >= warmup { times.append(dt) }
+      }
+    } else {
+      let input = Tensor([batch, cfg.inputHeight, cfg.inputWidth, cfg.inputChannels])
+      for i in 0..<input.count { input[i] = Float(rng.uniform()) }
+      for s in 0..<(warmup + steps) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        _ = try net.infer(input.data, n: batch)
+        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        if s >= warmup { times.append(dt) }
+      }
+    }
+    return times
+  }
+}

@@ -1,0 +1,101 @@
+import ArgumentParser
+import CKernels
+import Engine
+import Foundation
+
+struct ModelOptions: ParsableArguments {
+  @Option(help: "Depth 6n+2: 8, 14, 20, 26, 32, 38, 44, 56, 110, 164, ...")
+  var depth = 20
+  @Option(help: "Width multiplier k (stage channels 16k, 32k, 64k; fractional allowed).")
+  var width = 1.0
+  @Flag(help: "Plain network (no residual connections).")
+  var plain = false
+
+  func validate() throws {
+    guard depth >= 8, (depth - 2) % 6 == 0 else {
+      throw ValidationError("--depth \(depth) is not 6n+2 (8, 14, 20, ...)")
+    }
+    guard width > 0, width <= 64 else { throw ValidationError("--width must be in (0, 64]") }
+  }
+}
+
+struct TrainCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train", abstract: "Train a ResNet and print its test accuracy after each epoch.")
+
+  @OptionGroup var model: ModelOptions
+  @Option(help: "cifar10, cifar100, fashion-mnist or synthetic.")
+  var dataset = "fashion-mnist"
+  @Option(help: "Dataset directory (default for fashion-mnist: /usr/share/datasets/fashion-mnist).")
+  var dataPath: String?
+  @Option(help: "Fraction of the training set, in (0, 1].")
+  var fraction = 1.0
+  @Flag(help: "Stratified subset (equal share per class) instead of the first fraction.")
+  var stratified = false
+  @Option var epochs = 30
+  @Option(name: .customLong("batch-size")) var batchSize = 128
+  @Option(name: .customLong("lr")) var learningRate = 0.05
+  @Option(name: .customLong("weight-decay")) var weightDecay = 5e-4
+  @Option(name: .customLong("warmup-epochs")) var warmupEpochs = 0.0
+  @Flag(name: .customLong("no-augment")) var noAugment = false
+  @Option var seed: UInt64 = 0
+  @Option(help: "Threads (default: all cores).") var threads: Int?
+  @Option(help: "Save a checkpoint here after every epoch.") var checkpoint: String?
+
+  func validate() throws {
+    guard fraction > 0, fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
+    guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
+    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+    guard learningRate > 0 else { throw ValidationError("--lr must be positive") }
+    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+  }
+
+  func run() throws {
+    if let threads { bs_set_threads(Int32(threads)) }
+    if let warning = bs_isa_override_error() { printError(String(cString: warning)) }
+    let spec = DataSpec(dataset: dataset, fraction: fraction,
+                        subset: stratified ? .stratified : .first, path: dataPath)
+    let splits: DatasetSplits
+    do { splits = try DatasetLoader.load(spec) } catch {
+      throw CleanExit.message("error: \(error)")
+    }
+    let cfg = ResNetConfig(depth: model.depth, widthMultiplier: model.width, residual: !model.plain,
+                           inputHeight: splits.train.height, inputWidth: splits.train.width,
+                           inputChannels: splits.train.channels, numClasses: splits.train.numClasses)
+    let net = try ResNet(config: cfg, seed: seed)
+    let tc = TrainConfig(epochs: epochs, batchSize: batchSize, learningRate: learningRate,
+                         weightDecay: weightDecay, warmupEpochs: warmupEpochs,
+                         augment: !noAugment, seed: seed)
+    let trainer = try Trainer(model: net, config: tc, data: splits)
+    print("\(cfg.name) on \(dataset): \(splits.train.count) training / \(splits.test.count) test images, "
+          + "\(epochs) epochs, batch \(batchSize), lr \(learningRate), \(bs_threads()) threads, "
+          + "kernels \(String(cString: bs_isa_name(bs_active_isa())))")
+    let line = ProgressLine()
+    let started = Date()
+    try trainer.run(progress: { p in
+      switch p.phase {
+      case .step:
+        line.update(String(format: "epoch %d/%d %@ %4d/%d  loss %.4f  acc %5.1f%%  %.0f img/s",
+                           p.epoch, p.epochs, ProgressLine.bar(Double(p.step) / Double(p.stepsPerEpoch)),
+                           p.step, p.stepsPerEpoch, p.loss, 100 * p.accuracy, p.imagesPerSecond))
+      case .evaluating:
+        line.update("epoch \(p.epoch)/\(p.epochs) evaluating on the test set...", force: true)
+      case .epochEnd(let r):
+        line.finish(String(format: "epoch %3d/%d  train loss %.4f acc %5.2f%%  test loss %.4f acc %5.2f%%  lr %.4f  %.1f s  %.0f img/s",
+                           r.epoch, p.epochs, r.trainLoss, 100 * r.trainAccuracy, r.testLoss,
+                           100 * r.testAccuracy, r.learningRate, r.seconds, r.imagesPerSecond))
+      }
+    }, onEpoch: { _ in
+      if let path = checkpoint {
+        try ModelState.checkpoint(of: trainer, data: spec).save(to: path)
+      }
+    })
+    let final = trainer.history.last!
+    print(String(format: "test accuracy: %.2f%% (%@, %d epochs, %.0f s)", 100 * final.testAccuracy,
+                 cfg.name, epochs, Date().timeIntervalSince(started)))
+  }
+}
+
+func printError(_ s: String) {
+  FileHandle.standardError.write(Data((s + "\n").utf8))
+}

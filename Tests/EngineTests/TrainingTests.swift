@@ -1,0 +1,167 @@
+import CKernels
+import XCTest
+
+@testable import Engine
+
+/// Training end to end on small crafted data: it learns, it is deterministic, the schedule and
+/// representation names are as specified.
+final class TrainingTests: XCTestCase {
+  /// Four classes told apart by which quadrant of an 8x8 image is bright, plus noise.
+  static func quadrants(count: Int, seed: UInt64) -> Dataset {
+    var rng = RandomSource(seed: seed)
+    var px = [UInt8](), labels = [Int32]()
+    for i in 0..<count {
+      let label = i % 4
+      for y in 0..<8 {
+        for x in 0..<8 {
+          let q = (y / 4) * 2 + (x / 4)
+          for _ in 0..<3 {
+            let base = q == label ? 170.0 : 60.0
+            px.append(UInt8(max(0, min(255, base + rng.normal() * 40))))
+          }
+        }
+      }
+      labels.append(Int32(label))
+    }
+    return Dataset(name: "quadrants", height: 8, width: 8, channels: 3, numClasses: 4,
+                   pixels: px, labels: labels)
+  }
+
+  static let tinyConfig = ResNetConfig(depth: 8, widthMultiplier: 0.5, inputHeight: 8,
+                                       inputWidth: 8, inputChannels: 3, numClasses: 4)
+
+  func testLearnsQuadrants() throws {
+    // No augmentation: a 4-pixel crop shift would move the bright quadrant of an 8x8 image.
+    let data = DatasetSplits(train: Self.quadrants(count: 512, seed: 1),
+                             test: Self.quadrants(count: 256, seed: 2))
+    let net = try ResNet(config: Self.tinyConfig, seed: 3)
+    let trainer = try Trainer(model: net, config: TrainConfig(epochs: 4, batchSize: 32, learningRate: 0.05, augment: false, seed: 3),
+                              data: data)
+    var steps = 0
+    try trainer.run(progress: { p in if case .step = p.phase { steps += 1 } })
+    XCTAssertEqual(steps, 4 * 16)
+    XCTAssertEqual(trainer.history.count, 4)
+    XCTAssertGreaterThan(trainer.history.last!.testAccuracy, 0.9, "history: \(trainer.history)")
+    XCTAssertLessThan(trainer.history.last!.trainLoss, trainer.history.first!.trainLoss)
+  }
+
+  func weights(after epochs: Int, seed: UInt64, threads: Int32) throws -> [[Float]] {
+    bs_set_threads(threads)
+    defer { bs_set_threads(2) }
+    let data = DatasetSplits(train: Self.quadrants(count: 200, seed: 1),
+                             test: Self.quadrants(count: 40, seed: 2))
+    let net = try ResNet(config: Self.tinyConfig, seed: seed)
+    let trainer = try Trainer(model: net, config: TrainConfig(epochs: epochs, batchSize: 32, seed: seed), data: data)
+    try trainer.run()
+    return net.parameters.map { $0.value.array } + net.buffers.map { $0.1.array }
+  }
+
+  func testSameSeedAndThreadsGiveBitIdenticalWeights() throws {
+    for threads: Int32 in [1, 2] {
+      let a = try weights(after: 2, seed: 5, threads: threads)
+      let b = try weights(after: 2, seed: 5, threads: threads)
+      XCTAssertEqual(a, b, "threads \(threads)")
+    }
+    let c = try weights(after: 2, seed: 6, threads: 2)
+    XCTAssertNotEqual(try weights(after: 2, seed: 5, threads: 2), c, "different seeds must differ")
+  }
+
+  func testResumingAtAnEpochBoundaryMatchesAnUninterruptedRun() throws {
+    bs_set_threads(2)
+    let data = DatasetSplits(train: Self.quadrants(count: 200, seed: 1),
+                             test: Self.quadrants(count: 40, seed: 2))
+    let config = TrainConfig(epochs: 3, batchSize: 32, seed: 9)
+    let full = try ResNet(config: Self.tinyConfig, seed: 9)
+    try Trainer(model: full, config: config, data: data).run()
+
+    let part = try ResNet(config: Self.tinyConfig, seed: 9)
+    let first = try Trainer(model: part, config: config, data: data)
+    XCTAssertThrowsError(try first.run(onEpoch: { r in if r.epoch == 2 { throw TrainingCancelled(epochsCompleted: 2) } }))
+    XCTAssertEqual(first.epochsCompleted, 2)
+    let second = try Trainer(model: part, config: config, data: data)
+    second.restoreHistory(first.history)
+    try second.run()
+    XCTAssertEqual(second.history.count, 3)
+    XCTAssertEqual(part.parameters.map { $0.value.array }, full.parameters.map { $0.value.array })
+  }
+
+  func testCancellationStopsBeforeTheNextStep() throws {
+    let data = DatasetSplits(train: Self.quadrants(count: 200, seed: 1), test: Self.quadrants(count: 40, seed: 2))
+    let trainer = try Trainer(model: try ResNet(config: Self.tinyConfig, seed: 1),
+                              config: TrainConfig(epochs: 2, batchSize: 32), data: data)
+    var steps = 0
+    XCTAssertThrowsError(try trainer.run(progress: { p in if case .step = p.phase { steps += 1 } },
+                                         shouldStop: { steps >= 3 })) { error in
+      XCTAssertTrue(error is TrainingCancelled)
+    }
+    XCTAssertEqual(steps, 3)
+  }
+
+  func testMismatchedDatasetIsRefused() throws {
+    let data = DatasetSplits(train: Self.quadrants(count: 10, seed: 1), test: Self.quadrants(count: 10, seed: 2))
+    var cfg = Self.tinyConfig
+    cfg.numClasses = 10
+    XCTAssertThrowsError(try Trainer(model: try ResNet(config: cfg, seed: 1), config: TrainConfig(), data: data)) { e in
+      XCTAssertTrue("\(e)".contains("10"), "\(e)")
+    }
+  }
+
+  func testCosineScheduleWithWarmup() {
+    let s = LearningRateSchedule(base: 0.1, totalSteps: 110, warmupSteps: 10)
+    XCTAssertEqual(s.rate(at: 0), 0.01, accuracy: 1e-12)
+    XCTAssertEqual(s.rate(at: 9), 0.1, accuracy: 1e-12)
+    XCTAssertEqual(s.rate(at: 10), 0.1, accuracy: 1e-12)
+    XCTAssertEqual(s.rate(at: 60), 0.05, accuracy: 1e-12)
+    XCTAssertEqual(s.rate(at: 110), 0, accuracy: 1e-12)
+  }
+
+  func testRepresentationNamesAndCounts() {
+    for n in [1, 3, 9, 27] {
+      let res = ResNetConfig(depth: 6 * n + 2)
+      let plain = ResNetConfig(depth: 6 * n + 2, residual: false)
+      XCTAssertEqual(res.representations.count, 21 * n + 9)
+      XCTAssertEqual(plain.representations.count, 18 * n + 7)
+      XCTAssertEqual(Set(res.representations.map(\.name)).count, res.representations.count)
+    }
+    let names = ResNetConfig(depth: 20).representations.map(\.name)
+    for expected in ["input", "stem.relu", "s2.b3.conv1", "s2.b3.bn2", "s2.b3.add", "s2.b3.out",
+                     "s2.b1.shortcut", "pool", "logits", "probs"] {
+      XCTAssertTrue(names.contains(expected), expected)
+    }
+    XCTAssertEqual(ResNetConfig(depth: 20, widthMultiplier: 0.5).stageChannels, [8, 16, 32])
+    XCTAssertEqual(ResNetConfig(depth: 20, widthMultiplier: 1.5).stageChannels, [24, 48, 96])
+    XCTAssertThrowsError(try ResNetConfig(depth: 21).validate())
+  }
+
+  /// Inference taps: every representation arrives once, in order, with its shape; the
+  /// separately tapped path gives the same logits as the fused one; bypassing a block whose
+  /// residual branch outputs zero changes nothing.
+  func testInferenceTapsAndBlockBypass() throws {
+    let cfg = ResNetConfig(depth: 14, widthMultiplier: 0.5, inputHeight: 8, inputWidth: 8,
+                           inputChannels: 3, numClasses: 4)
+    let net = try ResNet(config: cfg, seed: 4)
+    let n = 5
+    let x = Tensor([n, 8, 8, 3])
+    var rng = RandomSource(seed: 1)
+    for i in 0..<x.count { x[i] = Float(rng.uniform()) }
+    var seen: [String] = []
+    let tapped = try net.infer(x.data, n: n, tap: { r, p in
+      seen.append(r.name)
+      XCTAssertTrue(p[r.features * n - 1].isFinite)
+    })
+    XCTAssertEqual(seen, cfg.representations.map(\.name))
+    let fused = try net.infer(x.data, n: n)
+    XCTAssertEqual(tapped, fused)
+    // Zero the last BN of s1.b2's branch: the block's output equals relu(input) = input.
+    let block = net.blocks.first { $0.spec.name == "s1.b2" }!
+    block.bn2.gamma.value.zero()
+    block.bn2.beta.value.zero()
+    let zeroed = try net.infer(x.data, n: n)
+    let bypassed = try net.infer(x.data, n: n, skip: ["s1.b2"])
+    XCTAssertEqual(zeroed, bypassed)
+    XCTAssertThrowsError(try net.infer(x.data, n: n, skip: ["s2.b1"])) { e in
+      XCTAssertTrue("\(e)".contains("projection"), "\(e)")
+    }
+    XCTAssertThrowsError(try net.infer(x.data, n: n, skip: ["s9.b1"]))
+  }
+}
