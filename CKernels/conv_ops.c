@@ -34,8 +34,28 @@ static int chunk_images(const bs_conv_shape *s) {
 typedef struct {
   const bs_conv_shape *s;
   const float *x, *w, *bias, *dy;
+  const float *w_flipped;   // [Ci][KH][KW][Co], for backward-data as a forward convolution
   float *y, *dw_partial, *db_partial, *dx;
 } conv_ctx;
+
+// A stride-1 "same" convolution's backward-data is itself a stride-1 "same" convolution of dy
+// with the spatially flipped, channel-transposed kernel. Computing it that way reuses the
+// forward path (im2col of dy, one sgemm with K = KH*KW*Co) instead of a K = Co sgemm into a
+// big column buffer followed by a col2im scatter: fewer bytes moved, a better sgemm shape.
+static int backward_data_as_forward(const bs_conv_shape *s) {
+  return s->stride == 1 && s->KH == s->KW && s->pad == (s->KH - 1) / 2 && (s->KH % 2) == 1 &&
+         !is_pointwise(s);
+}
+
+// w: [Co][KH][KW][Ci] -> wf: [Ci][KH][KW][Co] with wf[ci][ky][kx][co] = w[co][KH-1-ky][KW-1-kx][ci]
+static void flip_kernel(const bs_conv_shape *s, const float *w, float *wf) {
+  for (int co = 0; co < s->Co; co++)
+    for (int ky = 0; ky < s->KH; ky++)
+      for (int kx = 0; kx < s->KW; kx++)
+        for (int ci = 0; ci < s->Ci; ci++)
+          wf[(((size_t)ci * s->KH + (s->KH - 1 - ky)) * s->KW + (s->KW - 1 - kx)) * s->Co + co] =
+              w[(((size_t)co * s->KH + ky) * s->KW + kx) * s->Ci + ci];
+}
 
 // y[n0:n1] = im2col(x[n0:n1]) * W^T (+ bias)
 static void conv_forward_task(void *p, int t, int ntasks) {
@@ -114,6 +134,15 @@ static void conv_backward_task(void *p, int t, int ntasks) {
       // dx [M x Ci] = dy [M x Co] * W [Co x Ci]
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m * rows, K, s->Co, 1.0f, dy,
                   s->Co, c->w, K, 0.0f, dx, K);
+    } else if (c->w_flipped) {
+      // dx [M x Ci] = im2col(dy) [M x KH*KW*Co] * Wf^T [KH*KW*Co x Ci]
+      const int Kt = s->KH * s->KW * s->Co;
+      float *dcol = bs_scratch(1, (size_t)m * rows * Kt);
+      for (int i = 0; i < m; i++)
+        bs_im2col(dy + (size_t)i * out_img, s->OH, s->OW, s->Co, s->KH, s->KW, 1, s->pad,
+                  dcol + (size_t)i * rows * Kt);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m * rows, s->Ci, Kt, 1.0f, dcol, Kt,
+                  c->w_flipped, Kt, 0.0f, dx, s->Ci);
     } else {
       float *dcol = bs_scratch(1, (size_t)m * rows * K);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m * rows, K, s->Co, 1.0f, dy,
@@ -140,9 +169,15 @@ void bs_conv_backward(const bs_conv_shape *s, const float *x, const float *w, co
   float *db_partial = !dbias ? NULL
                       : ntasks == 1 ? dbias
                                     : malloc((size_t)ntasks * s->Co * sizeof(float));
-  conv_ctx c = {.s = s, .x = x, .w = w, .dy = dy, .dw_partial = dw_partial,
-                .db_partial = db_partial, .dx = dx};
+  float *w_flipped = NULL;
+  if (dx && backward_data_as_forward(s)) {
+    w_flipped = malloc((size_t)s->Co * K * sizeof(float));
+    flip_kernel(s, w, w_flipped);
+  }
+  conv_ctx c = {.s = s, .x = x, .w = w, .dy = dy, .w_flipped = w_flipped,
+                .dw_partial = dw_partial, .db_partial = db_partial, .dx = dx};
   bs_parallel_for(ntasks, conv_backward_task, &c);
+  free(w_flipped);
   if (ntasks > 1) {   // reduce in task order: deterministic for a fixed thread count
     memcpy(dw, dw_partial, (size_t)s->Co * K * sizeof(float));
     for (int t = 1; t < ntasks; t++) bs_add(dw, dw_partial + (size_t)t * s->Co * K, s->Co * K, dw);

@@ -165,3 +165,48 @@ final class TrainingTests: XCTestCase {
     XCTAssertThrowsError(try net.infer(x.data, n: n, skip: ["s9.b1"]))
   }
 }
+
+/// A trained model through a checkpoint file and back: same predictions; resumed training
+/// from the checkpoint equals the uninterrupted run.
+final class ModelCheckpointTests: XCTestCase {
+  func testCheckpointRoundTripAndResume() throws {
+    bs_set_threads(2)
+    let data = DatasetSplits(train: TrainingTests.quadrants(count: 160, seed: 1),
+                             test: TrainingTests.quadrants(count: 40, seed: 2))
+    let spec = DataSpec(dataset: "quadrants")
+    let config = TrainConfig(epochs: 3, batchSize: 32, seed: 4)
+    let full = try ResNet(config: TrainingTests.tinyConfig, seed: 4)
+    try Trainer(model: full, config: config, data: data).run()
+
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bs-ckpt-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let path = dir.appendingPathComponent("m.bsckpt").path
+
+    let part = try ResNet(config: TrainingTests.tinyConfig, seed: 4)
+    let first = try Trainer(model: part, config: config, data: data)
+    XCTAssertThrowsError(try first.run(onEpoch: { r in
+      try ModelState.checkpoint(of: first, data: spec).save(to: path)
+      if r.epoch == 2 { throw TrainingCancelled(epochsCompleted: 2) }
+    }))
+    let ckpt = try Checkpoint.load(from: path)
+    XCTAssertEqual(ckpt.epochsCompleted, 2)
+    let restored = try ModelState.model(from: ckpt, source: path)
+    let x = Tensor([4, 8, 8, 3])
+    for i in 0..<x.count { x[i] = Float(i % 7) / 7 }
+    XCTAssertEqual(try restored.infer(x.data, n: 4), try part.infer(x.data, n: 4))
+
+    let resumedModel = try ResNet(config: ckpt.model, seed: 999)   // seed irrelevant: state restored
+    try ModelState.restore(ckpt, into: resumedModel, optimizer: true, source: path)
+    let resumed = try Trainer(model: resumedModel, config: ckpt.training, data: data)
+    resumed.restoreHistory(ckpt.history)
+    try resumed.run()
+    XCTAssertEqual(resumedModel.parameters.map { $0.value.array }, full.parameters.map { $0.value.array })
+
+    var wrong = ckpt
+    wrong.tensors.removeAll { $0.name == "fc.weight" }
+    XCTAssertThrowsError(try ModelState.model(from: wrong, source: "x")) { e in
+      XCTAssertTrue("\(e)".contains("fc.weight"), "\(e)")
+    }
+  }
+}
