@@ -1,6 +1,7 @@
 // Batch norm over NHWC rows, threaded: per-task double partial sums reduced in task order,
 // then one elementwise pass. ReLU can be fused into the output pass.
 #include "ckernels.h"
+#include "profile.h"
 #include "scratch.h"
 #include <math.h>
 #include <stdlib.h>
@@ -65,6 +66,7 @@ static void reduce(bn_ctx *c, double *out) {
 void bs_bn_forward_train(const float *x, size_t rows, int C, const float *gamma,
                          const float *beta, float eps, float momentum, int relu,
                          float *run_mean, float *run_var, float *mean, float *invstd, float *y) {
+  BS_PROF_BEGIN;
   double *sums = malloc(2 * (size_t)C * sizeof(double));
   float *scale = malloc(2 * (size_t)C * sizeof(float)), *shift = scale + C;
   bn_ctx c = {.x = x, .rows = rows, .C = C};
@@ -90,11 +92,13 @@ void bs_bn_forward_train(const float *x, size_t rows, int C, const float *gamma,
   bs_parallel_for(row_tasks(rows), scale_shift_task, &c);
   free(sums);
   free(scale);
+  BS_PROF_END(BS_PROF_BN_FWD);
 }
 
 void bs_bn_forward_infer(const float *x, size_t rows, int C, const float *gamma,
                          const float *beta, const float *run_mean, const float *run_var,
                          float eps, int relu, float *y) {
+  BS_PROF_BEGIN;
   float *scale = malloc(2 * (size_t)C * sizeof(float)), *shift = scale + C;
   for (int ch = 0; ch < C; ch++) {
     const double is = 1.0 / sqrt((double)run_var[ch] + eps);
@@ -104,6 +108,7 @@ void bs_bn_forward_infer(const float *x, size_t rows, int C, const float *gamma,
   bn_ctx c = {.x = x, .rows = rows, .C = C, .scale = scale, .shift = shift, .relu = relu, .y = y};
   bs_parallel_for(row_tasks(rows), scale_shift_task, &c);
   free(scale);
+  BS_PROF_END(BS_PROF_BN_FWD);
 }
 
 // With xc = x - mean, xhat = xc*invstd, y = gamma*xhat + beta:
@@ -114,6 +119,7 @@ void bs_bn_forward_infer(const float *x, size_t rows, int C, const float *gamma,
 void bs_bn_backward(const float *dy, const float *x, size_t rows, int C, const float *gamma,
                     const float *mean, const float *invstd, float *dgamma, float *dbeta,
                     float *dx) {
+  BS_PROF_BEGIN;
   double *sums = malloc(2 * (size_t)C * sizeof(double));
   float *k = malloc(3 * (size_t)C * sizeof(float));
   bn_ctx c = {.x = x, .dy = dy, .mean = mean, .rows = rows, .C = C};
@@ -136,4 +142,5 @@ void bs_bn_backward(const float *dy, const float *x, size_t rows, int C, const f
   bs_parallel_for(row_tasks(rows), axpby_task, &c);
   free(sums);
   free(k);
+  BS_PROF_END(BS_PROF_BN_BWD);
 }

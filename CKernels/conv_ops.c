@@ -2,6 +2,7 @@
 // images split over the thread pool. NHWC makes the im2col matrix times W^T the output rows
 // directly; a 1x1 stride-1 convolution skips im2col altogether.
 #include "ckernels.h"
+#include "profile.h"
 #include "scratch.h"
 #include <cblas.h>
 #include <stdlib.h>
@@ -90,10 +91,12 @@ static void conv_forward_task(void *p, int t, int ntasks) {
 
 void bs_conv_forward(const bs_conv_shape *s, const float *x, const float *w, const float *bias,
                      float *y) {
+  BS_PROF_BEGIN;
   conv_ctx c = {.s = s, .x = x, .w = w, .bias = bias, .y = y};
   int ntasks = bs_threads();
   if (ntasks > s->N) ntasks = s->N;
   bs_parallel_for(ntasks, conv_forward_task, &c);
+  BS_PROF_END(BS_PROF_CONV_FWD);
 }
 
 // dW_t = sum over chunks dy^T * im2col(x);  dx = col2im(dy * W)
@@ -157,10 +160,12 @@ static void conv_backward_task(void *p, int t, int ntasks) {
 
 void bs_conv_backward(const bs_conv_shape *s, const float *x, const float *w, const float *dy,
                       float *dw, float *dbias, float *dx) {
+  BS_PROF_BEGIN;
   const size_t K = (size_t)s->KH * s->KW * s->Ci;
   if (s->N == 0) {
     memset(dw, 0, (size_t)s->Co * K * sizeof(float));
     if (dbias) memset(dbias, 0, (size_t)s->Co * sizeof(float));
+    BS_PROF_END(BS_PROF_CONV_BWD);
     return;
   }
   int ntasks = bs_threads();
@@ -188,4 +193,5 @@ void bs_conv_backward(const bs_conv_shape *s, const float *x, const float *w, co
       free(db_partial);
     }
   }
+  BS_PROF_END(BS_PROF_CONV_BWD);
 }

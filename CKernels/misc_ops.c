@@ -1,5 +1,6 @@
 // Threaded elementwise ops, the linear layer and softmax cross-entropy.
 #include "ckernels.h"
+#include "profile.h"
 #include "scratch.h"
 #include <cblas.h>
 #include <math.h>
@@ -30,10 +31,12 @@ static void elt_task(void *p, int t, int ntasks) {
 }
 
 static void elt(int kind, const float *a, const float *b, size_t n, float *y) {
+  BS_PROF_BEGIN;
   elt_ctx c = {.a = a, .b = b, .y = y, .n = n, .kind = kind};
   int nt = bs_threads();
   if (n < 65536) nt = 1;
   bs_parallel_for(nt, elt_task, &c);
+  BS_PROF_END(BS_PROF_ELTWISE);
 }
 
 void bs_op_relu(const float *x, size_t n, float *y) { elt(ELT_RELU, x, NULL, n, y); }

@@ -184,6 +184,11 @@ void bs_linear_backward(const float *x, int N, int In, int Out, const float *w, 
 double bs_softmax_xent(const float *logits, const int32_t *labels, int N, int K, float *probs,
                        float *dlogits, int *correct);
 
+// Per-op wall-clock accounting (also on with BLOCKSCOPE_PROFILE=1). enable(1) resets the
+// counters; read(op) gives op's name, seconds and calls, or -1 past the last op.
+void bs_profile_enable(int on);
+int bs_profile_read(int op, const char **name, double *seconds, long *calls);
+
 // Throughput of cblas_sgemm as the ops use it (each pool thread its own single-threaded n^3
 // sgemm, `reps` times, all at once), in GFLOP/s over the whole pool. For benchmarks.
 double bs_sgemm_probe_gflops(int n, int reps);

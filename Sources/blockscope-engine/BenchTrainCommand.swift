@@ -16,6 +16,7 @@ struct BenchTrainCommand: ParsableCommand {
   @Option(help: "Comma-separated subset of resnet20-k1,resnet56-k1,resnet20-k2.")
   var models = "resnet20-k1,resnet56-k1,resnet20-k2"
   @Option(help: "Threads (default: all cores).") var threads: Int?
+  @Flag(help: "Also print where the timed steps spent their time, per layer op.") var profile = false
 
   func validate() throws {
     guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps >= 1, --warmup >= 0") }
@@ -42,6 +43,7 @@ struct BenchTrainCommand: ParsableCommand {
       for (mode, batch) in [("train", 128), ("infer", 256)] {
         let net = try ResNet(config: cfg, seed: 1)
         let times = try measure(net, mode: mode, batch: batch)
+        if profile && !json { printProfile(steps: steps, total: times.reduce(0, +)) }
         let median = times.sorted()[times.count / 2]
         let ips = Double(batch) / median
         let flopsPerImage = Double(2 * cfg.forwardMACs) * (mode == "train" ? 3 : 1)
@@ -57,6 +59,21 @@ struct BenchTrainCommand: ParsableCommand {
     }
   }
 
+  private func printProfile(steps: Int, total: Double) {
+    var op: Int32 = 0
+    var name: UnsafePointer<CChar>?
+    var seconds = 0.0, calls = 0
+    var parts: [String] = []
+    var accounted = 0.0
+    while bs_profile_read(op, &name, &seconds, &calls) == 0 {
+      parts.append(String(format: "%@ %.1f ms", String(cString: name!), 1000 * seconds / Double(steps)))
+      accounted += seconds
+      op += 1
+    }
+    parts.append(String(format: "other %.1f ms", 1000 * (total - accounted) / Double(steps)))
+    print("    per step: " + parts.joined(separator: ", "))
+  }
+
   private func measure(_ net: ResNet, mode: String, batch: Int) throws -> [Double] {
     let cfg = net.config, k = cfg.numClasses
     var rng = RandomSource(seed: 7)
@@ -68,6 +85,7 @@ struct BenchTrainCommand: ParsableCommand {
         input[i] = Float(rng.uniform())
       }
       for s in 0..<(warmup + steps) {
+        if s == warmup && profile { bs_profile_enable(1) }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let logits = net.forwardTrain(n: batch)
         _ = bs_softmax_xent(logits, labels, Int32(batch), Int32(k), nil, net.logitGradient, nil)
@@ -83,6 +101,7 @@ struct BenchTrainCommand: ParsableCommand {
       let input = Tensor([batch, cfg.inputHeight, cfg.inputWidth, cfg.inputChannels])
       for i in 0..<input.count { input[i] = Float(rng.uniform()) }
       for s in 0..<(warmup + steps) {
+        if s == warmup && profile { bs_profile_enable(1) }
         let t0 = DispatchTime.now().uptimeNanoseconds
         _ = try net.infer(input.data, n: batch)
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
