@@ -5,6 +5,7 @@
 #include "ckernels.h"
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -33,9 +34,12 @@ static void run_tasks(void) {
   }
 }
 
+// arg: the generation current when the worker was started. A worker must only run jobs
+// published after it exists: starting from 0 instead, one started when the pool grows (after
+// jobs have run) would take the last, finished generation as new work, and its extra
+// --busy_workers could let bs_parallel_for return while another worker is still in a task.
 static void *worker_main(void *arg) {
-  (void)arg;
-  unsigned long seen = 0;
+  unsigned long seen = (unsigned long)(uintptr_t)arg;
   pthread_mutex_lock(&mu);
   for (;;) {
     while (generation == seen) pthread_cond_wait(&work_cv, &mu);
@@ -88,7 +92,8 @@ void bs_parallel_for(int ntasks, void (*fn)(void *ctx, int task, int ntasks), vo
   }
   while (nworkers < nthreads - 1) {   // workers are started once and live for the process
     pthread_t th;
-    if (pthread_create(&th, NULL, worker_main, NULL) != 0) break;
+    // generation only changes under pool_lock, which we hold.
+    if (pthread_create(&th, NULL, worker_main, (void *)(uintptr_t)generation) != 0) break;
     pthread_detach(th);
     nworkers++;
   }
