@@ -1,0 +1,454 @@
+import CKernels
+import Foundation
+import XCTest
+
+/// Every non-REF entry of kernels.inc (via bs_kernel_table) against its op's REF entry, on
+/// random data over sizes below, at and above the vector widths (8 for AVX2, 16 for AVX-512)
+/// and their multiples. Ops that are pure data movement or the same float operations in the
+/// same order (ReLU, add, im2col/col2im, average pooling, augmentation) must match bit for bit;
+/// ops where a variant uses FMA or float partial sums get a tolerance derived from the
+/// computation (comments at each check). Variants the CPU cannot run are skipped, not failed.
+final class KernelVariantTests: XCTestCase {
+  /// Every op in BS_OPS. A new op in kernels.inc fails testTableCoversEveryOp until it gets a
+  /// checker below.
+  static let knownOps: Set<String> = [
+    "bs_im2col", "bs_col2im", "bs_channel_sums", "bs_scale_shift", "bs_bn_backward_sums",
+    "bs_channel_axpby", "bs_relu", "bs_relu_backward", "bs_add_relu", "bs_add",
+    "bs_sgd_momentum", "bs_avgpool", "bs_avgpool_backward", "bs_augment",
+  ]
+  /// Below, at and above 8 and 16 lanes, and remainders of every kind after 16-channel chunks.
+  static let channelCounts = [1, 3, 7, 8, 9, 15, 16, 17, 24, 25, 32, 64]
+  static let lengths = [0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000, 1031]
+
+  func testTableCoversEveryOpWithAReferenceVariant() {
+    let all = KernelVariant.all
+    XCTAssertEqual(Set(all.map(\.op)), Self.knownOps)
+    for op in Self.knownOps {
+      XCTAssertNotNil(KernelVariant.reference(for: op), "\(op) has no REF entry")
+    }
+    var seen = Set<String>()
+    for v in all {
+      XCTAssertTrue(seen.insert("\(v.op)/\(v.isaName)").inserted, "duplicate \(v.op) \(v.isaName)")
+    }
+  }
+
+  func testDispatcherSelectsOnlySupportedISAs() {
+    XCTAssertEqual(bs_isa_supported(bs_active_isa()), 1)
+    for isa in [BS_ISA_REF, BS_ISA_AVX2, BS_ISA_AVX512] where bs_isa_supported(isa) == 0 {
+      let before = bs_active_isa()
+      XCTAssertEqual(bs_set_isa(isa), -1, "bs_set_isa accepted \(isa), which this CPU lacks")
+      XCTAssertEqual(bs_active_isa(), before)
+    }
+  }
+
+  func testAVX2VariantsMatchReference() throws { try checkVariants(of: BS_ISA_AVX2) }
+  func testAVX512VariantsMatchReference() throws { try checkVariants(of: BS_ISA_AVX512) }
+
+  private func checkVariants(of isa: bs_isa) throws {
+    let variants = KernelVariant.all.filter { $0.isa == isa }
+    guard bs_isa_supported(isa) != 0 else {
+      throw XCTSkip("this CPU cannot run \(isa): \(variants.count) \(isa) variants not checked ("
+        + variants.map(\.op).joined(separator: ", ") + ")")
+    }
+    XCTAssertFalse(variants.isEmpty, "no \(isa) variants in kernels.inc")
+    for v in variants {
+      guard let ref = KernelVariant.reference(for: v.op) else {
+        XCTFail("\(v.op) has no REF entry")
+        continue
+      }
+      check(v, against: ref)
+    }
+  }
+
+  private func check(_ v: KernelVariant, against ref: KernelVariant) {
+    switch v.op {
+    case "bs_im2col": checkIm2col(v, ref)
+    case "bs_col2im": checkCol2im(v, ref)
+    case "bs_channel_sums": checkChannelSums(v, ref)
+    case "bs_scale_shift": checkScaleShift(v, ref)
+    case "bs_bn_backward_sums": checkBnBackwardSums(v, ref)
+    case "bs_channel_axpby": checkChannelAxpby(v, ref)
+    case "bs_relu": checkRelu(v, ref)
+    case "bs_relu_backward", "bs_add_relu", "bs_add": checkBinary(v, ref)
+    case "bs_sgd_momentum": checkSgd(v, ref)
+    case "bs_avgpool", "bs_avgpool_backward": checkAvgpool(v, ref)
+    case "bs_augment": checkAugment(v, ref)
+    default: XCTFail("no checker for \(v.op) (\(v.isaName))")
+    }
+  }
+
+  // MARK: im2col / col2im: exact
+
+  /// Valid im2col shapes: H, W in 1...9, KH, KW in {1, 3}, stride 1 and 2, pad 0 and 1.
+  private func forEachIm2colShape(
+    _ body: (_ H: Int, _ W: Int, _ C: Int, _ KH: Int, _ KW: Int, _ stride: Int, _ pad: Int) -> Void
+  ) {
+    for C in Self.channelCounts {
+      for H in 1...9 {
+        for W in 1...9 {
+          for KH in [1, 3] {
+            for KW in [1, 3] {
+              for stride in [1, 2] {
+                for pad in [0, 1] where H + 2 * pad >= KH && W + 2 * pad >= KW {
+                  body(H, W, C, KH, KW, stride, pad)
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  private func checkIm2col(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(Im2colFn.self), r = ref.cast(Im2colFn.self)
+    var rng = TestRNG(seed: 11)
+    var mm = Mismatches("bs_im2col \(v.isaName)")
+    forEachIm2colShape { H, W, C, KH, KW, stride, pad in
+      let OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1
+      let n = OH * OW * KH * KW * C
+      let x = GuardedBuffer(rng.floats(H * W * C))
+      // Different fills: an element the variant forgets to write cannot match the reference.
+      let want = GuardedBuffer(count: n, fill: 7), got = GuardedBuffer(count: n, fill: -7)
+      r(x.ptr, Int32(H), Int32(W), Int32(C), Int32(KH), Int32(KW), Int32(stride), Int32(pad),
+        want.ptr)
+      f(x.ptr, Int32(H), Int32(W), Int32(C), Int32(KH), Int32(KW), Int32(stride), Int32(pad),
+        got.ptr)
+      let shape = "H\(H) W\(W) C\(C) K\(KH)x\(KW) s\(stride) p\(pad)"
+      if memcmp(want.ptr, got.ptr, n * 4) != 0 {
+        let i = (0..<n).first { want.ptr[$0].bitPattern != got.ptr[$0].bitPattern }!
+        mm.fail("\(shape): col[\(i)] = \(got.ptr[i]), want \(want.ptr[i])")
+      }
+      mm.check(got.guardsIntact, "\(shape): wrote outside col")
+    }
+    mm.report()
+  }
+
+  private func checkCol2im(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(Im2colFn.self), r = ref.cast(Im2colFn.self)
+    var rng = TestRNG(seed: 12)
+    var mm = Mismatches("bs_col2im \(v.isaName)")
+    forEachIm2colShape { H, W, C, KH, KW, stride, pad in
+      let OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1
+      let col = GuardedBuffer(rng.floats(OH * OW * KH * KW * C))
+      let dx0 = rng.floats(H * W * C)   // col2im accumulates: start from non-zero dx
+      let want = GuardedBuffer(dx0), got = GuardedBuffer(dx0)
+      r(col.ptr, Int32(H), Int32(W), Int32(C), Int32(KH), Int32(KW), Int32(stride), Int32(pad),
+        want.ptr)
+      f(col.ptr, Int32(H), Int32(W), Int32(C), Int32(KH), Int32(KW), Int32(stride), Int32(pad),
+        got.ptr)
+      let shape = "H\(H) W\(W) C\(C) K\(KH)x\(KW) s\(stride) p\(pad)"
+      if memcmp(want.ptr, got.ptr, dx0.count * 4) != 0 {
+        let i = (0..<dx0.count).first { want.ptr[$0].bitPattern != got.ptr[$0].bitPattern }!
+        mm.fail("\(shape): dx[\(i)] = \(got.ptr[i]), want \(want.ptr[i])")
+      }
+      mm.check(got.guardsIntact, "\(shape): wrote outside dx")
+    }
+    mm.report()
+  }
+
+  // MARK: batch-norm reductions: float partial sums, bounded error
+
+  static let reductionRows = Array(0...70) + [127, 128, 129, 1000]
+
+  /// The variants may sum in float over blocks of <= 64 rows before adding to the doubles
+  /// (batchnorm_avx2.c derives |error| <= 35u * sum|t|, the AVX-512 one 66u). Allowed here:
+  /// 70u * sum|t|, plus double rounding of the running sums (one 2^-53 per block and add).
+  private func reductionTolerance(absSum: Double, initial: Double, rows: Int) -> Double {
+    70 * floatU * absSum + Double(4 + rows / 16) * 0x1p-53 * (abs(initial) + absSum)
+  }
+
+  private func checkChannelSums(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(ChannelSumsFn.self), r = ref.cast(ChannelSumsFn.self)
+    var rng = TestRNG(seed: 21)
+    var mm = Mismatches("bs_channel_sums \(v.isaName)")
+    for C in Self.channelCounts {
+      for rows in Self.reductionRows {
+        let x = GuardedBuffer(rng.floats(rows * C, -1, 3))   // mean 1: sumsq far from sum^2
+        let init0 = (0..<2 * C).map { _ in Double(rng.float()) }
+        var want = init0, got = init0
+        want.withUnsafeMutableBufferPointer { w in r(x.ptr, rows, Int32(C), w.baseAddress, w.baseAddress! + C) }
+        got.withUnsafeMutableBufferPointer { g in f(x.ptr, rows, Int32(C), g.baseAddress, g.baseAddress! + C) }
+        for c in 0..<C {
+          var abs1 = 0.0, abs2 = 0.0
+          for row in 0..<rows {
+            let t = Double(x.ptr[row * C + c])
+            abs1 += abs(t)
+            abs2 += t * t
+          }
+          for (k, absSum) in [(c, abs1), (C + c, abs2)] {
+            let tol = reductionTolerance(absSum: absSum, initial: init0[k], rows: rows)
+            mm.check(abs(got[k] - want[k]) <= tol,
+                     "C\(C) rows\(rows) \(k < C ? "sum" : "sumsq")[\(c)] = \(got[k]), want \(want[k]) ± \(tol)")
+          }
+        }
+      }
+    }
+    mm.report()
+  }
+
+  private func checkBnBackwardSums(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(BnBackwardSumsFn.self), r = ref.cast(BnBackwardSumsFn.self)
+    var rng = TestRNG(seed: 22)
+    var mm = Mismatches("bs_bn_backward_sums \(v.isaName)")
+    for C in Self.channelCounts {
+      for rows in Self.reductionRows {
+        let dy = GuardedBuffer(rng.floats(rows * C))
+        let x = GuardedBuffer(rng.floats(rows * C, -1, 3))
+        let mean = GuardedBuffer(rng.floats(C, 0.5, 1.5))
+        let init0 = (0..<2 * C).map { _ in Double(rng.float()) }
+        var want = init0, got = init0
+        want.withUnsafeMutableBufferPointer { w in
+          r(dy.ptr, x.ptr, rows, Int32(C), mean.ptr, w.baseAddress, w.baseAddress! + C)
+        }
+        got.withUnsafeMutableBufferPointer { g in
+          f(dy.ptr, x.ptr, rows, Int32(C), mean.ptr, g.baseAddress, g.baseAddress! + C)
+        }
+        for c in 0..<C {
+          var abs1 = 0.0, abs2 = 0.0
+          for row in 0..<rows {
+            let g = Double(dy.ptr[row * C + c])
+            abs1 += abs(g)
+            abs2 += abs(g * (Double(x.ptr[row * C + c]) - Double(mean.ptr[c])))
+          }
+          for (k, absSum) in [(c, abs1), (C + c, abs2)] {
+            let tol = reductionTolerance(absSum: absSum, initial: init0[k], rows: rows)
+            mm.check(abs(got[k] - want[k]) <= tol,
+                     "C\(C) rows\(rows) \(k < C ? "sum_dy" : "sum_dy_xc")[\(c)] = \(got[k]), want \(want[k]) ± \(tol)")
+          }
+        }
+      }
+    }
+    mm.report()
+  }
+
+  // MARK: per-channel affine kernels: FMA rounding
+
+  static let affineRows = [0, 1, 2, 3, 7, 8, 9, 17, 64, 70]
+
+  private func checkScaleShift(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(ScaleShiftFn.self), r = ref.cast(ScaleShiftFn.self)
+    var rng = TestRNG(seed: 31)
+    var mm = Mismatches("bs_scale_shift \(v.isaName)")
+    for C in Self.channelCounts {
+      for rows in Self.affineRows {
+        for relu in [0, 1] {
+          for inPlace in [false, true] {
+            var xs = rng.floats(rows * C)
+            if rows > 0 { xs[rng.int(xs.count)] = .nan }   // NaN stays NaN, or ReLUs to 0
+            let scale = GuardedBuffer(rng.floats(C)), shift = GuardedBuffer(rng.floats(C))
+            let x = GuardedBuffer(xs), want = GuardedBuffer(count: xs.count, fill: 7)
+            let got = inPlace ? GuardedBuffer(xs) : GuardedBuffer(count: xs.count, fill: -7)
+            r(x.ptr, rows, Int32(C), scale.ptr, shift.ptr, Int32(relu), want.ptr)
+            f(UnsafePointer(inPlace ? got.ptr : x.ptr), rows, Int32(C), scale.ptr, shift.ptr,
+              Int32(relu), got.ptr)
+            for i in 0..<xs.count {
+              // Reference: fl(fl(s*x) + t); variant: fma(s, x, t). Each is within
+              // 2u(|s x| + |t|) of exact, so they differ by at most 4u(|s x| + |t|); ReLU is
+              // 1-Lipschitz. Plus the smallest normal for subnormal results.
+              let c = i % C
+              let mag = abs(Double(scale.ptr[c]) * Double(xs[i])) + abs(Double(shift.ptr[c]))
+              let tol = 4 * floatU * mag + Double(Float.leastNormalMagnitude)
+              let ok = sameFloat(got.ptr[i], want.ptr[i])
+                || abs(Double(got.ptr[i]) - Double(want.ptr[i])) <= tol
+              mm.check(ok, "C\(C) rows\(rows) relu\(relu) inPlace \(inPlace) y[\(i)] = \(got.ptr[i]), want \(want.ptr[i])")
+            }
+            mm.check(got.guardsIntact, "C\(C) rows\(rows): wrote outside y")
+          }
+        }
+      }
+    }
+    mm.report()
+  }
+
+  private func checkChannelAxpby(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(ChannelAxpbyFn.self), r = ref.cast(ChannelAxpbyFn.self)
+    var rng = TestRNG(seed: 32)
+    var mm = Mismatches("bs_channel_axpby \(v.isaName)")
+    for C in Self.channelCounts {
+      for rows in Self.affineRows {
+        for inPlace in [false, true] {
+          let dys = rng.floats(rows * C), xs = rng.floats(rows * C)
+          let k1 = GuardedBuffer(rng.floats(C)), k2 = GuardedBuffer(rng.floats(C))
+          let k3 = GuardedBuffer(rng.floats(C))
+          let dy = GuardedBuffer(dys), x = GuardedBuffer(xs)
+          let want = GuardedBuffer(count: dys.count, fill: 7)
+          let got = inPlace ? GuardedBuffer(dys) : GuardedBuffer(count: dys.count, fill: -7)
+          r(dy.ptr, x.ptr, rows, Int32(C), k1.ptr, k2.ptr, k3.ptr, want.ptr)
+          f(UnsafePointer(inPlace ? got.ptr : dy.ptr), x.ptr, rows, Int32(C), k1.ptr, k2.ptr,
+            k3.ptr, got.ptr)
+          for i in 0..<dys.count {
+            // Reference: four roundings, each within u of its partial result; variant: two
+            // FMAs. Both within 3u(|k1 dy| + |k2 x| + |k3|) of exact: allow twice that.
+            let c = i % C
+            let mag = abs(Double(k1.ptr[c]) * Double(dys[i])) + abs(Double(k2.ptr[c]) * Double(xs[i]))
+              + abs(Double(k3.ptr[c]))
+            let tol = 6 * floatU * mag + Double(Float.leastNormalMagnitude)
+            mm.check(abs(Double(got.ptr[i]) - Double(want.ptr[i])) <= tol,
+                     "C\(C) rows\(rows) inPlace \(inPlace) dx[\(i)] = \(got.ptr[i]), want \(want.ptr[i])")
+          }
+          mm.check(got.guardsIntact, "C\(C) rows\(rows): wrote outside dx")
+        }
+      }
+    }
+    mm.report()
+  }
+
+  // MARK: elementwise: exact, IEEE special values included
+
+  private func checkRelu(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(UnaryFn.self), r = ref.cast(UnaryFn.self)
+    var rng = TestRNG(seed: 41)
+    var mm = Mismatches("bs_relu \(v.isaName)")
+    for n in Self.lengths {
+      for trial in 0..<6 {
+        let inPlace = trial % 2 == 1
+        let xs = (0..<n).map { _ in rng.floatWithSpecials() }
+        let x = GuardedBuffer(xs), want = GuardedBuffer(count: n, fill: 7)
+        let got = inPlace ? GuardedBuffer(xs) : GuardedBuffer(count: n, fill: -7)
+        r(x.ptr, n, want.ptr)
+        f(UnsafePointer(inPlace ? got.ptr : x.ptr), n, got.ptr)
+        for i in 0..<n {
+          mm.check(sameFloat(got.ptr[i], want.ptr[i]),
+                   "n\(n) inPlace \(inPlace) relu(\(xs[i])) = \(got.ptr[i]), want \(want.ptr[i])")
+        }
+        mm.check(got.guardsIntact, "n\(n): wrote outside y")
+      }
+    }
+    mm.report()
+  }
+
+  /// bs_relu_backward (y, dy -> dx), bs_add_relu and bs_add (a, b -> y): exact, including
+  /// in place on either input.
+  private func checkBinary(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(BinaryFn.self), r = ref.cast(BinaryFn.self)
+    var rng = TestRNG(seed: 42)
+    var mm = Mismatches("\(v.op) \(v.isaName)")
+    for n in Self.lengths {
+      for trial in 0..<9 {
+        let alias = trial % 3   // 0: separate output, 1: output is the first input, 2: the second
+        let aa = (0..<n).map { _ in rng.floatWithSpecials() }
+        let bb = (0..<n).map { _ in rng.floatWithSpecials() }
+        let a = GuardedBuffer(aa), b = GuardedBuffer(bb), want = GuardedBuffer(count: n, fill: 7)
+        r(a.ptr, b.ptr, n, want.ptr)
+        let got: GuardedBuffer
+        switch alias {
+        case 1:
+          got = GuardedBuffer(aa)
+          f(got.ptr, b.ptr, n, got.ptr)
+        case 2:
+          got = GuardedBuffer(bb)
+          f(a.ptr, got.ptr, n, got.ptr)
+        default:
+          got = GuardedBuffer(count: n, fill: -7)
+          f(a.ptr, b.ptr, n, got.ptr)
+        }
+        for i in 0..<n {
+          mm.check(sameFloat(got.ptr[i], want.ptr[i]),
+                   "n\(n) alias\(alias) f(\(aa[i]), \(bb[i])) = \(got.ptr[i]), want \(want.ptr[i])")
+        }
+        mm.check(got.guardsIntact, "n\(n): wrote outside the output")
+      }
+    }
+    mm.report()
+  }
+
+  // MARK: SGD: FMA rounding
+
+  private func checkSgd(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(SgdFn.self), r = ref.cast(SgdFn.self)
+    var rng = TestRNG(seed: 51)
+    var mm = Mismatches("bs_sgd_momentum \(v.isaName)")
+    for n in Self.lengths {
+      let lr = rng.float(0.001, 0.5), momentum = rng.float(0, 0.99), wd = rng.float(0, 0.01)
+      let w0 = rng.floats(n), v0 = rng.floats(n), g = GuardedBuffer(rng.floats(n))
+      let ww = GuardedBuffer(w0), wv = GuardedBuffer(v0), gw = GuardedBuffer(w0), gv = GuardedBuffer(v0)
+      r(ww.ptr, wv.ptr, g.ptr, n, lr, momentum, wd)
+      f(gw.ptr, gv.ptr, g.ptr, n, lr, momentum, wd)
+      for i in 0..<n {
+        // g' = g + wd w, v' = m v + g', w' = w - lr v'. Reference (separate multiply/add) and
+        // variant (FMAs) are each within 3u*S of the exact v', S = |m v| + |g| + |wd w|, and
+        // within 3u(|w| + |lr v'| + |lr| S) of the exact w': allow twice that.
+        let S = abs(Double(momentum) * Double(v0[i])) + abs(Double(g.ptr[i]))
+          + abs(Double(wd) * Double(w0[i]))
+        let tolV = 6 * floatU * S + Double(Float.leastNormalMagnitude)
+        let tolW = 6 * floatU * (abs(Double(w0[i])) + Double(lr) * (abs(Double(wv.ptr[i])) + S))
+          + Double(Float.leastNormalMagnitude)
+        mm.check(abs(Double(gv.ptr[i]) - Double(wv.ptr[i])) <= tolV,
+                 "n\(n) v[\(i)] = \(gv.ptr[i]), want \(wv.ptr[i])")
+        mm.check(abs(Double(gw.ptr[i]) - Double(ww.ptr[i])) <= tolW,
+                 "n\(n) w[\(i)] = \(gw.ptr[i]), want \(ww.ptr[i])")
+      }
+      mm.check(gw.guardsIntact && gv.guardsIntact, "n\(n): wrote outside w or v")
+    }
+    mm.report()
+  }
+
+  // MARK: average pooling: exact (same sums in the same order)
+
+  private func checkAvgpool(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(AvgpoolFn.self), r = ref.cast(AvgpoolFn.self)
+    let backward = v.op == "bs_avgpool_backward"
+    var rng = TestRNG(seed: 61)
+    var mm = Mismatches("\(v.op) \(v.isaName)")
+    for C in Self.channelCounts {
+      for N in [0, 1, 3] {
+        for HW in [1, 2, 7, 16, 64] {
+          let inCount = backward ? N * C : N * HW * C, outCount = backward ? N * HW * C : N * C
+          let input = GuardedBuffer(rng.floats(inCount))
+          let want = GuardedBuffer(count: outCount, fill: 7)
+          let got = GuardedBuffer(count: outCount, fill: -7)
+          r(input.ptr, Int32(N), Int32(HW), Int32(C), want.ptr)
+          f(input.ptr, Int32(N), Int32(HW), Int32(C), got.ptr)
+          if memcmp(want.ptr, got.ptr, outCount * 4) != 0 {
+            let i = (0..<outCount).first { want.ptr[$0].bitPattern != got.ptr[$0].bitPattern }!
+            mm.fail("C\(C) N\(N) HW\(HW): out[\(i)] = \(got.ptr[i]), want \(want.ptr[i])")
+          }
+          mm.check(got.guardsIntact, "C\(C) N\(N) HW\(HW): wrote outside the output")
+        }
+      }
+    }
+    mm.report()
+  }
+
+  // MARK: augmentation: exact
+
+  private func checkAugment(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(AugmentFn.self), r = ref.cast(AugmentFn.self)
+    var rng = TestRNG(seed: 71)
+    var mm = Mismatches("bs_augment \(v.isaName)")
+    var shapes: [(Int, Int, Int, Int)] = []   // H, W, C, pad
+    for H in [1, 2, 3, 5, 8] {
+      for W in [1, 2, 3, 5, 8, 9] {
+        for C in [1, 3, 8, 17] {
+          for pad in [0, 1, 2, 4] { shapes.append((H, W, C, pad)) }
+        }
+      }
+    }
+    shapes.append((32, 32, 3, 4))   // the CIFAR case
+    for (H, W, C, pad) in shapes {
+      let src = (0..<H * W * C).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+      for oy in 0...2 * pad {
+        for ox in 0...2 * pad {
+          for flip in [0, 1] {
+            let n = H * W * C
+            let want = GuardedBuffer(count: n, fill: 7), got = GuardedBuffer(count: n, fill: -7)
+            src.withUnsafeBufferPointer { s in
+              r(s.baseAddress, Int32(H), Int32(W), Int32(C), Int32(pad), Int32(oy), Int32(ox),
+                Int32(flip), want.ptr)
+              f(s.baseAddress, Int32(H), Int32(W), Int32(C), Int32(pad), Int32(oy), Int32(ox),
+                Int32(flip), got.ptr)
+            }
+            let shape = "H\(H) W\(W) C\(C) pad\(pad) at (\(oy), \(ox)) flip\(flip)"
+            if memcmp(want.ptr, got.ptr, n * 4) != 0 {
+              let i = (0..<n).first { want.ptr[$0].bitPattern != got.ptr[$0].bitPattern }!
+              mm.fail("\(shape): dst[\(i)] = \(got.ptr[i]), want \(want.ptr[i])")
+            }
+            mm.check(got.guardsIntact, "\(shape): wrote outside dst")
+          }
+        }
+      }
+    }
+    mm.report()
+  }
+}
