@@ -32,5 +32,8 @@ let package = Package(
     ),
     .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "CKernels"]),
+    // Runs the built blockscope-engine binary (a dependency, so `swift build --build-tests`
+    // builds it next to the test bundle).
+    .testTarget(name: "EngineToolTests", dependencies: ["blockscope-engine"]),
   ]
 )

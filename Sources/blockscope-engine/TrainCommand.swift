@@ -57,7 +57,8 @@ struct TrainCommand: ParsableCommand {
                         subset: stratified ? .stratified : .first, path: dataPath)
     let splits: DatasetSplits
     do { splits = try DatasetLoader.load(spec) } catch {
-      throw CleanExit.message("error: \(error)")
+      printError("error: \(error)")
+      throw ExitCode.failure
     }
     let cfg = ResNetConfig(depth: model.depth, widthMultiplier: model.width, residual: !model.plain,
                            inputHeight: splits.train.height, inputWidth: splits.train.width,

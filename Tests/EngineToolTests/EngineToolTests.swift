@@ -1,0 +1,90 @@
+import Foundation
+import XCTest
+
+/// Runs the built `blockscope-engine` binary and checks its output and exit codes.
+final class EngineToolTests: XCTestCase {
+  struct Result {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+  }
+
+  /// The executable sits next to the test bundle in the build products directory.
+  static var binary: URL {
+    let candidates = [
+      Bundle(for: EngineToolTests.self).bundleURL.deletingLastPathComponent(),
+      Bundle.main.bundleURL,
+      URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+    ].map { $0.appendingPathComponent("blockscope-engine") }
+    return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+  }
+
+  func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
+    let p = Process()
+    p.executableURL = Self.binary
+    p.arguments = args
+    var e = ProcessInfo.processInfo.environment
+    for (k, v) in env { e[k] = v }
+    p.environment = e
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let r = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                  stderr: String(decoding: r, as: UTF8.self))
+  }
+
+  override func setUpWithError() throws {
+    try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: Self.binary.path),
+                      "blockscope-engine not built at \(Self.binary.path)")
+  }
+
+  func testBadDepthIsAUsageError() throws {
+    let r = try run(["train", "--depth", "21"])
+    XCTAssertEqual(r.status, 64, r.stderr)
+    XCTAssertTrue(r.stderr.contains("6n+2"), r.stderr)
+  }
+
+  func testBadFractionIsAUsageError() throws {
+    let r = try run(["train", "--fraction", "1.5"])
+    XCTAssertEqual(r.status, 64, r.stderr)
+    XCTAssertTrue(r.stderr.contains("--fraction"), r.stderr)
+  }
+
+  func testMissingDatasetDirectoryNamesIt() throws {
+    let r = try run(["train", "--dataset", "cifar10", "--data-path", "/nonexistent/cifar-dir", "--epochs", "1"])
+    XCTAssertEqual(r.status, 1, r.stderr)
+    XCTAssertTrue(r.stderr.contains("/nonexistent/cifar-dir"), r.stderr)
+  }
+
+  func testTrainsOnSyntheticDataAndWritesACheckpoint() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bs-tool-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let ckpt = dir.appendingPathComponent("m.bsckpt").path
+    let r = try run(["train", "--dataset", "synthetic", "--depth", "8", "--width", "0.25",
+                     "--fraction", "0.04", "--epochs", "2", "--batch-size", "50",
+                     "--checkpoint", ckpt])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertTrue(r.stdout.contains("epoch   2/2"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("test accuracy:"), r.stdout)
+    XCTAssertTrue(FileManager.default.fileExists(atPath: ckpt))
+  }
+
+  func testBenchJSONHasTheDocumentedKeys() throws {
+    let r = try run(["bench-train", "--json", "--models", "resnet20-k1", "--steps", "1", "--warmup", "0"])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let lines = r.stdout.split(separator: "\n")
+    XCTAssertEqual(lines.count, 2)
+    for line in lines {
+      let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+      for key in ["model", "mode", "batch", "images_per_s", "achieved_gflops", "sgemm_gflops"] {
+        XCTAssertNotNil(obj[key], "\(key) missing in \(line)")
+      }
+      XCTAssertEqual(obj["model"] as? String, "resnet20-k1")
+    }
+  }
+}
