@@ -16,8 +16,9 @@ final class KernelVariantTests: XCTestCase {
     "bs_channel_axpby", "bs_relu", "bs_relu_backward", "bs_add_relu", "bs_add",
     "bs_sgd_momentum", "bs_avgpool", "bs_avgpool_backward", "bs_augment",
   ]
-  /// Below, at and above 8 and 16 lanes, and remainders of every kind after 16-channel chunks.
-  static let channelCounts = [1, 3, 7, 8, 9, 15, 16, 17, 24, 25, 32, 64]
+  /// Below, at and above 8 and 16 lanes, and every kind of remainder after 32- and 16-channel
+  /// chunks (40 = 32 + 8, 57 = 32 + 16 + 9).
+  static let channelCounts = [1, 3, 7, 8, 9, 15, 16, 17, 24, 25, 32, 40, 57, 64]
   static let lengths = [0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000, 1031]
 
   func testTableCoversEveryOpWithAReferenceVariant() {
