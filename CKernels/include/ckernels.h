@@ -69,6 +69,10 @@ const char *bs_isa_override_error(void);
 // bs_augment: one uint8 HWC image into float [0,1]: reflect-pad by `pad`, crop HxW at offset
 //   (oy, ox) in [0, 2*pad], optional horizontal flip. src: [H][W][C] u8 -> dst: [H][W][C] f32.
 //   pad = 0 (with oy = ox = 0, flip = 0) is the plain u8 -> float conversion.
+// bs_conv3x3_direct: direct ("implicit GEMM") 3x3 convolution of one NHWC image, pad 1,
+//   stride 1 or 2, no im2col buffer. x: [H][W][Ci], wp: the weights as packed by
+//   bs_conv3x3_direct_pack, bias: [Co] or NULL -> y: [OH][OW][Co] (overwritten),
+//   OH = (H - 1)/stride + 1, OW likewise. May use the calling thread's scratch slot 2.
 #define BS_OPS(X)                                                                                 \
   X(bs_im2col, (const float *x, int H, int W, int C, int KH, int KW, int stride, int pad,        \
                 float *col), (x, H, W, C, KH, KW, stride, pad, col))                             \
@@ -93,7 +97,10 @@ const char *bs_isa_override_error(void);
   X(bs_avgpool, (const float *x, int N, int HW, int C, float *y), (x, N, HW, C, y))               \
   X(bs_avgpool_backward, (const float *dy, int N, int HW, int C, float *dx), (dy, N, HW, C, dx))  \
   X(bs_augment, (const uint8_t *src, int H, int W, int C, int pad, int oy, int ox, int flip,     \
-                 float *dst), (src, H, W, C, pad, oy, ox, flip, dst))
+                 float *dst), (src, H, W, C, pad, oy, ox, flip, dst))                             \
+  X(bs_conv3x3_direct, (const float *x, int H, int W, int Ci, int Co, int stride,               \
+                        const float *wp, const float *bias, float *y),                           \
+    (x, H, W, Ci, Co, stride, wp, bias, y))
 
 // For each op: a function type NAME_t, the variants NAME_ref / NAME_avx2 / NAME_avx512 (an
 // ISA without its own variant is absent from kernels.inc and falls back to the next lower one)
@@ -103,6 +110,13 @@ const char *bs_isa_override_error(void);
   name##_t name##_ref, name##_avx2, name##_avx512, name;
 BS_OPS(BS_DECLARE_OP)
 #undef BS_DECLARE_OP
+
+// The packed weights of bs_conv3x3_direct (one layout for every variant): w [Co][3][3][Ci] ->
+// wp of bs_conv3x3_direct_packed_floats(Ci, Co) floats. Output channels rounded up to a
+// multiple of 8 (zero weights past Co), in blocks of 16 (the last one 8 wide if need be), each
+// block [ky][kx][ci][16 or 8]; see conv_direct_ref.c.
+size_t bs_conv3x3_direct_packed_floats(int Ci, int Co);
+void bs_conv3x3_direct_pack(const float *w, int Ci, int Co, float *wp);
 
 // The variant table built from kernels.inc, for tests and tools: one entry per (op, isa).
 typedef struct {
@@ -142,6 +156,18 @@ int bs_conv_shape_init(bs_conv_shape *s);
 // Forward: x [N][H][W][Ci], w [Co][KH][KW][Ci], bias [Co] or NULL -> y [N][OH][OW][Co].
 void bs_conv_forward(const bs_conv_shape *s, const float *x, const float *w, const float *bias,
                      float *y);
+// Convolution algorithm. GEMM: im2col + single-threaded cblas_sgemm per image chunk, every
+// shape. DIRECT: bs_conv3x3_direct for the forward pass of 3x3 pad-1 stride-1/2 convolutions
+// and the backward-data pass of 3x3 pad-1 stride-1 ones (GEMM for everything else, and for
+// the weight gradients). AUTO (default): DIRECT where it was measured faster (AVX2 kernels,
+// see conv_ops.c), GEMM otherwise. BLOCKSCOPE_CONV=auto|gemm|direct sets the initial value
+// (read once; anything else means auto, with a warning on stderr).
+enum { BS_CONV_AUTO = 0, BS_CONV_GEMM = 1, BS_CONV_DIRECT = 2, BS_CONV_ALGORITHM_COUNT = 3 };
+// Sets the algorithm for the whole process (tests, benches); out-of-range values are ignored.
+void bs_set_conv_algorithm(int algorithm);
+int bs_conv_algorithm(void);
+const char *bs_conv_algorithm_name(int algorithm);   // "auto", "gemm", "direct"
+
 // Backward. dy [N][OH][OW][Co].
 //  dw [Co][KH][KW][Ci] (overwritten), dbias [Co] (overwritten, may be NULL),
 //  dx [N][H][W][Ci] (overwritten; NULL to skip, e.g. for the first layer).
@@ -177,6 +203,13 @@ void bs_linear_forward(const float *x, int N, int In, int Out, const float *w, c
 // dy [N][Out] -> dw [Out][In], db [Out] (overwritten), dx [N][In] (overwritten, may be NULL).
 void bs_linear_backward(const float *x, int N, int In, int Out, const float *w, const float *dy,
                         float *dw, float *db, float *dx);
+
+// A batch of dataset images into a model input, threaded: image i is base[positions[i]]
+// ([H][W][C] u8) through bs_augment with (pad, oy[i], ox[i], flip[i]); oy/ox/flip may be NULL
+// (all zero: with pad 0 the plain u8 -> [0, 1] conversion). dst: [n][H][W][C] f32.
+void bs_augment_batch(const uint8_t *base, const int64_t *positions, int n, int H, int W, int C,
+                      int pad, const int32_t *oy, const int32_t *ox, const int32_t *flip,
+                      float *dst);
 
 // Softmax cross-entropy, mean over the batch.
 // logits [N][K], labels [N] -> probs [N][K] (may be NULL), dlogits [N][K] (may be NULL:

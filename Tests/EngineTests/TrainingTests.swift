@@ -210,3 +210,32 @@ final class ModelCheckpointTests: XCTestCase {
     }
   }
 }
+
+/// The threaded batch loader against the reference kernel applied image by image with the
+/// same random draws (oy, ox, flip per image, in order).
+final class BatchLoaderTests: XCTestCase {
+  func testThreadedBatchMatchesReferencePerImage() {
+    let data = TrainingTests.quadrants(count: 37, seed: 3)
+    let positions = [5, 0, 36, 12, 12, 7, 30, 1, 2, 3, 4]
+    for augment in [false, true] {
+      for threads: Int32 in [1, 2] {
+        bs_set_threads(threads)
+        let out = Tensor([positions.count, 8, 8, 3])
+        var rng = RandomSource(seed: 77)
+        BatchLoader.fill(out.data, from: data, positions: positions[...], augment: augment, rng: &rng)
+        var check = RandomSource(seed: 77)
+        var expected = [Float](repeating: 0, count: 8 * 8 * 3)
+        for (i, p) in positions.enumerated() {
+          var (oy, ox, flip) = (0, 0, 0)
+          if augment { oy = check.below(9); ox = check.below(9); flip = check.below(2) }
+          data.pixels.withUnsafeBufferPointer { px in
+            bs_augment_ref(px.baseAddress! + p * data.imageSize, 8, 8, 3, augment ? 4 : 0,
+                           Int32(oy), Int32(ox), Int32(flip), &expected)
+          }
+          XCTAssertEqual(Array(out.array[(i * 192)..<((i + 1) * 192)]), expected, "image \(i) augment \(augment) threads \(threads)")
+        }
+      }
+    }
+    bs_set_threads(2)
+  }
+}
