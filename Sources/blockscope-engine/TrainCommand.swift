@@ -32,7 +32,7 @@ struct TrainCommand: ParsableCommand {
   var fraction = 1.0
   @Flag(help: "Stratified subset (equal share per class) instead of the first fraction.")
   var stratified = false
-  @Option var epochs = 30
+  @Option(help: "Epochs (default 30; with --resume, the saved run's, or more).") var epochs: Int?
   @Option(name: .customLong("batch-size")) var batchSize = 128
   @Option(name: .customLong("lr")) var learningRate = 0.05
   @Option(name: .customLong("weight-decay")) var weightDecay = 5e-4
@@ -41,10 +41,12 @@ struct TrainCommand: ParsableCommand {
   @Option var seed: UInt64 = 0
   @Option(help: "Threads (default: all cores).") var threads: Int?
   @Option(help: "Save a checkpoint here after every epoch.") var checkpoint: String?
+  @Option(help: "Continue the run saved in this checkpoint (its model, recipe and data; --epochs may extend it). Also the default --checkpoint.")
+  var resume: String?
 
   func validate() throws {
     guard fraction > 0, fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
-    guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
+    if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
     guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
     guard learningRate > 0 else { throw ValidationError("--lr must be positive") }
     if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -53,23 +55,43 @@ struct TrainCommand: ParsableCommand {
   func run() throws {
     if let threads { bs_set_threads(Int32(threads)) }
     if let warning = bs_isa_override_error() { printError(String(cString: warning)) }
-    let spec = DataSpec(dataset: dataset, fraction: fraction,
-                        subset: stratified ? .stratified : .first, path: dataPath)
+    var saved: Checkpoint?
+    if let resume {
+      do { saved = try Checkpoint.load(from: resume) } catch {
+        printError("error: \(error)")
+        throw ExitCode.failure
+      }
+    }
+    let spec = saved?.data ?? DataSpec(dataset: dataset, fraction: fraction,
+                                       subset: stratified ? .stratified : .first, path: dataPath)
     let splits: DatasetSplits
     do { splits = try DatasetLoader.load(spec) } catch {
       printError("error: \(error)")
       throw ExitCode.failure
     }
-    let cfg = ResNetConfig(depth: model.depth, widthMultiplier: model.width, residual: !model.plain,
-                           inputHeight: splits.train.height, inputWidth: splits.train.width,
-                           inputChannels: splits.train.channels, numClasses: splits.train.numClasses)
+    let cfg = saved?.model ?? ResNetConfig(
+      depth: model.depth, widthMultiplier: model.width, residual: !model.plain,
+      inputHeight: splits.train.height, inputWidth: splits.train.width,
+      inputChannels: splits.train.channels, numClasses: splits.train.numClasses)
     let net = try ResNet(config: cfg, seed: seed)
-    let tc = TrainConfig(epochs: epochs, batchSize: batchSize, learningRate: learningRate,
+    var tc = TrainConfig(epochs: epochs ?? 30, batchSize: batchSize, learningRate: learningRate,
                          weightDecay: weightDecay, warmupEpochs: warmupEpochs,
                          augment: !noAugment, seed: seed)
+    if let saved {
+      // The recipe is the saved one; only the number of epochs may grow (the cosine schedule
+      // then stretches, so extending a run is not the same as having asked for more epochs).
+      tc = saved.training
+      tc.epochs = max(saved.training.epochs, epochs ?? saved.training.epochs)
+      try ModelState.restore(saved, into: net, optimizer: true, source: resume!)
+    }
     let trainer = try Trainer(model: net, config: tc, data: splits)
-    print("\(cfg.name) on \(dataset): \(splits.train.count) training / \(splits.test.count) test images, "
-          + "\(epochs) epochs, batch \(batchSize), lr \(learningRate), \(bs_threads()) threads, "
+    if let saved {
+      trainer.restoreHistory(saved.history)
+      print("resuming \(resume!) after epoch \(saved.epochsCompleted) of \(tc.epochs)")
+    }
+    let checkpoint = self.checkpoint ?? resume
+    print("\(cfg.name) on \(spec.dataset): \(splits.train.count) training / \(splits.test.count) test images, "
+          + "\(tc.epochs) epochs, batch \(tc.batchSize), lr \(tc.learningRate), \(bs_threads()) threads, "
           + "kernels \(String(cString: bs_isa_name(bs_active_isa())))")
     let line = ProgressLine()
     let started = Date()
@@ -93,7 +115,7 @@ struct TrainCommand: ParsableCommand {
     })
     let final = trainer.history.last!
     print(String(format: "test accuracy: %.2f%% (%@, %d epochs, %.0f s)", 100 * final.testAccuracy,
-                 cfg.name, epochs, Date().timeIntervalSince(started)))
+                 cfg.name, tc.epochs, Date().timeIntervalSince(started)))
   }
 }
 

@@ -88,3 +88,28 @@ final class EngineToolTests: XCTestCase {
     }
   }
 }
+
+extension EngineToolTests {
+  func testResumeContinuesASavedRunAndRejectsACorruptFile() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bs-resume-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let ckpt = dir.appendingPathComponent("m.bsckpt").path
+    let first = try run(["train", "--dataset", "synthetic", "--depth", "8", "--width", "0.25",
+                         "--fraction", "0.02", "--epochs", "1", "--batch-size", "50", "--checkpoint", ckpt])
+    XCTAssertEqual(first.status, 0, first.stderr)
+    let second = try run(["train", "--resume", ckpt, "--epochs", "2"])
+    XCTAssertEqual(second.status, 0, second.stderr)
+    XCTAssertTrue(second.stdout.contains("resuming"), second.stdout)
+    XCTAssertTrue(second.stdout.contains("epoch   2/2"), second.stdout)
+    XCTAssertFalse(second.stdout.contains("epoch   1/2"), "epoch 1 must not run again: \(second.stdout)")
+
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: ckpt))
+    bytes[bytes.count / 2] ^= 0xFF
+    let bad = dir.appendingPathComponent("bad.bsckpt").path
+    try bytes.write(to: URL(fileURLWithPath: bad))
+    let third = try run(["train", "--resume", bad])
+    XCTAssertEqual(third.status, 1)
+    XCTAssertTrue(third.stderr.contains("bad.bsckpt") && third.stderr.contains("checksum"), third.stderr)
+  }
+}
