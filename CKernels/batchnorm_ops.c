@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Row tasks: about 4096 rows each at least, at most one per thread.
+// Row tasks: at most one per thread, and at least ~1024 rows each (smaller ones cost more to
+// hand out than they save).
 static int row_tasks(size_t rows) {
   int t = bs_threads();
   size_t max_t = rows / 1024 + 1;
@@ -103,7 +104,7 @@ void bs_bn_forward_infer(const float *x, size_t rows, int C, const float *gamma,
   for (int ch = 0; ch < C; ch++) {
     const double is = 1.0 / sqrt((double)run_var[ch] + eps);
     scale[ch] = (float)(gamma[ch] * is);
-    shift[ch] = (float)(beta[ch] - run_mean[ch] * gamma[ch] * is);
+    shift[ch] = (float)(beta[ch] - (double)run_mean[ch] * gamma[ch] * is);
   }
   bn_ctx c = {.x = x, .rows = rows, .C = C, .scale = scale, .shift = shift, .relu = relu, .y = y};
   bs_parallel_for(row_tasks(rows), scale_shift_task, &c);
