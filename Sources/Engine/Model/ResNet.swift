@@ -277,6 +277,17 @@ public final class ResNet: @unchecked Sendable {
       guard tapping, let r = repIndex[name] else { return false }
       return wants?(r) ?? true
     }
+    // BN then ReLU into y: fused, unless the BN output itself is tapped.
+    func bnThenReLU(_ bn: BatchNorm, _ x: UnsafeMutablePointer<Float>, rows: Int,
+                    tapping name: String, into y: UnsafeMutablePointer<Float>) {
+      if wanted(name) {
+        bn.forwardInfer(x, rows: rows, relu: false, into: y)
+        emit(name, y)
+        bs_op_relu(y, rows * bn.channels, y)
+      } else {
+        bn.forwardInfer(x, rows: rows, relu: true, into: y)
+      }
+    }
     let h = config.inputHeight, w = config.inputWidth
     emit("input", x)
     var cur = ib[0].data
@@ -285,13 +296,7 @@ public final class ResNet: @unchecked Sendable {
     let stemRows = n * h * w
     stemConv.forward(x, n: n, h: h, w: w, into: t1)
     emit("stem.conv", t1)
-    if wanted("stem.bn") {
-      stemBN.forwardInfer(t1, rows: stemRows, relu: false, into: cur)
-      emit("stem.bn", cur)
-      bs_op_relu(cur, stemRows * stemBN.channels, cur)
-    } else {
-      stemBN.forwardInfer(t1, rows: stemRows, relu: true, into: cur)
-    }
+    bnThenReLU(stemBN, t1, rows: stemRows, tapping: "stem.bn", into: cur)
     emit("stem.relu", cur)
     for b in blocks {
       let s = b.spec, p = s.name
@@ -300,13 +305,7 @@ public final class ResNet: @unchecked Sendable {
       let xin = UnsafePointer(cur)
       b.conv1.forward(xin, n: n, h: s.inHeight, w: s.inWidth, into: t1)
       emit("\(p).conv1", t1)
-      if wanted("\(p).bn1") {
-        b.bn1.forwardInfer(t1, rows: rows, relu: false, into: t2)
-        emit("\(p).bn1", t2)
-        bs_op_relu(t2, count, t2)
-      } else {
-        b.bn1.forwardInfer(t1, rows: rows, relu: true, into: t2)
-      }
+      bnThenReLU(b.bn1, t1, rows: rows, tapping: "\(p).bn1", into: t2)
       emit("\(p).relu1", t2)
       b.conv2.forward(t2, n: n, h: s.outHeight, w: s.outWidth, into: t1)
       emit("\(p).conv2", t1)
@@ -326,12 +325,8 @@ public final class ResNet: @unchecked Sendable {
         } else {
           bs_op_add_relu(t2, shortcutOut, count, spare)
         }
-      } else if wanted("\(p).bn2") {
-        b.bn2.forwardInfer(t1, rows: rows, relu: false, into: t2)
-        emit("\(p).bn2", t2)
-        bs_op_relu(t2, count, spare)
       } else {
-        b.bn2.forwardInfer(t1, rows: rows, relu: true, into: spare)
+        bnThenReLU(b.bn2, t1, rows: rows, tapping: "\(p).bn2", into: spare)
       }
       emit("\(p).out", spare)
       swap(&cur, &spare)
