@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static _Thread_local float *buffers[2];
-static _Thread_local size_t capacity[2];
+static _Thread_local float *buffers[4];
+static _Thread_local size_t capacity[4];
 
 float *bs_scratch(int slot, size_t floats) {
   if (floats > capacity[slot]) {

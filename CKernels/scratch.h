@@ -6,7 +6,9 @@
 #include <stddef.h>
 
 // A 64-byte aligned buffer of at least `floats` floats, private to the calling thread and
-// valid until its next call with the same slot (slot 0 or 1: two independent buffers).
+// valid until its next call with the same slot. Slots 0..3 are independent buffers: 0 and 1
+// are used by conv_ops.c, 2 and 3 by the bs_conv3x3_direct* micro-kernels (which conv_ops.c
+// calls while holding pointers into 0 and 1).
 float *bs_scratch(int slot, size_t floats);
 
 // Row range [begin, end) of task t when `rows` rows are split into ntasks near-equal parts.

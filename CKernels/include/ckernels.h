@@ -73,6 +73,9 @@ const char *bs_isa_override_error(void);
 //   stride 1 or 2, no im2col buffer. x: [H][W][Ci], wp: the weights as packed by
 //   bs_conv3x3_direct_pack, bias: [Co] or NULL -> y: [OH][OW][Co] (overwritten),
 //   OH = (H - 1)/stride + 1, OW likewise. May use the calling thread's scratch slot 2.
+// bs_conv3x3_direct_dw: the weight gradient of bs_conv3x3_direct's convolution for one image,
+//   ACCUMULATED, in the transposed layout [ky][kx][ci][co]. x: [H][W][Ci], dy: [OH][OW][Co]
+//   -> dwt: [3][3][Ci][Co] (+=). May use the calling thread's scratch slot 2.
 #define BS_OPS(X)                                                                                 \
   X(bs_im2col, (const float *x, int H, int W, int C, int KH, int KW, int stride, int pad,        \
                 float *col), (x, H, W, C, KH, KW, stride, pad, col))                             \
@@ -98,9 +101,11 @@ const char *bs_isa_override_error(void);
   X(bs_avgpool_backward, (const float *dy, int N, int HW, int C, float *dx), (dy, N, HW, C, dx))  \
   X(bs_augment, (const uint8_t *src, int H, int W, int C, int pad, int oy, int ox, int flip,     \
                  float *dst), (src, H, W, C, pad, oy, ox, flip, dst))                             \
-  X(bs_conv3x3_direct, (const float *x, int H, int W, int Ci, int Co, int stride,               \
-                        const float *wp, const float *bias, float *y),                           \
-    (x, H, W, Ci, Co, stride, wp, bias, y))
+  X(bs_conv3x3_direct, (const float *x, int H, int W, int Ci, int Co, int stride,                 \
+                        const float *wp, const float *bias, float *y),                            \
+    (x, H, W, Ci, Co, stride, wp, bias, y))                                                       \
+  X(bs_conv3x3_direct_dw, (const float *x, const float *dy, int H, int W, int Ci, int Co,         \
+                           int stride, float *dwt), (x, dy, H, W, Ci, Co, stride, dwt))
 
 // For each op: a function type NAME_t, the variants NAME_ref / NAME_avx2 / NAME_avx512 (an
 // ISA without its own variant is absent from kernels.inc and falls back to the next lower one)
@@ -157,11 +162,12 @@ int bs_conv_shape_init(bs_conv_shape *s);
 void bs_conv_forward(const bs_conv_shape *s, const float *x, const float *w, const float *bias,
                      float *y);
 // Convolution algorithm. GEMM: im2col + single-threaded cblas_sgemm per image chunk, every
-// shape. DIRECT: bs_conv3x3_direct for the forward pass of 3x3 pad-1 stride-1/2 convolutions
-// and the backward-data pass of 3x3 pad-1 stride-1 ones (GEMM for everything else, and for
-// the weight gradients). AUTO (default): DIRECT where it was measured faster (AVX2 kernels,
-// see conv_ops.c), GEMM otherwise. BLOCKSCOPE_CONV=auto|gemm|direct sets the initial value
-// (read once; anything else means auto, with a warning on stderr).
+// shape. DIRECT: for 3x3 pad-1 stride-1/2 convolutions, bs_conv3x3_direct for the forward
+// pass and (stride 1 only) the backward-data pass, bs_conv3x3_direct_dw for the weight
+// gradient; GEMM for everything else. AUTO (default): DIRECT for the passes and shapes where
+// it was measured faster (AVX2 kernels; see conv_ops.c), GEMM otherwise.
+// BLOCKSCOPE_CONV=auto|gemm|direct sets the initial value (read once; anything else means
+// auto, with a warning on stderr).
 enum { BS_CONV_AUTO = 0, BS_CONV_GEMM = 1, BS_CONV_DIRECT = 2, BS_CONV_ALGORITHM_COUNT = 3 };
 // Sets the algorithm for the whole process (tests, benches); out-of-range values are ignored.
 void bs_set_conv_algorithm(int algorithm);

@@ -34,8 +34,9 @@ struct BenchTrainCommand: ParsableCommand {
     for n in names where Self.known[n] == nil { throw ValidationError("unknown model \(n)") }
     let sgemm = bs_sgemm_probe_gflops(1024, 8)
     let isa = String(cString: bs_isa_name(bs_active_isa()))
+    let conv = String(cString: bs_conv_algorithm_name(bs_conv_algorithm()))
     if !json {
-      print("sgemm (\(bs_threads()) threads x single-threaded 1024^3): \(String(format: "%.1f", sgemm)) GFLOP/s; kernels: \(isa)")
+      print("sgemm (\(bs_threads()) threads x single-threaded 1024^3): \(String(format: "%.1f", sgemm)) GFLOP/s; kernels: \(isa); conv: \(conv)")
       print("model        mode   batch   images/s   ms/step   GFLOP/s   share of sgemm")
     }
     for name in names {
@@ -49,7 +50,7 @@ struct BenchTrainCommand: ParsableCommand {
         let flopsPerImage = Double(2 * cfg.forwardMACs) * (mode == "train" ? 3 : 1)
         let achieved = ips * flopsPerImage * 1e-9
         if json {
-          print("{\"model\":\"\(name)\",\"mode\":\"\(mode)\",\"batch\":\(batch),\"images_per_s\":\(String(format: "%.1f", ips)),\"achieved_gflops\":\(String(format: "%.2f", achieved)),\"sgemm_gflops\":\(String(format: "%.2f", sgemm)),\"threads\":\(bs_threads()),\"isa\":\"\(isa)\"}")
+          print("{\"model\":\"\(name)\",\"mode\":\"\(mode)\",\"batch\":\(batch),\"images_per_s\":\(String(format: "%.1f", ips)),\"achieved_gflops\":\(String(format: "%.2f", achieved)),\"sgemm_gflops\":\(String(format: "%.2f", sgemm)),\"threads\":\(bs_threads()),\"isa\":\"\(isa)\",\"conv\":\"\(conv)\"}")
         } else {
           print(String(format: "%-12@ %-6@ %5d   %8.1f   %7.1f   %7.1f   %5.1f%%", name, mode, batch, ips,
                        median * 1000, achieved, 100 * achieved / sgemm))

@@ -2,7 +2,8 @@ import CKernels
 import XCTest
 
 /// bs_conv_forward / bs_conv_backward against a naive direct convolution in Double, under
-/// every ISA the CPU supports and with 1 and 2 threads, plus run-to-run determinism.
+/// every convolution algorithm (gemm, direct, auto), every ISA the CPU supports and with 1 and
+/// 2 threads, plus run-to-run determinism.
 final class ConvTests: XCTestCase {
   struct Shape: CustomStringConvertible {
     var N, H, W, Ci, Co, K, stride, pad: Int
@@ -45,6 +46,16 @@ final class ConvTests: XCTestCase {
     }
     out.append(Shape(N: 5, H: 17, W: 15, Ci: 16, Co: 16, K: 3, stride: 1, pad: 1))
     out.append(Shape(N: 4, H: 9, W: 11, Ci: 16, Co: 32, K: 3, stride: 2, pad: 1))
+    // For bs_conv3x3_direct (3x3, pad 1): output channels in 8-wide blocks (8, 24, 40), odd
+    // tails after 16- and 8-wide blocks (9, 25, 13 as the backward-data's Co = Ci), several
+    // 16-channel blocks, tiles spanning output rows, 1-pixel-wide images, odd sizes.
+    out.append(Shape(N: 2, H: 8, W: 8, Ci: 8, Co: 24, K: 3, stride: 1, pad: 1))
+    out.append(Shape(N: 3, H: 10, W: 7, Ci: 5, Co: 40, K: 3, stride: 2, pad: 1))
+    out.append(Shape(N: 2, H: 6, W: 13, Ci: 24, Co: 9, K: 3, stride: 1, pad: 1))
+    out.append(Shape(N: 2, H: 7, W: 5, Ci: 13, Co: 25, K: 3, stride: 1, pad: 1))
+    out.append(Shape(N: 3, H: 12, W: 1, Ci: 8, Co: 8, K: 3, stride: 1, pad: 1))
+    out.append(Shape(N: 2, H: 16, W: 16, Ci: 32, Co: 64, K: 3, stride: 2, pad: 1))
+    out.append(Shape(N: 2, H: 8, W: 8, Ci: 64, Co: 48, K: 3, stride: 1, pad: 1))
     return out
   }
 
@@ -114,50 +125,75 @@ final class ConvTests: XCTestCase {
     }
   }
 
-  func testConvMatchesDirectConvolutionUnderEveryISAAndThreadCount() {
+  func testConvMatchesDirectConvolutionUnderEveryAlgorithmISAAndThreadCount() {
     var rng = TestRNG(seed: 101)
     for s in Self.shapes {
       let x = rng.floats(s.N * s.H * s.W * s.Ci), w = rng.floats(s.Co * s.K * s.K * s.Ci)
       let bias = rng.floats(s.Co), dy = rng.floats(s.N * s.OH * s.OW * s.Co)
       let ref = Self.reference(s, x: x, w: w, bias: bias, dy: dy)
-      for isa in supportedISAs {
-        for threads in [1, 2] {
-          var mm = Mismatches("conv \(s) \(isa) threads \(threads)")
-          var c = s.c
-          var y = [Float](repeating: .nan, count: ref.y.count)
-          var dx = [Float](repeating: .nan, count: ref.dx.count)
-          var dw = [Float](repeating: .nan, count: ref.dw.count)
-          var db = [Float](repeating: .nan, count: s.Co)
-          withKernels(isa: isa, threads: threads) {
-            bs_conv_forward(&c, x, w, bias, &y)
-            bs_conv_backward(&c, x, w, dy, &dw, &db, &dx)
+      for algorithm in convAlgorithms {
+        for isa in supportedISAs {
+          for threads in [1, 2] {
+            var mm = Mismatches("conv \(s) \(algorithmName(algorithm)) \(isa) threads \(threads)")
+            var c = s.c
+            var y = [Float](repeating: .nan, count: ref.y.count)
+            var dx = [Float](repeating: .nan, count: ref.dx.count)
+            var dw = [Float](repeating: .nan, count: ref.dw.count)
+            var db = [Float](repeating: .nan, count: s.Co)
+            withKernels(isa: isa, threads: threads, convAlgorithm: algorithm) {
+              bs_conv_forward(&c, x, w, bias, &y)
+              bs_conv_backward(&c, x, w, dy, &dw, &db, &dx)
+            }
+            Self.compare("y", y, ref.y, ref.yAbs, terms: s.K * s.K * s.Ci, into: &mm)
+            // dx sums K*K*Co products per element in one chain (backward-data as a forward
+            // convolution, sgemm or direct) or Co per tap then K*K (col2im).
+            Self.compare("dx", dx, ref.dx, ref.dxAbs, terms: s.K * s.K * s.Co, into: &mm)
+            Self.compare("dw", dw, ref.dw, ref.dwAbs, terms: s.N * s.OH * s.OW + threads,
+                         into: &mm)
+            Self.compare("dbias", db, ref.db, ref.dbAbs, terms: s.N * s.OH * s.OW + threads,
+                         into: &mm)
+            mm.report()
           }
-          Self.compare("y", y, ref.y, ref.yAbs, terms: s.K * s.K * s.Ci, into: &mm)
-          Self.compare("dx", dx, ref.dx, ref.dxAbs, terms: s.Co + s.K * s.K, into: &mm)
-          Self.compare("dw", dw, ref.dw, ref.dwAbs, terms: s.N * s.OH * s.OW + threads, into: &mm)
-          Self.compare("dbias", db, ref.db, ref.dbAbs, terms: s.N * s.OH * s.OW + threads,
-                       into: &mm)
-          mm.report()
         }
       }
     }
   }
 
+  func testConvAlgorithmSetting() {
+    let saved = bs_conv_algorithm()
+    defer { bs_set_conv_algorithm(saved) }
+    for a in convAlgorithms {
+      bs_set_conv_algorithm(a)
+      XCTAssertEqual(bs_conv_algorithm(), a)
+    }
+    bs_set_conv_algorithm(Int32(BS_CONV_GEMM))
+    bs_set_conv_algorithm(-1)
+    bs_set_conv_algorithm(Int32(BS_CONV_ALGORITHM_COUNT))
+    XCTAssertEqual(bs_conv_algorithm(), Int32(BS_CONV_GEMM), "out-of-range values are ignored")
+    XCTAssertEqual(convAlgorithms.map(algorithmName), ["gemm", "direct", "auto"])
+  }
+
   func testConvWithoutBiasAndWithoutDx() {
     var rng = TestRNG(seed: 102)
-    let s = Shape(N: 3, H: 5, W: 7, Ci: 3, Co: 16, K: 3, stride: 2, pad: 1)
-    let x = rng.floats(s.N * s.H * s.W * s.Ci), w = rng.floats(s.Co * s.K * s.K * s.Ci)
-    let dy = rng.floats(s.N * s.OH * s.OW * s.Co)
-    let ref = Self.reference(s, x: x, w: w, bias: [Float](repeating: 0, count: s.Co), dy: dy)
-    var c = s.c
-    var y = [Float](repeating: .nan, count: ref.y.count)
-    var dw = [Float](repeating: .nan, count: ref.dw.count)
-    bs_conv_forward(&c, x, w, nil, &y)
-    bs_conv_backward(&c, x, w, dy, &dw, nil, nil)
-    var mm = Mismatches("conv without bias/dx")
-    Self.compare("y", y, ref.y, ref.yAbs, terms: s.K * s.K * s.Ci, into: &mm)
-    Self.compare("dw", dw, ref.dw, ref.dwAbs, terms: s.N * s.OH * s.OW + 2, into: &mm)
-    mm.report()
+    for s in [Shape(N: 3, H: 5, W: 7, Ci: 3, Co: 16, K: 3, stride: 2, pad: 1),
+              Shape(N: 3, H: 5, W: 7, Ci: 3, Co: 19, K: 3, stride: 1, pad: 1)] {
+      let x = rng.floats(s.N * s.H * s.W * s.Ci), w = rng.floats(s.Co * s.K * s.K * s.Ci)
+      let dy = rng.floats(s.N * s.OH * s.OW * s.Co)
+      let ref = Self.reference(s, x: x, w: w, bias: [Float](repeating: 0, count: s.Co), dy: dy)
+      for algorithm in convAlgorithms {
+        var c = s.c
+        var y = [Float](repeating: .nan, count: ref.y.count)
+        var dw = [Float](repeating: .nan, count: ref.dw.count)
+        withKernels(isa: bs_active_isa(), convAlgorithm: algorithm) {
+          bs_conv_forward(&c, x, w, nil, &y)
+          bs_conv_backward(&c, x, w, dy, &dw, nil, nil)
+        }
+        var mm = Mismatches("conv \(s) without bias/dx \(algorithmName(algorithm))")
+        Self.compare("y", y, ref.y, ref.yAbs, terms: s.K * s.K * s.Ci, into: &mm)
+        Self.compare("dw", dw, ref.dw, ref.dwAbs, terms: s.N * s.OH * s.OW + 2, into: &mm)
+        mm.report()
+      }
+    }
   }
 
   func testConvBackwardOfAnEmptyBatchZeroesTheGradients() {
@@ -191,19 +227,27 @@ final class ConvTests: XCTestCase {
     let s = Shape(N: 5, H: 9, W: 9, Ci: 16, Co: 16, K: 3, stride: 1, pad: 1)
     let x = rng.floats(s.N * s.H * s.W * s.Ci), w = rng.floats(s.Co * s.K * s.K * s.Ci)
     let dy = rng.floats(s.N * s.OH * s.OW * s.Co)
-    for isa in supportedISAs {
-      var results: [([Float], [Float], [Float])] = []
-      for _ in 0..<2 {
-        var c = s.c
-        var dw = [Float](repeating: .nan, count: s.Co * s.K * s.K * s.Ci)
-        var db = [Float](repeating: .nan, count: s.Co)
-        var dx = [Float](repeating: .nan, count: x.count)
-        withKernels(isa: isa, threads: 2) { bs_conv_backward(&c, x, w, dy, &dw, &db, &dx) }
-        results.append((dw, db, dx))
+    for algorithm in convAlgorithms {
+      for isa in supportedISAs {
+        var results: [([Float], [Float], [Float], [Float])] = []
+        for _ in 0..<2 {
+          var c = s.c
+          var y = [Float](repeating: .nan, count: dy.count)
+          var dw = [Float](repeating: .nan, count: s.Co * s.K * s.K * s.Ci)
+          var db = [Float](repeating: .nan, count: s.Co)
+          var dx = [Float](repeating: .nan, count: x.count)
+          withKernels(isa: isa, threads: 2, convAlgorithm: algorithm) {
+            bs_conv_forward(&c, x, w, nil, &y)
+            bs_conv_backward(&c, x, w, dy, &dw, &db, &dx)
+          }
+          results.append((y, dw, db, dx))
+        }
+        let label = "\(algorithmName(algorithm)) \(isa)"
+        XCTAssertEqual(results[0].0.map(\.bitPattern), results[1].0.map(\.bitPattern), "y \(label)")
+        XCTAssertEqual(results[0].1.map(\.bitPattern), results[1].1.map(\.bitPattern), "dw \(label)")
+        XCTAssertEqual(results[0].2.map(\.bitPattern), results[1].2.map(\.bitPattern), "db \(label)")
+        XCTAssertEqual(results[0].3.map(\.bitPattern), results[1].3.map(\.bitPattern), "dx \(label)")
       }
-      XCTAssertEqual(results[0].0.map(\.bitPattern), results[1].0.map(\.bitPattern), "dw \(isa)")
-      XCTAssertEqual(results[0].1.map(\.bitPattern), results[1].1.map(\.bitPattern), "db \(isa)")
-      XCTAssertEqual(results[0].2.map(\.bitPattern), results[1].2.map(\.bitPattern), "dx \(isa)")
     }
   }
 }

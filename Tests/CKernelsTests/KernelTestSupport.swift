@@ -133,6 +133,14 @@ typealias SgdFn = @convention(c) (
 typealias AvgpoolFn = @convention(c) (
   UnsafePointer<Float>?, Int32, Int32, Int32, UnsafeMutablePointer<Float>?
 ) -> Void
+typealias ConvDirectFn = @convention(c) (
+  UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int32, UnsafePointer<Float>?,
+  UnsafePointer<Float>?, UnsafeMutablePointer<Float>?
+) -> Void
+typealias ConvDirectDwFn = @convention(c) (
+  UnsafePointer<Float>?, UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int32,
+  UnsafeMutablePointer<Float>?
+) -> Void
 typealias AugmentFn = @convention(c) (
   UnsafePointer<UInt8>?, Int32, Int32, Int32, Int32, Int32, Int32, Int32,
   UnsafeMutablePointer<Float>?
@@ -164,16 +172,25 @@ var supportedISAs: [bs_isa] {
   [BS_ISA_REF, BS_ISA_AVX2, BS_ISA_AVX512].filter { bs_isa_supported($0) != 0 }
 }
 
-/// Runs body with the dispatcher forced to isa and the pool at `threads` threads, restoring
-/// both afterwards (tests in one process share the dispatcher and the pool).
-func withKernels<T>(isa: bs_isa, threads: Int? = nil, _ body: () throws -> T) rethrows -> T {
+/// Every convolution algorithm (bs_set_conv_algorithm): gemm, direct, auto.
+let convAlgorithms: [Int32] = [Int32(BS_CONV_GEMM), Int32(BS_CONV_DIRECT), Int32(BS_CONV_AUTO)]
+func algorithmName(_ a: Int32) -> String { String(cString: bs_conv_algorithm_name(a)) }
+
+/// Runs body with the dispatcher forced to isa, the pool at `threads` threads and the
+/// convolution algorithm set, restoring all three afterwards (tests in one process share the
+/// dispatcher, the pool and the algorithm setting).
+func withKernels<T>(isa: bs_isa, threads: Int? = nil, convAlgorithm: Int32? = nil,
+                    _ body: () throws -> T) rethrows -> T {
   let savedISA = bs_active_isa()
   let savedThreads = bs_threads()
+  let savedAlgorithm = bs_conv_algorithm()
   precondition(bs_set_isa(isa) == 0, "ISA \(isa) not supported")
   if let threads { bs_set_threads(Int32(threads)) }
+  if let convAlgorithm { bs_set_conv_algorithm(convAlgorithm) }
   defer {
     _ = bs_set_isa(savedISA)
     bs_set_threads(savedThreads)
+    bs_set_conv_algorithm(savedAlgorithm)
   }
   return try body()
 }

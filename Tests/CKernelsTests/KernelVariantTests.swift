@@ -14,7 +14,8 @@ final class KernelVariantTests: XCTestCase {
   static let knownOps: Set<String> = [
     "bs_im2col", "bs_col2im", "bs_channel_sums", "bs_scale_shift", "bs_bn_backward_sums",
     "bs_channel_axpby", "bs_relu", "bs_relu_backward", "bs_add_relu", "bs_add",
-    "bs_sgd_momentum", "bs_avgpool", "bs_avgpool_backward", "bs_augment",
+    "bs_sgd_momentum", "bs_avgpool", "bs_avgpool_backward", "bs_augment", "bs_conv3x3_direct",
+    "bs_conv3x3_direct_dw",
   ]
   /// Below, at and above 8 and 16 lanes, and every kind of remainder after 32- and 16-channel
   /// chunks (40 = 32 + 8, 57 = 32 + 16 + 9).
@@ -74,6 +75,8 @@ final class KernelVariantTests: XCTestCase {
     case "bs_sgd_momentum": checkSgd(v, ref)
     case "bs_avgpool", "bs_avgpool_backward": checkAvgpool(v, ref)
     case "bs_augment": checkAugment(v, ref)
+    case "bs_conv3x3_direct": checkConvDirect(v, ref)
+    case "bs_conv3x3_direct_dw": checkConvDirectDw(v, ref)
     default: XCTFail("no checker for \(v.op) (\(v.isaName))")
     }
   }
@@ -446,6 +449,120 @@ final class KernelVariantTests: XCTestCase {
               mm.fail("\(shape): dst[\(i)] = \(got.ptr[i]), want \(want.ptr[i])")
             }
             mm.check(got.guardsIntact, "\(shape): wrote outside dst")
+          }
+        }
+      }
+    }
+    mm.report()
+  }
+
+  // MARK: direct 3x3 convolution: FMA and zero padding taps, bounded error
+
+  /// Images of 1 pixel, 1 row or column, odd and even sizes (tiles spanning rows, stride-2
+  /// edges), one with more than a 128-pixel chunk of whole rows; input channels below and
+  /// above a vector.
+  static let convSizes = [(1, 1), (1, 6), (5, 1), (3, 3), (4, 7), (8, 8), (13, 11), (12, 23)]
+  static let convInputChannels = [1, 3, 8, 17]
+
+  private func checkConvDirect(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(ConvDirectFn.self), r = ref.cast(ConvDirectFn.self)
+    var rng = TestRNG(seed: 81)
+    var mm = Mismatches("bs_conv3x3_direct \(v.isaName)")
+    for (H, W) in Self.convSizes {
+      for Ci in Self.convInputChannels {
+        for Co in Self.channelCounts {
+          for stride in [1, 2] {
+            let OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1
+            let xs = rng.floats(H * W * Ci), ws = rng.floats(Co * 9 * Ci)
+            let biasValues = rng.floats(Co)
+            var wp = [Float](repeating: .nan, count: bs_conv3x3_direct_packed_floats(Int32(Ci), Int32(Co)))
+            bs_conv3x3_direct_pack(ws, Int32(Ci), Int32(Co), &wp)
+            let x = GuardedBuffer(xs), bias = GuardedBuffer(biasValues)
+            for withBias in [false, true] {
+              let n = OH * OW * Co
+              let want = GuardedBuffer(count: n, fill: 7), got = GuardedBuffer(count: n, fill: -7)
+              let b: UnsafePointer<Float>? = withBias ? UnsafePointer(bias.ptr) : nil
+              r(x.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), wp, b, want.ptr)
+              f(x.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), wp, b, got.ptr)
+              let shape = "H\(H) W\(W) Ci\(Ci) Co\(Co) s\(stride) bias \(withBias)"
+              for oy in 0..<OH {
+                for ox in 0..<OW {
+                  for co in 0..<Co {
+                    // Both sum the same 9*Ci + 1 terms (bias first, then (ky, kx, ci) order;
+                    // the variant with FMAs and +-0 for the padding taps), each within
+                    // 9*Ci*u*(|b| + sum|x*w|) of the exact sum: allow twice that.
+                    var mag = withBias ? abs(Double(biasValues[co])) : 0
+                    for ky in 0..<3 {
+                      let iy = oy * stride - 1 + ky
+                      if iy < 0 || iy >= H { continue }
+                      for kx in 0..<3 {
+                        let ix = ox * stride - 1 + kx
+                        if ix < 0 || ix >= W { continue }
+                        for ci in 0..<Ci {
+                          mag += abs(Double(xs[(iy * W + ix) * Ci + ci])
+                            * Double(ws[((co * 3 + ky) * 3 + kx) * Ci + ci]))
+                        }
+                      }
+                    }
+                    let i = (oy * OW + ox) * Co + co
+                    let tol = 2 * Double(9 * Ci + 1) * floatU * mag + Double(Float.leastNormalMagnitude)
+                    mm.check(abs(Double(got.ptr[i]) - Double(want.ptr[i])) <= tol,
+                             "\(shape): y[\(oy)][\(ox)][\(co)] = \(got.ptr[i]), want \(want.ptr[i]) ± \(tol)")
+                  }
+                }
+              }
+              mm.check(got.guardsIntact, "\(shape): wrote outside y")
+            }
+          }
+        }
+      }
+    }
+    mm.report()
+  }
+
+  private func checkConvDirectDw(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(ConvDirectDwFn.self), r = ref.cast(ConvDirectDwFn.self)
+    var rng = TestRNG(seed: 82)
+    var mm = Mismatches("bs_conv3x3_direct_dw \(v.isaName)")
+    for (H, W) in Self.convSizes {
+      for Ci in Self.convInputChannels {
+        for Co in Self.channelCounts {
+          for stride in [1, 2] {
+            let OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1
+            let xs = rng.floats(H * W * Ci), dys = rng.floats(OH * OW * Co)
+            let d0 = rng.floats(9 * Ci * Co)   // dwt accumulates: start from non-zero values
+            let x = GuardedBuffer(xs), dy = GuardedBuffer(dys)
+            let want = GuardedBuffer(d0), got = GuardedBuffer(d0)
+            r(x.ptr, dy.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), want.ptr)
+            f(x.ptr, dy.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), got.ptr)
+            let shape = "H\(H) W\(W) Ci\(Ci) Co\(Co) s\(stride)"
+            for ky in 0..<3 {
+              for kx in 0..<3 {
+                for ci in 0..<Ci {
+                  for co in 0..<Co {
+                    // Both add the same OH*OW products in (oy, ox) order to the initial value
+                    // (the variant with FMAs and +-0 for padding taps): each within
+                    // OH*OW*u*(|d0| + sum|dy*x|) of the exact sum; allow twice that.
+                    let i = ((ky * 3 + kx) * Ci + ci) * Co + co
+                    var mag = abs(Double(d0[i]))
+                    for oy in 0..<OH {
+                      let iy = oy * stride - 1 + ky
+                      if iy < 0 || iy >= H { continue }
+                      for ox in 0..<OW {
+                        let ix = ox * stride - 1 + kx
+                        if ix < 0 || ix >= W { continue }
+                        mag += abs(Double(dys[(oy * OW + ox) * Co + co])
+                          * Double(xs[(iy * W + ix) * Ci + ci]))
+                      }
+                    }
+                    let tol = 2 * Double(OH * OW + 1) * floatU * mag + Double(Float.leastNormalMagnitude)
+                    mm.check(abs(Double(got.ptr[i]) - Double(want.ptr[i])) <= tol,
+                             "\(shape): dwt[\(ky)][\(kx)][\(ci)][\(co)] = \(got.ptr[i]), want \(want.ptr[i]) ± \(tol)")
+                  }
+                }
+              }
+            }
+            mm.check(got.guardsIntact, "\(shape): wrote outside dwt")
           }
         }
       }
