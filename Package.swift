@@ -30,7 +30,16 @@ let package = Package(
       name: "blockscope-engine",
       dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
-    .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+    // CKernels' AVX-512 variants compiled against SIMDe (Debian's libsimde-dev), so the tests
+    // check them against the references on CPUs without AVX-512 too.
+    .target(
+      name: "CKernelsAVX512Emulation",
+      dependencies: ["CKernels"],
+      path: "Tests/AVX512Emulation",
+      exclude: ["emulation.h"],
+      cSettings: [.unsafeFlags(["-O1", "-std=gnu11", "-Wno-unused-function"])]
+    ),
+    .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "CKernelsAVX512Emulation"]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "CKernels"]),
     // Runs the built blockscope-engine binary (a dependency, so `swift build --build-tests`
     // builds it next to the test bundle).

@@ -8,13 +8,19 @@
 // written, so the tail needs no separate code path.
 #ifndef BLOCKSCOPE_SIMD_AVX512_H
 #define BLOCKSCOPE_SIMD_AVX512_H
-#include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef BS_AVX512_EMULATED
+// Built by Tests/AVX512Emulation: the intrinsics come from SIMDe, no target attributes.
+#define BS_AVX512
+#define BS_AVX512_INLINE static inline
+#else
+#include <immintrin.h>
 #define BS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 #define BS_AVX512_INLINE                                                                         \
   static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx2,fma")))
+#endif
 
 // Mask of the first min(n, 16) lanes.
 static inline __mmask16 bs_avx512_mask(size_t n) {

@@ -62,7 +62,7 @@ final class KernelVariantTests: XCTestCase {
     }
   }
 
-  private func check(_ v: KernelVariant, against ref: KernelVariant) {
+  func check(_ v: KernelVariant, against ref: KernelVariant) {
     switch v.op {
     case "bs_im2col": checkIm2col(v, ref)
     case "bs_col2im": checkCol2im(v, ref)

@@ -1,0 +1,2 @@
+#include "emulation.h"
+#include "../../CKernels/avgpool_avx512.c"

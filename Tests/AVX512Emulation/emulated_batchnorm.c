@@ -1,0 +1,2 @@
+#include "emulation.h"
+#include "../../CKernels/batchnorm_avx512.c"

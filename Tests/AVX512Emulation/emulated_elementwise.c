@@ -1,0 +1,2 @@
+#include "emulation.h"
+#include "../../CKernels/elementwise_avx512.c"

@@ -1,0 +1,2 @@
+#include "emulation.h"
+#include "../../CKernels/sgd_avx512.c"
