@@ -173,6 +173,19 @@ static void conv_forward_direct_task(void *p, int t, int ntasks) {
                       c->y + n * out_img);
 }
 
+// The sgemm A operand for m images starting at x: im2col into scratch slot 0
+// ([m*OH*OW][KH*KW*Ci]), or x itself for a 1x1 stride-1 convolution.
+static const float *im2col_chunk(const bs_conv_shape *s, const float *x, int m) {
+  if (is_pointwise(s)) return x;
+  const size_t in_img = (size_t)s->H * s->W * s->Ci;
+  const size_t col_img = (size_t)s->OH * s->OW * s->KH * s->KW * s->Ci;
+  float *col = bs_scratch(0, (size_t)m * col_img);
+  for (int i = 0; i < m; i++)
+    bs_im2col(x + i * in_img, s->H, s->W, s->Ci, s->KH, s->KW, s->stride, s->pad,
+              col + i * col_img);
+  return col;
+}
+
 // y[n0:n1] = im2col(x[n0:n1]) * W^T (+ bias)
 static void conv_forward_task(void *p, int t, int ntasks) {
   const conv_ctx *c = p;
@@ -183,16 +196,7 @@ static void conv_forward_task(void *p, int t, int ntasks) {
   const size_t in_img = (size_t)s->H * s->W * s->Ci, out_img = (size_t)rows * s->Co;
   for (size_t n = n0; n < n1; n += g) {
     const int m = (int)((n + g <= n1) ? g : n1 - n);
-    const float *a;
-    if (is_pointwise(s)) {
-      a = c->x + n * in_img;
-    } else {
-      float *col = bs_scratch(0, (size_t)m * rows * K);
-      for (int i = 0; i < m; i++)
-        bs_im2col(c->x + (n + i) * in_img, s->H, s->W, s->Ci, s->KH, s->KW, s->stride, s->pad,
-                  col + (size_t)i * rows * K);
-      a = col;
-    }
+    const float *a = im2col_chunk(s, c->x + n * in_img, m);
     float *y = c->y + n * out_img;
     float beta = 0.0f;
     if (c->bias) {
@@ -251,16 +255,7 @@ static void conv_backward_task(void *p, int t, int ntasks) {
         bs_conv3x3_direct_dw(c->x + (n + i) * in_img, dy + (size_t)i * out_img, s->H, s->W,
                              s->Ci, s->Co, s->stride, dwt);
     } else {
-      const float *a;
-      if (is_pointwise(s)) {
-        a = c->x + n * in_img;
-      } else {
-        float *col = bs_scratch(0, (size_t)m * rows * K);
-        for (int i = 0; i < m; i++)
-          bs_im2col(c->x + (n + i) * in_img, s->H, s->W, s->Ci, s->KH, s->KW, s->stride,
-                    s->pad, col + (size_t)i * rows * K);
-        a = col;
-      }
+      const float *a = im2col_chunk(s, c->x + n * in_img, m);
       // dw [Co x K] += dy^T [Co x M] * col [M x K]
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->Co, K, m * rows, 1.0f, dy, s->Co,
                   a, K, 1.0f, dw, K);
