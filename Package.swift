@@ -19,16 +19,23 @@ let package = Package(
       exclude: ["kernels.inc"],
       publicHeadersPath: "include",
       cSettings: [.unsafeFlags(["-O3", "-std=gnu11", "-Wall", "-Wno-unknown-pragmas"])],
-      linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("pthread"), .linkedLibrary("m")]
+      linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("lapacke"),
+                       .linkedLibrary("pthread"), .linkedLibrary("m")]
     ),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
     .target(
       name: "Engine",
       dependencies: ["CKernels", "CZlib"]
     ),
+    // What the models learned: activation streaming, Gram cache, CKA estimators, first PCs,
+    // linear probes, block deletion, block-structure detection, population statistics.
+    .target(
+      name: "Analysis",
+      dependencies: ["Engine", "CKernels"]
+    ),
     .executableTarget(
       name: "blockscope-engine",
-      dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+      dependencies: ["Engine", "Analysis", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
     // CKernels' AVX-512 variants compiled against SIMDe (Debian's libsimde-dev), so the tests
     // check them against the references on CPUs without AVX-512 too.
@@ -41,6 +48,7 @@ let package = Package(
     ),
     .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "CKernelsAVX512Emulation"]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "CKernels"]),
+    .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Engine", "CKernels"]),
     // Runs the built blockscope-engine binary (a dependency, so `swift build --build-tests`
     // builds it next to the test bundle).
     .testTarget(name: "EngineToolTests", dependencies: ["blockscope-engine"]),
