@@ -44,7 +44,7 @@ let package = Package(
       dependencies: ["CKernels"],
       path: "Tests/AVX512Emulation",
       exclude: ["emulation.h"],
-      cSettings: [.unsafeFlags(["-O1", "-std=gnu11", "-Wno-unused-function"])]
+      cSettings: [.unsafeFlags(["-O1", "-std=gnu11", "-Wno-unused-function", "-Wno-psabi"])]
     ),
     .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "CKernelsAVX512Emulation"]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "CKernels"]),

@@ -76,6 +76,21 @@ const char *bs_isa_override_error(void);
 // bs_conv3x3_direct_dw: the weight gradient of bs_conv3x3_direct's convolution for one image,
 //   ACCUMULATED, in the transposed layout [ky][kx][ci][co]. x: [H][W][Ci], dy: [OH][OW][Co]
 //   -> dwt: [3][3][Ci][Co] (+=). May use the calling thread's scratch slot 2.
+//
+// Gram kernels for CKA (gram_*.c; PAPER.md section 3). m examples, d features, ld row stride.
+// bs_center_columns: x: [m][ld] (first d columns) -> y = x - column mean over the m rows
+//   (means accumulated in double); y may alias x.
+// bs_gram: x: [m][ld] (first d columns) -> K: [m][m] = x x^T (full, symmetric). The AVX2
+//   entry is the BLAS variant (cblas_ssyrk), the reference accumulates in double.
+// bs_ucenter: U-centring for the unbiased HSIC, m >= 4. K: [m][m] symmetric -> U: [m][m]
+//   (may alias K); r: [m] double scratch. <vec U(K), vec U(L)> = m(m-3) HSIC1(K, L).
+// bs_hcenter: HKH centring for the biased HSIC. K: [m][m] symmetric -> C: [m][m] (may alias
+//   K); r: [m] double scratch.
+// bs_pack_upper: A: [m][m] symmetric -> out: [m(m+1)/2], row i = scale*(A_ii/sqrt2, A_i,i+1..),
+//   so that <vec A, vec B> = 2 <pack A, pack B>.
+// bs_gram_sqdist: K: [m][m] Gram -> D: [m][m] squared distances max(K_ii + K_jj - 2K_ij, 0);
+//   D must not alias K.
+// bs_exp_scaled: x: [n] -> y[i] = exp(a*x[i]) for a*x[i] <= 88.3; y may alias x.
 #define BS_OPS(X)                                                                                 \
   X(bs_im2col, (const float *x, int H, int W, int C, int KH, int KW, int stride, int pad,        \
                 float *col), (x, H, W, C, KH, KW, stride, pad, col))                             \
@@ -105,7 +120,14 @@ const char *bs_isa_override_error(void);
                         const float *wp, const float *bias, float *y),                            \
     (x, H, W, Ci, Co, stride, wp, bias, y))                                                       \
   X(bs_conv3x3_direct_dw, (const float *x, const float *dy, int H, int W, int Ci, int Co,         \
-                           int stride, float *dwt), (x, dy, H, W, Ci, Co, stride, dwt))
+                           int stride, float *dwt), (x, dy, H, W, Ci, Co, stride, dwt))     \
+  X(bs_center_columns, (const float *x, int m, size_t d, size_t ld, float *y), (x, m, d, ld, y))  \
+  X(bs_gram, (const float *x, int m, size_t d, size_t ld, float *K), (x, m, d, ld, K))            \
+  X(bs_ucenter, (const float *K, int m, float *U, double *r), (K, m, U, r))                       \
+  X(bs_hcenter, (const float *K, int m, float *C, double *r), (K, m, C, r))                       \
+  X(bs_pack_upper, (const float *A, int m, float scale, float *out), (A, m, scale, out))          \
+  X(bs_gram_sqdist, (const float *K, int m, float *D), (K, m, D))                                 \
+  X(bs_exp_scaled, (const float *x, size_t n, float a, float *y), (x, n, a, y))
 
 // For each op: a function type NAME_t, the variants NAME_ref / NAME_avx2 / NAME_avx512 (an
 // ISA without its own variant is absent from kernels.inc and falls back to the next lower one)
@@ -222,6 +244,25 @@ void bs_augment_batch(const uint8_t *base, const int64_t *positions, int n, int 
 // (probs - onehot)/N), returns the mean loss; *correct (may be NULL) = number of argmax hits.
 double bs_softmax_xent(const float *logits, const int32_t *labels, int N, int K, float *probs,
                        float *dlogits, int *correct);
+
+// ---------------------------------------------------------------------------------------------
+// CKA drivers (threaded; gram_ops.c). Results depend on the thread count, not on scheduling.
+// ---------------------------------------------------------------------------------------------
+// Gram matrix of column-centred features: x: [m][d] -> K: [m][m] = (x - 1 mean^T)(...)^T =
+// H (x x^T) H, full symmetric. Centring before the product keeps fp32 accurate (the raw Gram
+// of ReLU features is dominated by the mean; centring it afterwards cancels catastrophically).
+// Returns 0, or -1 when out of memory.
+int bs_gram_centered(const float *x, int m, size_t d, float *K);
+// All pairwise dot products of vectors of length len: out[i][j] = <a[i], b[j]>, fp32 products
+// over chunks of 1024 accumulated in double. b == NULL: a against itself (out: [na][na],
+// symmetric, computed once per pair). out: [na][nb or na]. Returns 0, or -1 out of memory.
+int bs_pairwise_dots(const float *const *a, int na, const float *const *b, int nb, size_t len,
+                     double *out);
+// Largest eigenvalue and its unit eigenvector of a symmetric K: [m][m] (LAPACKE_ssyevr).
+// u: [m]. Returns 0, or the LAPACK info / a negative code.
+int bs_sym_top_eigen(const float *K, int m, float *lambda, float *u);
+// Largest singular value and left singular vector of x: [n][d] (LAPACKE_sgesvdx). u: [n].
+int bs_top_singular(const float *x, int n, size_t d, float *s1, float *u);
 
 // Per-op wall-clock accounting (also on with BLOCKSCOPE_PROFILE=1). enable(1) resets the
 // counters; read(op) gives op's name, seconds and calls, or -1 past the last op.

@@ -8,15 +8,15 @@ final class RepresentationSelectorTests: XCTestCase {
   func testKindsAndCounts() throws {
     XCTAssertEqual(try RepresentationSelector.all.select(from: config).count, 72)
     let outs = try RepresentationSelector.blockOutputs.select(from: config)
-    XCTAssertEqual(outs.map(\.name).first, "s0.b0.out")
+    XCTAssertEqual(outs.map(\.name).first, "s1.b1.out")
     XCTAssertEqual(outs.count, 9)
     XCTAssertEqual(try RepresentationSelector.adds.select(from: config).count, 9)
   }
 
   func testGlobPatternsKeepForwardOrder() throws {
     let names = try RepresentationSelector.pattern("pool, s2.*.out").select(from: config).map(\.name)
-    XCTAssertEqual(names, ["s2.b0.out", "s2.b1.out", "s2.b2.out", "pool"])
-    XCTAssertEqual(try RepresentationSelector.pattern("s?.b0.shortcut").select(from: config).count, 2)
+    XCTAssertEqual(names, ["s2.b1.out", "s2.b2.out", "s2.b3.out", "pool"])
+    XCTAssertEqual(try RepresentationSelector.pattern("s?.b1.shortcut").select(from: config).count, 2)
     XCTAssertThrowsError(try RepresentationSelector.pattern("nothing*").select(from: config))
   }
 

@@ -15,7 +15,8 @@ final class KernelVariantTests: XCTestCase {
     "bs_im2col", "bs_col2im", "bs_channel_sums", "bs_scale_shift", "bs_bn_backward_sums",
     "bs_channel_axpby", "bs_relu", "bs_relu_backward", "bs_add_relu", "bs_add",
     "bs_sgd_momentum", "bs_avgpool", "bs_avgpool_backward", "bs_augment", "bs_conv3x3_direct",
-    "bs_conv3x3_direct_dw",
+    "bs_conv3x3_direct_dw", "bs_center_columns", "bs_gram", "bs_ucenter", "bs_hcenter",
+    "bs_pack_upper", "bs_gram_sqdist", "bs_exp_scaled",
   ]
   /// Below, at and above 8 and 16 lanes, and every kind of remainder after 32- and 16-channel
   /// chunks (40 = 32 + 8, 57 = 32 + 16 + 9).
@@ -77,6 +78,12 @@ final class KernelVariantTests: XCTestCase {
     case "bs_augment": checkAugment(v, ref)
     case "bs_conv3x3_direct": checkConvDirect(v, ref)
     case "bs_conv3x3_direct_dw": checkConvDirectDw(v, ref)
+    case "bs_center_columns": checkCenterColumns(v, ref)
+    case "bs_gram": checkGram(v, ref)
+    case "bs_ucenter", "bs_hcenter": checkCentering(v, ref)
+    case "bs_pack_upper": checkPackUpper(v, ref)
+    case "bs_gram_sqdist": checkSqdist(v, ref)
+    case "bs_exp_scaled": checkExpScaled(v, ref)
     default: XCTFail("no checker for \(v.op) (\(v.isaName))")
     }
   }

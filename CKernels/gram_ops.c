@@ -1,0 +1,161 @@
+// Threaded drivers for CKA: the Gram matrix of column-centred features, all pairwise dot
+// products of packed Gram vectors (a heatmap is one such product), and the top eigenpair /
+// singular triplet through LAPACKE. The micro-kernels they call are in gram_{ref,avx2,avx512}.c.
+//
+// Determinism: work is split into bs_threads() tasks by fixed ranges, each task accumulates
+// privately, and the partials are summed in task order, so results depend on the thread count
+// but not on scheduling.
+#include "ckernels.h"
+#include "scratch.h"
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Columns per panel: m x 512 floats (512 KB for m = 256) stay in L2 from centring to ssyrk.
+enum { GRAM_PANEL = 512, DOTS_CHUNK = 1024, MAX_TASKS = 64 };
+
+typedef struct {
+  const float *x;
+  int m;
+  size_t d;
+  float *partials;   // [ntasks][m][m], one per task (a thread may run several tasks)
+} gram_ctx;
+
+static void gram_task(void *p, int t, int ntasks) {
+  gram_ctx *c = p;
+  size_t j0, j1;
+  bs_split(c->d, t, ntasks, &j0, &j1);
+  const int m = c->m;
+  float *panel = bs_scratch(0, (size_t)m * GRAM_PANEL);
+  float *K = c->partials + (size_t)t * m * m;
+  memset(K, 0, sizeof(float) * m * m);
+  for (size_t j = j0; j < j1; j += GRAM_PANEL) {
+    const size_t w = j1 - j < GRAM_PANEL ? j1 - j : GRAM_PANEL;
+    // Centre this panel's columns (the column means need all m rows, which the panel has).
+    for (int i = 0; i < m; i++) memcpy(panel + (size_t)i * w, c->x + (size_t)i * c->d + j, w * 4);
+    bs_center_columns(panel, m, w, w, panel);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, (int)w, 1.0f, panel, (int)w, 1.0f,
+                K, m);
+  }
+}
+
+int bs_gram_centered(const float *x, int m, size_t d, float *K) {
+  bs_init();
+  gram_ctx c = {.x = x, .m = m, .d = d};
+  int ntasks = bs_threads();
+  if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
+  // Below a few panels per task the split costs more than it saves.
+  if ((size_t)ntasks * GRAM_PANEL > d) ntasks = (int)((d + GRAM_PANEL - 1) / GRAM_PANEL);
+  if (ntasks < 1) ntasks = 1;
+  c.partials = malloc(sizeof(float) * (size_t)ntasks * m * m);
+  if (!c.partials) return -1;
+  bs_parallel_for(ntasks, gram_task, &c);
+  for (int i = 0; i < m; i++)
+    for (int j = i; j < m; j++) {
+      float s = 0;
+      for (int t = 0; t < ntasks; t++) s += c.partials[(size_t)t * m * m + (size_t)i * m + j];
+      K[(size_t)i * m + j] = K[(size_t)j * m + i] = s;
+    }
+  free(c.partials);
+  return 0;
+}
+
+typedef struct {
+  const float *const *a;
+  const float *const *b;   // NULL: a against itself
+  int na, nb;
+  size_t len;
+  double *accs;   // [ntasks][na][nb or na], one per task
+} dots_ctx;
+
+static void dots_task(void *p, int t, int ntasks) {
+  dots_ctx *c = p;
+  const size_t nchunks = (c->len + DOTS_CHUNK - 1) / DOTS_CHUNK;
+  size_t k0, k1;
+  bs_split(nchunks, t, ntasks, &k0, &k1);
+  const int na = c->na, nb = c->b ? c->nb : c->na;
+  float *pa = bs_scratch(0, (size_t)na * DOTS_CHUNK);
+  float *pb = c->b ? bs_scratch(1, (size_t)nb * DOTS_CHUNK) : pa;
+  float *prod = bs_scratch(2, (size_t)na * nb);
+  double *acc = c->accs + (size_t)t * na * nb;
+  memset(acc, 0, sizeof(double) * na * nb);
+  for (size_t k = k0; k < k1; k++) {
+    const size_t off = k * DOTS_CHUNK;
+    const int w = (int)(c->len - off < DOTS_CHUNK ? c->len - off : DOTS_CHUNK);
+    for (int i = 0; i < na; i++) memcpy(pa + (size_t)i * w, c->a[i] + off, (size_t)w * 4);
+    if (c->b) {
+      for (int i = 0; i < nb; i++) memcpy(pb + (size_t)i * w, c->b[i] + off, (size_t)w * 4);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nb, w, 1.0f, pa, w, pb, w, 0.0f,
+                  prod, nb);
+      for (size_t i = 0; i < (size_t)na * nb; i++) acc[i] += prod[i];
+    } else {
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, na, w, 1.0f, pa, w, 0.0f, prod, na);
+      for (int i = 0; i < na; i++)
+        for (int j = i; j < na; j++) acc[(size_t)i * na + j] += prod[(size_t)i * na + j];
+    }
+  }
+}
+
+int bs_pairwise_dots(const float *const *a, int na, const float *const *b, int nb, size_t len,
+                     double *out) {
+  bs_init();
+  const int cols = b ? nb : na;
+  memset(out, 0, sizeof(double) * na * cols);
+  if (na == 0 || cols == 0 || len == 0) return 0;
+  dots_ctx c = {.a = a, .b = b, .na = na, .nb = nb, .len = len};
+  int ntasks = bs_threads();
+  if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
+  const size_t nchunks = (len + DOTS_CHUNK - 1) / DOTS_CHUNK;
+  if ((size_t)ntasks > nchunks) ntasks = (int)nchunks;
+  c.accs = malloc(sizeof(double) * (size_t)ntasks * na * cols);
+  if (!c.accs) return -1;
+  bs_parallel_for(ntasks, dots_task, &c);
+  for (int t = 0; t < ntasks; t++)
+    for (size_t i = 0; i < (size_t)na * cols; i++) out[i] += c.accs[(size_t)t * na * cols + i];
+  free(c.accs);
+  if (!b)
+    for (int i = 0; i < na; i++)
+      for (int j = 0; j < i; j++) out[(size_t)i * na + j] = out[(size_t)j * na + i];
+  return 0;
+}
+
+int bs_sym_top_eigen(const float *K, int m, float *lambda, float *u) {
+  float *a = malloc(sizeof(float) * (size_t)m * m);
+  if (!a) return -1000;
+  memcpy(a, K, sizeof(float) * (size_t)m * m);
+  lapack_int found = 0, isuppz[2];
+  float w[1];
+  // Only the largest eigenvalue (index m of m, ascending) and its vector.
+  const lapack_int info = LAPACKE_ssyevr(LAPACK_ROW_MAJOR, 'V', 'I', 'U', m, a, m, 0.0f, 0.0f,
+                                         m, m, 0.0f, &found, w, u, 1, isuppz);
+  free(a);
+  if (info != 0) return (int)info;
+  if (found != 1) return -1001;
+  *lambda = w[0];
+  return 0;
+}
+
+int bs_top_singular(const float *x, int n, size_t d, float *s1, float *u) {
+  float *a = malloc(sizeof(float) * (size_t)n * d);
+  const size_t minnd = (size_t)n < d ? (size_t)n : d;
+  float *s = malloc(sizeof(float) * minnd);
+  float *vt = malloc(sizeof(float) * d);
+  lapack_int *superb = malloc(sizeof(lapack_int) * 12 * minnd);
+  int rc = -1000;
+  if (a && s && vt && superb) {
+    memcpy(a, x, sizeof(float) * (size_t)n * d);
+    lapack_int ns = 0;
+    const lapack_int info = LAPACKE_sgesvdx(LAPACK_ROW_MAJOR, 'V', 'N', 'I', n, (lapack_int)d, a,
+                                            (lapack_int)d, 0.0f, 0.0f, 1, 1, &ns, s, u, 1, vt,
+                                            (lapack_int)d, superb);
+    rc = info != 0 ? (int)info : (ns != 1 ? -1001 : 0);
+    if (rc == 0) *s1 = s[0];
+  }
+  free(a);
+  free(s);
+  free(vt);
+  free(superb);
+  return rc;
+}

@@ -1,0 +1,2 @@
+#include "emulation.h"
+#include "../../CKernels/gram_avx512.c"
