@@ -21,6 +21,7 @@ typedef struct {
   int m;
   size_t d;
   float *partials;   // [ntasks][m][m], one per task (a thread may run several tasks)
+  double mean_sq[MAX_TASKS];
 } gram_ctx;
 
 static void gram_task(void *p, int t, int ntasks) {
@@ -36,12 +37,19 @@ static void gram_task(void *p, int t, int ntasks) {
     // Centre this panel's columns (the column means need all m rows, which the panel has).
     for (int i = 0; i < m; i++) memcpy(panel + (size_t)i * w, c->x + (size_t)i * c->d + j, w * 4);
     bs_center_columns(panel, m, w, w, panel);
+    // The column means, recovered from row 0 (x - (x - mean)), for the variance check.
+    double ms = 0;
+    for (size_t k = 0; k < w; k++) {
+      const double mean = (double)c->x[j + k] - (double)panel[k];
+      ms += mean * mean;
+    }
+    c->mean_sq[t] += ms;
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, (int)w, 1.0f, panel, (int)w, 1.0f,
                 K, m);
   }
 }
 
-int bs_gram_centered(const float *x, int m, size_t d, float *K) {
+int bs_gram_centered(const float *x, int m, size_t d, float *K, double *mean_sq) {
   bs_init();
   gram_ctx c = {.x = x, .m = m, .d = d};
   int ntasks = bs_threads();
@@ -59,6 +67,10 @@ int bs_gram_centered(const float *x, int m, size_t d, float *K) {
       K[(size_t)i * m + j] = K[(size_t)j * m + i] = s;
     }
   free(c.partials);
+  if (mean_sq) {
+    *mean_sq = 0;
+    for (int t = 0; t < ntasks; t++) *mean_sq += c.mean_sq[t];
+  }
   return 0;
 }
 

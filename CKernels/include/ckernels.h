@@ -251,8 +251,10 @@ double bs_softmax_xent(const float *logits, const int32_t *labels, int N, int K,
 // Gram matrix of column-centred features: x: [m][d] -> K: [m][m] = (x - 1 mean^T)(...)^T =
 // H (x x^T) H, full symmetric. Centring before the product keeps fp32 accurate (the raw Gram
 // of ReLU features is dominated by the mean; centring it afterwards cancels catastrophically).
+// mean_sq (may be NULL) = sum over columns of the squared column mean, so that the raw energy
+// sum x^2 = m * mean_sq + trace(K) tells a constant representation from a varying one.
 // Returns 0, or -1 when out of memory.
-int bs_gram_centered(const float *x, int m, size_t d, float *K);
+int bs_gram_centered(const float *x, int m, size_t d, float *K, double *mean_sq);
 // All pairwise dot products of vectors of length len: out[i][j] = <a[i], b[j]>, fp32 products
 // over chunks of 1024 accumulated in double. b == NULL: a against itself (out: [na][na],
 // symmetric, computed once per pair). out: [na][nb or na]. Returns 0, or -1 out of memory.

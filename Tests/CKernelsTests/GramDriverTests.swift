@@ -31,12 +31,15 @@ final class GramDriverTests: XCTestCase {
             // product is what keeps fp32 accurate here.
             let x = (0..<(m * d)).map { _ in 10 + rng.float(0, 1) }
             var got = [Float](repeating: .nan, count: m * m)
-            XCTAssertEqual(bs_gram_centered(x, Int32(m), d, &got), 0)
+            var meanSq = 0.0
+            XCTAssertEqual(bs_gram_centered(x, Int32(m), d, &got, &meanSq), 0)
             let want = Self.centredGram(x, m: m, d: d)
             // Each centred value is off by <= 2u |mean| (the float mean and the subtraction);
             // the product sums in float: (d + 2) u sum |xc_i xc_j| for any summation order.
             var mean = [Double](repeating: 0, count: d)
             for i in 0..<m { for k in 0..<d { mean[k] += Double(x[i * d + k]) / Double(m) } }
+            let wantMeanSq = mean.reduce(0) { $0 + $1 * $1 }
+            XCTAssertEqual(meanSq, wantMeanSq, accuracy: 1e-5 * wantMeanSq)
             for i in 0..<m {
               for j in 0..<m {
                 var tol = 1e-30

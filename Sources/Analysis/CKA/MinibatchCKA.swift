@@ -1,0 +1,383 @@
+import CKernels
+import Engine
+import Foundation
+
+/// The minibatch CKA estimators of PAPER.md section 3.
+public enum CKAEstimator: String, Codable, Sendable, CaseIterable {
+  /// The paper's: unbiased HSIC1 per batch (U-centred Grams), mean over batches.
+  case unbiased
+  /// Biased HSIC0 per batch (HKH-centred linear Grams).
+  case biased
+  /// RBF kernel (median bandwidth, threshold 0.5) with the biased HSIC.
+  case rbf
+}
+
+/// A model under analysis: the network and its identity in the Gram cache.
+public struct AnalysisModel: @unchecked Sendable {
+  public let name: String
+  public let network: ResNet
+  public let fingerprint: UInt64
+  public init(name: String, network: ResNet, fingerprint: UInt64? = nil) {
+    self.name = name
+    self.network = network
+    self.fingerprint = fingerprint ?? Fingerprint.of(network)
+  }
+}
+
+public struct HeatmapRequest: Codable, Sendable, Equatable {
+  public var estimator: CKAEstimator
+  /// Remove each batch's first principal component before the (linear) kernel.
+  public var removePC1: Bool
+  public var plan: MinibatchPlan
+  /// Bootstrap resamples of the batches for per-cell standard errors (0: none).
+  public var bootstrap: Int
+  public var bootstrapSeed: UInt64
+
+  public init(estimator: CKAEstimator = .unbiased, removePC1: Bool = false,
+              plan: MinibatchPlan = MinibatchPlan(), bootstrap: Int = 0, bootstrapSeed: UInt64 = 0) {
+    self.estimator = estimator
+    self.removePC1 = removePC1
+    self.plan = plan
+    self.bootstrap = bootstrap
+    self.bootstrapSeed = bootstrapSeed
+  }
+
+  public var form: GramForm {
+    switch (estimator, removePC1) {
+    case (.unbiased, false): return .unbiased
+    case (.unbiased, true): return .unbiasedWithoutPC1
+    case (.biased, false): return .biased
+    case (.biased, true): return .biasedWithoutPC1
+    case (.rbf, _): return .rbf
+    }
+  }
+
+  public func validate() throws {
+    try plan.validate()
+    if removePC1 && estimator == .rbf {
+      throw HeatmapError.invalid("PC1 removal applies to the linear estimators, not rbf")
+    }
+    if bootstrap < 0 || bootstrap > 100_000 {
+      throw HeatmapError.invalid("bootstrap resamples must be in 0...100000, got \(bootstrap)")
+    }
+  }
+}
+
+public enum HeatmapError: Error, CustomStringConvertible {
+  case invalid(String)
+  public var description: String {
+    switch self { case .invalid(let s): return s }
+  }
+}
+
+/// Something the user should know about a heatmap: a representation without a defined CKA,
+/// negative estimates, degenerate batches. Values are never clamped or replaced by NaN.
+public struct CKADiagnostic: Codable, Sendable, Equatable {
+  public enum Kind: String, Codable, Sendable {
+    /// Zero self-similarity over every batch (dead or constant layer): its row/column is
+    /// undefined.
+    case constantRepresentation
+    /// Unbiased estimates below zero (possible when the true value is near 0).
+    case negativeEstimates
+    /// Batches whose RBF bandwidth was zero for a representation (skipped for it).
+    case rbfBandwidthZero
+    /// Examples left out by the batch plan (incomplete last batches).
+    case droppedExamples
+  }
+  public var kind: Kind
+  public var message: String
+  public var representations: [String]
+}
+
+public struct HeatmapProvenance: Codable, Sendable, Equatable {
+  public var estimator: CKAEstimator
+  public var removePC1: Bool
+  public var plan: MinibatchPlan
+  public var rowModel: String
+  public var rowModelFingerprint: String
+  public var columnModel: String
+  public var columnModelFingerprint: String
+  /// The example ids of every batch, in order.
+  public var batchExampleIds: [[Int32]]
+  public var bootstrap: Int
+  public var bootstrapSeed: UInt64
+}
+
+public struct HeatmapStats: Codable, Sendable, Equatable {
+  public var batches: Int
+  /// Forward passes actually run (a model's batch already fully cached needs none).
+  public var forwardPasses: Int
+  public var gramsComputed: Int
+  public var formsDerived: Int
+  public var cacheHits: Int
+  public var seconds: Double
+}
+
+/// A CKA heatmap: rows are the first model's representations, columns the second's (the same
+/// model for a within-model heatmap). values/defined/standardErrors are row-major.
+public struct CKAHeatmapResult: Codable, Sendable {
+  public var rowNames: [String]
+  public var columnNames: [String]
+  public var values: [Double]
+  /// false where CKA is undefined (a constant representation): the value there is 0 and a
+  /// diagnostic names it.
+  public var defined: [Bool]
+  /// Bootstrap standard error per cell (0 where undefined), when requested.
+  public var standardErrors: [Double]?
+  public var diagnostics: [CKADiagnostic]
+  public var provenance: HeatmapProvenance
+  public var stats: HeatmapStats
+
+  public func value(_ i: Int, _ j: Int) -> Double? {
+    defined[i * columnNames.count + j] ? values[i * columnNames.count + j] : nil
+  }
+}
+
+/// Minibatch CKA heatmaps over the Gram cache. For each batch of the plan it finds (or
+/// computes, with one forward pass per model and batch) the dot-ready Gram vector of every
+/// selected representation, takes all pairwise dot products at once (bs_pairwise_dots:
+/// fp32 within chunks, double across chunks and batches) and finally divides by the
+/// self-similarities.
+public final class MinibatchCKA: @unchecked Sendable {
+  public let cache: GramCache
+
+  public init(cache: GramCache) {
+    self.cache = cache
+  }
+
+  /// Progress: (batches done, batches total).
+  public func heatmap(rows a: AnalysisModel, _ rowSelector: RepresentationSelector = .all,
+                      columns b: AnalysisModel? = nil, _ columnSelector: RepresentationSelector? = nil,
+                      data: Dataset, request: HeatmapRequest,
+                      progress: ((Int, Int) -> Void)? = nil,
+                      shouldStop: () -> Bool = { false }) throws -> CKAHeatmapResult {
+    let start = Date()
+    try request.validate()
+    let repsA = try rowSelector.select(from: a.network.config)
+    let colModel = b ?? a
+    let repsB = try (columnSelector ?? rowSelector).select(from: colModel.network.config)
+    let within = b == nil && (columnSelector == nil || columnSelector == rowSelector)
+    let batches = try request.plan.batches(count: data.count)
+    let batchKeys = batches.map { Fingerprint.of(batch: $0, in: data) }
+    let form = request.form
+    let la = repsA.count, lb = repsB.count
+    var stats = HeatmapStats(batches: batches.count, forwardPasses: 0, gramsComputed: 0,
+                             formsDerived: 0, cacheHits: 0, seconds: 0)
+    var sum = [Double](repeating: 0, count: la * lb)
+    var selfA = [Double](repeating: 0, count: la), selfB = [Double](repeating: 0, count: lb)
+    // Per-batch products, kept only for the bootstrap.
+    var perBatch: [[Double]] = [], perBatchA: [[Double]] = [], perBatchB: [[Double]] = []
+    var rbfZero = Set<String>()
+
+    for (bi, positions) in batches.enumerated() {
+      if shouldStop() { throw ActivationStream.Cancelled() }
+      let vecA = try vectors(a, repsA, data: data, positions: positions, batchKey: batchKeys[bi],
+                             form: form, stats: &stats, rbfZero: &rbfZero)
+      let vecB = within ? vecA
+        : try vectors(colModel, repsB, data: data, positions: positions, batchKey: batchKeys[bi],
+                      form: form, stats: &stats, rbfZero: &rbfZero)
+      let len = positions.count * (positions.count + 1) / 2
+      var prod = [Double](repeating: 0, count: la * lb)
+      // A degenerate (nil) vector contributes zeros.
+      let zeros = Tensor([len])
+      zeros.zero()
+      let ptrA: [UnsafePointer<Float>?] = vecA.map { $0?.pointer ?? UnsafePointer(zeros.data) }
+      let ptrB: [UnsafePointer<Float>?] = vecB.map { $0?.pointer ?? UnsafePointer(zeros.data) }
+      var dA = [Double](repeating: 0, count: la), dB = [Double](repeating: 0, count: lb)
+      // The entries must outlive the pointers taken from them (the cache may evict them).
+      try withExtendedLifetime((vecA, vecB, zeros)) {
+        if within {
+          try check(ptrA.withUnsafeBufferPointer { bs_pairwise_dots($0.baseAddress, Int32(la), nil, 0, len, &prod) })
+          for i in 0..<la { dA[i] = prod[i * la + i] }
+          dB = dA
+        } else {
+          try check(ptrA.withUnsafeBufferPointer { pa in
+            ptrB.withUnsafeBufferPointer { pb in
+              bs_pairwise_dots(pa.baseAddress, Int32(la), pb.baseAddress, Int32(lb), len, &prod)
+            }
+          })
+          dA = try selfDots(ptrA, len: len)
+          dB = try selfDots(ptrB, len: len)
+        }
+      }
+      for i in 0..<(la * lb) { sum[i] += prod[i] }
+      for i in 0..<la { selfA[i] += dA[i] }
+      for j in 0..<lb { selfB[j] += dB[j] }
+      if request.bootstrap > 0 {
+        perBatch.append(prod)
+        perBatchA.append(dA)
+        perBatchB.append(dB)
+      }
+      progress?(bi + 1, batches.count)
+    }
+
+    // CKA = sum_b <a, b> / sqrt(sum_b <a, a> sum_b <b, b>) (the factor 2 and 1/batches cancel).
+    var values = [Double](repeating: 0, count: la * lb)
+    var defined = [Bool](repeating: false, count: la * lb)
+    var negatives: [String] = []
+    for i in 0..<la {
+      for j in 0..<lb where selfA[i] > 0 && selfB[j] > 0 {
+        let v = sum[i * lb + j] / (selfA[i] * selfB[j]).squareRoot()
+        values[i * lb + j] = v
+        defined[i * lb + j] = true
+        if v < 0 { negatives.append("\(repsA[i].name)|\(repsB[j].name)") }
+      }
+    }
+    var diagnostics: [CKADiagnostic] = []
+    let constA = (0..<la).filter { selfA[$0] <= 0 }.map { repsA[$0].name }
+    let constB = within ? [] : (0..<lb).filter { selfB[$0] <= 0 }.map { repsB[$0].name }
+    if !constA.isEmpty || !constB.isEmpty {
+      diagnostics.append(CKADiagnostic(
+        kind: .constantRepresentation,
+        message: "\(constA.count + constB.count) representation(s) are constant over every batch "
+          + "(zero self-similarity): their CKA is undefined, not 0",
+        representations: constA + constB))
+    }
+    if !negatives.isEmpty {
+      diagnostics.append(CKADiagnostic(
+        kind: .negativeEstimates,
+        message: "\(negatives.count) cell(s) have negative estimates (unbiased estimates of a "
+          + "similarity near 0 can be); kept as computed",
+        representations: Array(negatives.prefix(50))))
+    }
+    if !rbfZero.isEmpty {
+      diagnostics.append(CKADiagnostic(
+        kind: .rbfBandwidthZero,
+        message: "some batches had a zero median distance for these representations (more than "
+          + "half of the pairs identical); those batches were skipped for them",
+        representations: rbfZero.sorted()))
+    }
+    let dropped = request.plan.droppedPerPass(count: data.count)
+    if dropped > 0 {
+      diagnostics.append(CKADiagnostic(
+        kind: .droppedExamples,
+        message: "\(dropped) of \(data.count) examples per pass fall in an incomplete last batch "
+          + "and are not used (keepIncomplete uses them)",
+        representations: []))
+    }
+    var errors: [Double]? = nil
+    if request.bootstrap > 0 {
+      errors = bootstrapErrors(perBatch, perBatchA, perBatchB, la: la, lb: lb,
+                               resamples: request.bootstrap, seed: request.bootstrapSeed,
+                               defined: defined)
+    }
+    stats.seconds = Date().timeIntervalSince(start)
+    let provenance = HeatmapProvenance(
+      estimator: request.estimator, removePC1: request.removePC1, plan: request.plan,
+      rowModel: a.name, rowModelFingerprint: String(a.fingerprint, radix: 16),
+      columnModel: colModel.name, columnModelFingerprint: String(colModel.fingerprint, radix: 16),
+      batchExampleIds: batches.map { $0.map { data.ids[$0] } },
+      bootstrap: request.bootstrap, bootstrapSeed: request.bootstrapSeed)
+    return CKAHeatmapResult(rowNames: repsA.map(\.name), columnNames: repsB.map(\.name),
+                            values: values, defined: defined, standardErrors: errors,
+                            diagnostics: diagnostics, provenance: provenance, stats: stats)
+  }
+
+  private func check(_ rc: Int32) throws {
+    if rc != 0 { throw GramForms.GramError.outOfMemory }
+  }
+
+  private func selfDots(_ p: [UnsafePointer<Float>?], len: Int) throws -> [Double] {
+    var out = [Double](repeating: 0, count: p.count)
+    for (i, v) in p.enumerated() {
+      var d = 0.0
+      var one = [v]
+      try check(bs_pairwise_dots(&one, 1, nil, 0, len, &d))
+      out[i] = d
+    }
+    return out
+  }
+
+  /// The dot-ready Gram vectors of one model for one batch (nil where the form is degenerate
+  /// for that batch), from the cache where possible; one forward pass for the rest.
+  private func vectors(_ model: AnalysisModel, _ reps: [Representation], data: Dataset,
+                       positions: [Int], batchKey: UInt64, form: GramForm,
+                       stats: inout HeatmapStats, rbfZero: inout Set<String>) throws -> [GramEntry?] {
+    var out = [GramEntry?](repeating: nil, count: reps.count)
+    var resolved = [Bool](repeating: false, count: reps.count)
+    var missing: [String: Int] = [:]
+    func key(_ rep: String, _ f: GramForm) -> GramKey {
+      GramKey(model: model.fingerprint, representation: rep, batch: batchKey, form: f)
+    }
+    func derive(_ i: Int, from base: GramEntry) throws {
+      do {
+        let e = try GramForms.derive(form, from: base)
+        if form != .centred {
+          cache.insert(e, for: key(reps[i].name, form))
+          stats.formsDerived += 1
+        }
+        out[i] = e
+      } catch GramForms.Degenerate.rbfBandwidthZero {
+        rbfZero.insert(reps[i].name)
+      }
+      resolved[i] = true
+    }
+    for (i, rep) in reps.enumerated() {
+      if let e = cache.entry(key(rep.name, form)) {
+        out[i] = e
+        resolved[i] = true
+        stats.cacheHits += 1
+      } else if form != .centred, let base = cache.entry(key(rep.name, .centred)) {
+        stats.cacheHits += 1
+        try derive(i, from: base)
+      } else {
+        missing[rep.name] = i
+      }
+    }
+    if !missing.isEmpty {
+      stats.forwardPasses += 1
+      let m = positions.count
+      try ActivationStream.run(model: model.network, data: data, batches: [positions],
+                               representations: reps.filter { missing[$0.name] != nil }) { _, rep, p in
+        let base = try GramForms.centred(p, m: m, d: rep.features)
+        stats.gramsComputed += 1
+        cache.insert(base, for: key(rep.name, .centred))
+        try derive(missing[rep.name]!, from: base)
+      }
+    }
+    precondition(resolved.allSatisfy { $0 }, "a representation was not streamed")
+    return out
+  }
+
+  /// Standard error of every defined cell over `resamples` bootstrap resamples of the batches
+  /// (multinomial weights, seeded), each resample's CKA from the weighted per-batch sums.
+  private func bootstrapErrors(_ prods: [[Double]], _ selfA: [[Double]], _ selfB: [[Double]],
+                               la: Int, lb: Int, resamples: Int, seed: UInt64,
+                               defined: [Bool]) -> [Double] {
+    let nb = prods.count
+    var rng = RandomSource(seed: seed, stream: 0xB007)
+    var sum = [Double](repeating: 0, count: la * lb), sumSq = sum
+    var count = [Int](repeating: 0, count: la * lb)
+    var weights = [Double](repeating: 0, count: nb)
+    var p = [Double](repeating: 0, count: la * lb)
+    var a = [Double](repeating: 0, count: la), b = [Double](repeating: 0, count: lb)
+    for _ in 0..<resamples {
+      for i in 0..<nb { weights[i] = 0 }
+      for _ in 0..<nb { weights[rng.below(nb)] += 1 }
+      for i in 0..<(la * lb) { p[i] = 0 }
+      for i in 0..<la { a[i] = 0 }
+      for j in 0..<lb { b[j] = 0 }
+      for k in 0..<nb where weights[k] > 0 {
+        let w = weights[k]
+        prods[k].withUnsafeBufferPointer { src in
+          for i in 0..<(la * lb) { p[i] += w * src[i] }
+        }
+        for i in 0..<la { a[i] += w * selfA[k][i] }
+        for j in 0..<lb { b[j] += w * selfB[k][j] }
+      }
+      for i in 0..<la {
+        for j in 0..<lb where defined[i * lb + j] && a[i] > 0 && b[j] > 0 {
+          let v = p[i * lb + j] / (a[i] * b[j]).squareRoot()
+          sum[i * lb + j] += v
+          sumSq[i * lb + j] += v * v
+          count[i * lb + j] += 1
+        }
+      }
+    }
+    return (0..<(la * lb)).map { c in
+      guard count[c] > 1 else { return 0 }
+      let n = Double(count[c]), mean = sum[c] / n
+      return (max(0, sumSq[c] / n - mean * mean) * n / (n - 1)).squareRoot()
+    }
+  }
+}

@@ -1,0 +1,58 @@
+import Engine
+
+/// What a cached Gram vector is. All are symmetric m x m matrices stored as their upper
+/// triangle, row by row (m(m+1)/2 floats).
+/// - centred: K_c, the Gram of the batch's column-centred features (= HKH), stored exactly
+///   (diagonal unscaled). Every other form derives from it without a forward pass.
+/// - the others are "dot-ready": packed by bs_pack_upper with the diagonal divided by sqrt 2
+///   and a scale, so that 2 <a, b> is the HSIC of the batch:
+///   unbiased: U(K_c) / sqrt(m(m-3)) -> HSIC1;  biased: K_c / (m-1) -> HSIC0;
+///   rbf: H K_rbf H / (m-1) -> HSIC0 of the RBF kernel (median bandwidth, threshold 0.5);
+///   *WithoutPC1: the same after removing the batch's first principal component,
+///   K_c - lambda1 u1 u1^T (PAPER.md section 4).
+public enum GramForm: String, Codable, Sendable, Hashable, CaseIterable {
+  case centred, unbiased, biased, rbf, unbiasedWithoutPC1, biasedWithoutPC1
+}
+
+/// The identity of a cached Gram: which model (Fingerprint.of(model)), which representation,
+/// which example batch (Fingerprint.of(batch:in:)), which form.
+public struct GramKey: Hashable, Sendable {
+  public var model: UInt64
+  public var representation: String
+  public var batch: UInt64
+  public var form: GramForm
+  public init(model: UInt64, representation: String, batch: UInt64, form: GramForm) {
+    self.model = model
+    self.representation = representation
+    self.batch = batch
+    self.form = form
+  }
+}
+
+/// One packed Gram vector. Immutable once built; shared by the cache and its readers (a
+/// reader keeps an entry alive after eviction).
+public final class GramEntry: @unchecked Sendable {
+  public let m: Int
+  public let form: GramForm
+  /// The batch's variance relative to its raw energy, trace(K_c) / sum x^2 (centred entries;
+  /// derived ones inherit it). Below `GramEntry.constantThreshold` the representation is
+  /// constant over the batch up to float rounding, and its derived forms are zero.
+  public internal(set) var relativeVariance: Double = 1
+  /// Variation below ~256 ulps of the activations' magnitude ((256 u)^2 relative variance) is
+  /// indistinguishable from rounding: identical inputs through BN layers land there, not at 0.
+  public static let constantThreshold = 2.3e-10
+  public var isConstant: Bool { relativeVariance <= GramEntry.constantThreshold }
+  /// Aligned storage of `count` floats.
+  let storage: Tensor
+  public var count: Int { m * (m + 1) / 2 }
+  public var pointer: UnsafePointer<Float> { UnsafePointer(storage.data) }
+  public var bytes: Int { count * 4 + 128 }
+
+  init(m: Int, form: GramForm) {
+    self.m = m
+    self.form = form
+    storage = Tensor([max(1, m * (m + 1) / 2)])
+  }
+
+  public var values: [Float] { Array(UnsafeBufferPointer(start: storage.data, count: count)) }
+}

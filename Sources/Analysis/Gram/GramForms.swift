@@ -1,0 +1,141 @@
+import CKernels
+import Engine
+
+/// Builds Gram entries: the centred Gram of a batch's activations, and every other form from
+/// it (no forward pass).
+public enum GramForms {
+  /// K_c of activations x: [m][d] (column-centred, then X X^T; see bs_gram_centered).
+  public static func centred(_ x: UnsafePointer<Float>, m: Int, d: Int) throws -> GramEntry {
+    let full = Tensor([m * m])
+    var meanSq = 0.0
+    guard bs_gram_centered(x, Int32(m), d, full.data, &meanSq) == 0 else { throw GramError.outOfMemory }
+    let e = GramEntry(m: m, form: .centred)
+    var trace = 0.0
+    for i in 0..<m { trace += Double(full.data[i * m + i]) }
+    let energy = Double(m) * meanSq + trace
+    e.relativeVariance = energy > 0 ? trace / energy : 0
+    bs_pack_upper(full.data, Int32(m), 1, e.storage.data)
+    // Keep the diagonal exact (bs_pack_upper divides it by sqrt 2).
+    var o = 0
+    for i in 0..<m {
+      e.storage.data[o] = full.data[i * m + i]
+      o += m - i
+    }
+    return e
+  }
+
+  /// The full m x m matrix of a `centred` entry.
+  public static func unpack(_ e: GramEntry) -> Tensor {
+    let m = e.m
+    let full = Tensor([m * m])
+    var o = 0
+    for i in 0..<m {
+      for j in i..<m {
+        let v = e.storage.data[o]
+        full.data[i * m + j] = v
+        full.data[j * m + i] = v
+        o += 1
+      }
+    }
+    return full
+  }
+
+  public enum GramError: Error, CustomStringConvertible, Equatable {
+    case outOfMemory
+    case eigen(Int32)
+    case notCentred(GramForm)
+    public var description: String {
+      switch self {
+      case .outOfMemory: return "out of memory computing a Gram matrix"
+      case .eigen(let info): return "LAPACKE_ssyevr failed (info \(info))"
+      case .notCentred(let f): return "forms derive from the centred Gram, not from \(f)"
+      }
+    }
+  }
+
+  /// Why a form could not be built for a batch (it then contributes nothing to the sums).
+  public enum Degenerate: Error, Equatable {
+    case rbfBandwidthZero
+  }
+
+  /// Derives `form` from a centred entry. Throws Degenerate when the batch has no such form.
+  public static func derive(_ form: GramForm, from base: GramEntry) throws -> GramEntry {
+    guard base.form == .centred else { throw GramError.notCentred(base.form) }
+    let m = base.m
+    if form == .centred { return base }
+    if base.isConstant {
+      // Zero vector: the batch adds nothing to any sum, the self-similarity stays 0 if every
+      // batch is constant, and the heatmap reports the representation as constant.
+      let e = GramEntry(m: m, form: form)
+      e.storage.zero()
+      e.relativeVariance = base.relativeVariance
+      return e
+    }
+    var k = unpack(base)
+    switch form {
+    case .unbiasedWithoutPC1, .biasedWithoutPC1:
+      var lambda: Float = 0
+      let u = Tensor([m])
+      let info = bs_sym_top_eigen(k.data, Int32(m), &lambda, u.data)
+      guard info == 0 else { throw GramError.eigen(info) }
+      if lambda > 0 {
+        for i in 0..<m {
+          let li = lambda * u.data[i]
+          for j in 0..<m { k.data[i * m + j] -= li * u.data[j] }
+        }
+        // Re-symmetrize exactly (the float update above is symmetric up to rounding order).
+        for i in 0..<m { for j in 0..<i { k.data[i * m + j] = k.data[j * m + i] } }
+      }
+    case .rbf:
+      let d = Tensor([m * m])
+      bs_gram_sqdist(k.data, Int32(m), d.data)
+      let median = medianOf(d.data, count: m * m)
+      guard median > 0 else { throw Degenerate.rbfBandwidthZero }
+      let s2 = Float(FullBatchCKA.rbfThreshold * FullBatchCKA.rbfThreshold) * median
+      bs_exp_scaled(d.data, m * m, -1 / (2 * s2), d.data)
+      var r = [Double](repeating: 0, count: m)
+      bs_hcenter(d.data, Int32(m), d.data, &r)
+      k = d
+    default:
+      break
+    }
+    let e = GramEntry(m: m, form: form)
+    e.relativeVariance = base.relativeVariance
+    switch form {
+    case .unbiased, .unbiasedWithoutPC1:
+      var r = [Double](repeating: 0, count: m)
+      bs_ucenter(k.data, Int32(m), k.data, &r)
+      bs_pack_upper(k.data, Int32(m), Float(1 / (Double(m) * Double(m - 3)).squareRoot()), e.storage.data)
+    case .biased, .biasedWithoutPC1, .rbf:
+      bs_pack_upper(k.data, Int32(m), Float(1 / Double(m - 1)), e.storage.data)
+    case .centred:
+      break
+    }
+    return e
+  }
+
+  /// numpy's median (mean of the middle two for an even count) of count floats, by selection.
+  static func medianOf(_ p: UnsafePointer<Float>, count: Int) -> Float {
+    var v = Array(UnsafeBufferPointer(start: p, count: count))
+    func select(_ k: Int) -> Float {
+      var lo = 0, hi = v.count - 1
+      while lo < hi {
+        let pivot = v[(lo + hi) / 2]
+        var i = lo, j = hi
+        while i <= j {
+          while v[i] < pivot { i += 1 }
+          while v[j] > pivot { j -= 1 }
+          if i <= j { v.swapAt(i, j); i += 1; j -= 1 }
+        }
+        if k <= j { hi = j } else if k >= i { lo = i } else { return v[k] }
+      }
+      return v[k]
+    }
+    if count % 2 == 1 { return select(count / 2) }
+    let upper = select(count / 2)
+    // The largest value below the upper middle: the lower middle (v is partitioned at count/2).
+    var lower = -Float.infinity
+    for i in 0..<(count / 2) { lower = max(lower, v[i]) }
+    return Float((Double(lower) + Double(upper)) / 2)
+  }
+}
