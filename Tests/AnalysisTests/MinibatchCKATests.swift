@@ -30,10 +30,10 @@ final class MinibatchCKATests: XCTestCase {
 
   /// Double top eigenpair of a symmetric matrix by power iteration (deflation-free; the Grams
   /// here have a clear gap).
-  static func topEigen(_ k: [Double], n: Int) -> (Double, [Double]) {
+  static func topEigen(_ k: [Double], n: Int, iterations: Int = 3000) -> (Double, [Double]) {
     var v = (0..<n).map { 1 + Double($0 % 5) * 0.1 }
     var lambda = 0.0
-    for _ in 0..<5000 {
+    for _ in 0..<iterations {
       var w = [Double](repeating: 0, count: n)
       for i in 0..<n { for j in 0..<n { w[i] += k[i * n + j] * v[j] } }
       let norm = w.reduce(0) { $0 + $1 * $1 }.squareRoot()
