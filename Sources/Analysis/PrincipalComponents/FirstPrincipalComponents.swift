@@ -125,7 +125,7 @@ public enum FirstPrincipalComponents {
   }
 
   /// PC1 of one representation's n x d activations (overwritten).
-  static func decompose(_ x: Tensor, n: Int, rep: Representation,
+  public static func decompose(_ x: Tensor, n: Int, rep: Representation,
                         method: PCMethod) throws -> (PCLayer, [Float]) {
     let d = rep.features
     let how = method.resolved(n: n, d: d)

@@ -13,6 +13,15 @@ public struct Representation: Codable, Equatable, Hashable, Sendable {
   public var block: String?
 
   public var features: Int { height * width * channels }
+
+  public init(name: String, kind: Kind, height: Int, width: Int, channels: Int, block: String?) {
+    self.name = name
+    self.kind = kind
+    self.height = height
+    self.width = width
+    self.channels = channels
+    self.block = block
+  }
 }
 
 extension ResNetConfig {

@@ -1,0 +1,137 @@
+import Analysis
+import ArgumentParser
+import CKernels
+import Engine
+import Foundation
+
+/// The minibatch-CKA benchmark of the analysis issue: a heatmap over every representation of
+/// one model, from scratch (forward passes, Grams, products) and again from the Gram cache.
+/// One model per process, so peak RSS is that model's.
+struct BenchCKACommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench-cka",
+    abstract: "Time a minibatch-CKA heatmap over all representations, from scratch and from the cache.")
+
+  @Option(help: "Depth 6n+2.") var depth = 56
+  @Option(help: "Width multiplier.") var width = 1.0
+  @Option(help: "Use this trained model instead of a random initialization.") var checkpoint: String?
+  @Option(name: .customLong("data-path"), help: "CIFAR-10 binary directory (default: random images).")
+  var dataPath: String?
+  @Option var batches = 10
+  @Option(name: .customLong("batch-size")) var batchSize = 256
+  @Option(help: "unbiased, biased or rbf.") var estimator = "unbiased"
+  @Option(help: "Threads (default: all cores).") var threads: Int?
+  @Flag(help: "One JSON object per line.") var json = false
+
+  func validate() throws {
+    guard batches >= 1, batchSize >= 4 else { throw ValidationError("--batches >= 1, --batch-size >= 4") }
+    guard CKAEstimator(rawValue: estimator) != nil else { throw ValidationError("--estimator: unbiased, biased or rbf") }
+  }
+
+  struct Result: Codable {
+    var model: String
+    var representations: Int
+    var examples: Int
+    var seconds_scratch: Double
+    var seconds_cached: Double
+    var peak_rss_mb: Double
+    var seconds_forward_only: Double
+    var estimator: String
+    var data: String
+    var threads: Int
+    var cache_mb: Double
+  }
+
+  func run() throws {
+    if let threads { bs_set_threads(Int32(threads)) }
+    let network: ResNet
+    if let checkpoint {
+      network = try ModelState.model(from: try Checkpoint.load(from: checkpoint), source: checkpoint)
+    } else {
+      network = try ResNet(config: ResNetConfig(depth: depth, widthMultiplier: width), seed: 0)
+    }
+    let n = batches * batchSize
+    let data: Dataset
+    var dataName = "random"
+    if let dataPath {
+      let test = try DatasetLoader.load(DataSpec(dataset: "cifar10", path: dataPath)).test
+      guard test.count >= n else { throw ValidationError("only \(test.count) test images, need \(n)") }
+      data = test.selecting(Array(0..<n))
+      dataName = "cifar10-test"
+    } else {
+      data = Dataset.synthetic(count: n, height: 32, width: 32, channels: 3, numClasses: 10, seed: 1)
+    }
+    let model = AnalysisModel(name: network.config.name, network: network)
+    let request = HeatmapRequest(estimator: CKAEstimator(rawValue: estimator)!,
+                                 plan: MinibatchPlan(batchSize: batchSize, passes: 1, seed: 0))
+    // Forward passes alone, every representation tapped but not used: the floor.
+    let positions = try request.plan.batches(count: n)
+    let reps = network.config.representations
+    var t = Date()
+    try ActivationStream.run(model: network, data: data, batches: positions, representations: reps) { _, _, _ in }
+    let forward = Date().timeIntervalSince(t)
+
+    let cache = GramCache(budgetBytes: 8 << 30)
+    let engine = MinibatchCKA(cache: cache)
+    t = Date()
+    let scratch = try engine.heatmap(rows: model, .all, data: data, request: request)
+    let secondsScratch = Date().timeIntervalSince(t)
+    t = Date()
+    let cached = try engine.heatmap(rows: model, .all, data: data, request: request)
+    let secondsCached = Date().timeIntervalSince(t)
+    precondition(cached.stats.forwardPasses == 0 && cached.values == scratch.values)
+    let r = Result(model: network.config.name, representations: scratch.rowNames.count, examples: n,
+                   seconds_scratch: secondsScratch, seconds_cached: secondsCached,
+                   peak_rss_mb: peakRSSMiB(), seconds_forward_only: forward, estimator: estimator,
+                   data: dataName, threads: Int(bs_threads()),
+                   cache_mb: Double(cache.currentStats.bytes) / 1_048_576)
+    if json {
+      print(jsonLine(r))
+    } else {
+      print(String(format: "%@: %d representations x %d examples: scratch %.2f s (forward alone %.2f s), cached %.3f s, peak RSS %.0f MiB, cache %.0f MiB",
+                   r.model, r.representations, n, secondsScratch, forward, secondsCached, r.peak_rss_mb, r.cache_mb))
+    }
+  }
+}
+
+/// Gram eigenproblem against SVD for the first principal component, on ReLU-like random data
+/// of the shapes the analyses meet (n examples x d features): the measurement behind
+/// PCMethod.auto.
+struct BenchPCCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench-pc", abstract: "Time PC1 by Gram eigenproblem and by SVD.")
+  @Option(help: "Comma-separated n values.") var n = "256,1024"
+  @Option(help: "Comma-separated d values.") var d = "64,1024,4096,16384"
+  @Flag var json = false
+
+  func run() throws {
+    var rng = RandomSource(seed: 3)
+    for nn in n.split(separator: ",").compactMap({ Int($0) }) {
+      for dd in d.split(separator: ",").compactMap({ Int($0) }) {
+        let x = Tensor([nn * dd])
+        for i in 0..<(nn * dd) { x.data[i] = max(0, Float(rng.normal()) + 0.3) }
+        var times: [String: Double] = [:]
+        var fractions: [String: Double] = [:]
+        for method in [PCMethod.gram, .svd] {
+          let copy = Tensor([nn * dd])
+          copy.copy(from: x)
+          let rep = Representation(name: "x", kind: .relu, height: 1, width: 1, channels: dd, block: nil)
+          let t = Date()
+          let (layer, _) = try FirstPrincipalComponents.decompose(copy, n: nn, rep: rep, method: method)
+          times[method.rawValue] = Date().timeIntervalSince(t)
+          fractions[method.rawValue] = layer.pc1Fraction ?? -1
+        }
+        if json {
+          print(jsonLine(["n": Double(nn), "d": Double(dd), "seconds_gram": times["gram"]!,
+                          "seconds_svd": times["svd"]!, "fraction_gram": fractions["gram"]!,
+                          "fraction_svd": fractions["svd"]!]))
+        } else {
+          print(String(format: "n=%5d d=%6d  gram %8.4f s  svd %8.4f s  (svd/gram %.1fx)  fraction %.6f / %.6f",
+                       nn, dd, times["gram"]!, times["svd"]!, times["svd"]! / times["gram"]!,
+                       fractions["gram"]!, fractions["svd"]!))
+        }
+        fflush(nil)
+      }
+    }
+  }
+}
