@@ -20,6 +20,10 @@ final class EngineToolTests: XCTestCase {
   }
 
   func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
+    try Self.run(args, env: env)
+  }
+
+  static func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
     let p = Process()
     p.executableURL = Self.binary
     p.arguments = args
