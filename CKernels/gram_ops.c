@@ -79,6 +79,7 @@ typedef struct {
   const float *const *b;   // NULL: a against itself
   int na, nb;
   size_t len;
+  ptrdiff_t stride_a, stride_b;   // > 0: the vectors sit at this constant stride (no gather)
   double *accs;   // [ntasks][na][nb or na], one per task
 } dots_ctx;
 
@@ -96,18 +97,40 @@ static void dots_task(void *p, int t, int ntasks) {
   for (size_t k = k0; k < k1; k++) {
     const size_t off = k * DOTS_CHUNK;
     const int w = (int)(c->len - off < DOTS_CHUNK ? c->len - off : DOTS_CHUNK);
-    for (int i = 0; i < na; i++) memcpy(pa + (size_t)i * w, c->a[i] + off, (size_t)w * 4);
+    const float *A = pa, *B = pb;
+    int lda = w, ldb = w;
+    if (c->stride_a > 0) {
+      A = c->a[0] + off;
+      lda = (int)c->stride_a;
+    } else {
+      for (int i = 0; i < na; i++) memcpy(pa + (size_t)i * w, c->a[i] + off, (size_t)w * 4);
+    }
     if (c->b) {
-      for (int i = 0; i < nb; i++) memcpy(pb + (size_t)i * w, c->b[i] + off, (size_t)w * 4);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nb, w, 1.0f, pa, w, pb, w, 0.0f,
+      if (c->stride_b > 0) {
+        B = c->b[0] + off;
+        ldb = (int)c->stride_b;
+      } else {
+        for (int i = 0; i < nb; i++) memcpy(pb + (size_t)i * w, c->b[i] + off, (size_t)w * 4);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nb, w, 1.0f, A, lda, B, ldb, 0.0f,
                   prod, nb);
       for (size_t i = 0; i < (size_t)na * nb; i++) acc[i] += prod[i];
     } else {
-      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, na, w, 1.0f, pa, w, 0.0f, prod, na);
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, na, w, 1.0f, A, lda, 0.0f, prod, na);
       for (int i = 0; i < na; i++)
         for (int j = i; j < na; j++) acc[(size_t)i * na + j] += prod[(size_t)i * na + j];
     }
   }
+}
+
+// The constant stride between consecutive vectors (>= len, fits an int), or 0.
+static ptrdiff_t constant_stride(const float *const *v, int n, size_t len) {
+  if (n < 2) return n == 1 ? (ptrdiff_t)len : 0;
+  const ptrdiff_t s = v[1] - v[0];
+  if (s < (ptrdiff_t)len || s > 0x7fffffff) return 0;
+  for (int i = 2; i < n; i++)
+    if (v[i] - v[i - 1] != s) return 0;
+  return s;
 }
 
 int bs_pairwise_dots(const float *const *a, int na, const float *const *b, int nb, size_t len,
@@ -116,7 +139,8 @@ int bs_pairwise_dots(const float *const *a, int na, const float *const *b, int n
   const int cols = b ? nb : na;
   memset(out, 0, sizeof(double) * na * cols);
   if (na == 0 || cols == 0 || len == 0) return 0;
-  dots_ctx c = {.a = a, .b = b, .na = na, .nb = nb, .len = len};
+  dots_ctx c = {.a = a, .b = b, .na = na, .nb = nb, .len = len,
+               .stride_a = constant_stride(a, na, len), .stride_b = b ? constant_stride(b, nb, len) : 0};
   int ntasks = bs_threads();
   if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
   const size_t nchunks = (len + DOTS_CHUNK - 1) / DOTS_CHUNK;

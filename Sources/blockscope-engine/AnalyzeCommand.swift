@@ -24,7 +24,9 @@ struct AnalyzeCommand: ParsableCommand {
   @Option(name: .customLong("pc-examples"), help: "Test examples for the first principal components.")
   var pcExamples = 1024
   @Option(name: .customLong("probe-epochs")) var probeEpochs = 10
-  @Option(name: .customLong("probe-pool"), help: "2x2-pool features before the probes.") var probePool = false
+  @Flag(name: .customLong("probe-pool"), help: "2x2-pool features before the probes.") var probePool = false
+  @Option(name: .customLong("eval-examples"), help: "Test examples for probe accuracy and block deletion (the first N).")
+  var evalExamples = 10_000
   @Flag(name: .customLong("no-probes")) var noProbes = false
   @Flag(name: .customLong("no-deletion")) var noDeletion = false
   @Flag(name: .customLong("no-pc")) var noPC = false
@@ -48,6 +50,7 @@ struct AnalyzeCommand: ParsableCommand {
     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
     let test = splits.test.selecting(Array(0..<min(examples, splits.test.count)))
     let accuracy = ckpt.history.last?.testAccuracy
+    let evalSet = splits.test.selecting(Array(0..<min(evalExamples, splits.test.count)))
     print("model \(model.network.config.name) from \(source.checkpoint): \(ckpt.epochsCompleted) epochs, "
           + "test accuracy \(accuracy.map { String(format: "%.2f%%", $0 * 100) } ?? "?"), "
           + "\(ckpt.data.dataset) fraction \(ckpt.data.fraction)")
@@ -108,7 +111,7 @@ struct AnalyzeCommand: ParsableCommand {
       var pconf = ProbeConfig()
       pconf.epochs = probeEpochs
       pconf.pool2x2 = probePool
-      let report = try ProbeRunner.run(model.network, train: splits.train, test: splits.test, config: pconf)
+      let report = try ProbeRunner.run(model.network, train: splits.train, test: evalSet, config: pconf)
       try writeJSON(report, to: out + "/probes.json")
       print("linear probes (\(report.trainCount) train, \(report.testCount) test, \(probeEpochs) epochs):")
       print("  " + report.layers.map { "\($0.name) \(String(format: "%.1f%%", $0.testAccuracy * 100))" }.joined(separator: ", "))
@@ -116,7 +119,7 @@ struct AnalyzeCommand: ParsableCommand {
 
     // Block deletion.
     if !noDeletion {
-      let del = try BlockDeletion.run(model.network, test: splits.test)
+      let del = try BlockDeletion.run(model.network, test: evalSet)
       try writeJSON(del, to: out + "/deletion.json")
       print(String(format: "block deletion (intact %.2f%%):", del.intactAccuracy * 100))
       print("  single: " + del.blocks.map { b in

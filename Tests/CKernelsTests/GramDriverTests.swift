@@ -87,6 +87,20 @@ final class GramDriverTests: XCTestCase {
           XCTAssertEqual(bs_pairwise_dots(pa, Int32(na), nil, 0, len, &sym), 0)
           check(sym, a, a)
           for i in 0..<na { for j in 0..<na { XCTAssertEqual(sym[i * na + j], sym[j * na + i]) } }
+          // The same vectors side by side at a constant stride: read in place, same results.
+          let stride = len + 5
+          let slabA = UnsafeMutablePointer<Float>.allocate(capacity: stride * na)
+          let slabB = UnsafeMutablePointer<Float>.allocate(capacity: stride * nb)
+          defer { slabA.deallocate(); slabB.deallocate() }
+          for i in 0..<na { (slabA + i * stride).update(from: a[i], count: len) }
+          for i in 0..<nb { (slabB + i * stride).update(from: b[i], count: len) }
+          let sa = (0..<na).map { Optional(UnsafePointer(slabA + $0 * stride)) }
+          let sb = (0..<nb).map { Optional(UnsafePointer(slabB + $0 * stride)) }
+          var rect2 = [Double](repeating: .nan, count: na * nb), sym2 = [Double](repeating: .nan, count: na * na)
+          XCTAssertEqual(bs_pairwise_dots(sa, Int32(na), sb, Int32(nb), len, &rect2), 0)
+          XCTAssertEqual(bs_pairwise_dots(sa, Int32(na), nil, 0, len, &sym2), 0)
+          XCTAssertEqual(rect2, rect)
+          XCTAssertEqual(sym2, sym)
         }
       }
     }

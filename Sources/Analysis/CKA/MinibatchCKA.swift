@@ -296,12 +296,18 @@ public final class MinibatchCKA: @unchecked Sendable {
     var out = [GramEntry?](repeating: nil, count: reps.count)
     var resolved = [Bool](repeating: false, count: reps.count)
     var missing: [String: Int] = [:]
+    // One slab for the vectors built here, at their representation's index (see GramEntry).
+    var slab: Tensor?
+    func slot(_ i: Int) -> (Tensor, Int) {
+      if slab == nil { slab = Tensor([GramEntry.stride(m: positions.count) * reps.count]) }
+      return (slab!, i)
+    }
     func key(_ rep: String, _ f: GramForm) -> GramKey {
       GramKey(model: model.fingerprint, representation: rep, batch: batchKey, form: f)
     }
     func derive(_ i: Int, from base: GramEntry) throws {
       do {
-        let e = try GramForms.derive(form, from: base)
+        let e = try GramForms.derive(form, from: base, slot: form == .centred ? nil : slot(i))
         if form != .centred {
           cache.insert(e, for: key(reps[i].name, form))
           stats.formsDerived += 1

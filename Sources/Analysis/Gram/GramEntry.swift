@@ -31,6 +31,12 @@ public struct GramKey: Hashable, Sendable {
 
 /// One packed Gram vector. Immutable once built; shared by the cache and its readers (a
 /// reader keeps an entry alive after eviction).
+///
+/// The dot-ready vectors of one model and batch are built side by side in one slab, at a fixed
+/// stride, so that a heatmap's product reads them in place (bs_pairwise_dots detects the
+/// constant stride and skips its gather copy). The slab is freed when its last entry is: the
+/// cache budget counts entries, so a slab whose entries were evicted only in part holds its
+/// memory until the rest go (LRU evicts a batch's entries together in practice).
 public final class GramEntry: @unchecked Sendable {
   public let m: Int
   public let form: GramForm
@@ -42,17 +48,34 @@ public final class GramEntry: @unchecked Sendable {
   /// indistinguishable from rounding: identical inputs through BN layers land there, not at 0.
   public static let constantThreshold = 2.3e-10
   public var isConstant: Bool { relativeVariance <= GramEntry.constantThreshold }
-  /// Aligned storage of `count` floats.
-  let storage: Tensor
+  /// Aligned slab holding this entry's `count` floats at `offset`.
+  let slab: Tensor
+  let offset: Int
+  var data: UnsafeMutablePointer<Float> { slab.data + offset }
   public var count: Int { m * (m + 1) / 2 }
-  public var pointer: UnsafePointer<Float> { UnsafePointer(storage.data) }
+  public var pointer: UnsafePointer<Float> { UnsafePointer(data) }
   public var bytes: Int { count * 4 + 128 }
+
+  /// Floats between consecutive entries of a slab (64-byte aligned).
+  public static func stride(m: Int) -> Int { (m * (m + 1) / 2 + 15) / 16 * 16 }
 
   init(m: Int, form: GramForm) {
     self.m = m
     self.form = form
-    storage = Tensor([max(1, m * (m + 1) / 2)])
+    slab = Tensor([max(1, m * (m + 1) / 2)])
+    offset = 0
   }
 
-  public var values: [Float] { Array(UnsafeBufferPointer(start: storage.data, count: count)) }
+  /// The entry at position `index` of a slab of GramEntry.stride(m: m) * n floats.
+  init(m: Int, form: GramForm, slab: Tensor, index: Int) {
+    self.m = m
+    self.form = form
+    self.slab = slab
+    offset = index * GramEntry.stride(m: m)
+    precondition(offset + m * (m + 1) / 2 <= slab.capacity)
+  }
+
+  func zero() { data.update(repeating: 0, count: count) }
+
+  public var values: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
 }

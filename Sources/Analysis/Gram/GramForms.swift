@@ -14,11 +14,11 @@ public enum GramForms {
     for i in 0..<m { trace += Double(full.data[i * m + i]) }
     let energy = Double(m) * meanSq + trace
     e.relativeVariance = energy > 0 ? trace / energy : 0
-    bs_pack_upper(full.data, Int32(m), 1, e.storage.data)
+    bs_pack_upper(full.data, Int32(m), 1, e.data)
     // Keep the diagonal exact (bs_pack_upper divides it by sqrt 2).
     var o = 0
     for i in 0..<m {
-      e.storage.data[o] = full.data[i * m + i]
+      e.data[o] = full.data[i * m + i]
       o += m - i
     }
     return e
@@ -31,7 +31,7 @@ public enum GramForms {
     var o = 0
     for i in 0..<m {
       for j in i..<m {
-        let v = e.storage.data[o]
+        let v = e.data[o]
         full.data[i * m + j] = v
         full.data[j * m + i] = v
         o += 1
@@ -58,16 +58,18 @@ public enum GramForms {
     case rbfBandwidthZero
   }
 
-  /// Derives `form` from a centred entry. Throws Degenerate when the batch has no such form.
-  public static func derive(_ form: GramForm, from base: GramEntry) throws -> GramEntry {
+  /// Derives `form` from a centred entry, into its own memory or at `slot` (slab, index) of a
+  /// slab. Throws Degenerate when the batch has no such form.
+  public static func derive(_ form: GramForm, from base: GramEntry,
+                            slot: (Tensor, Int)? = nil) throws -> GramEntry {
     guard base.form == .centred else { throw GramError.notCentred(base.form) }
     let m = base.m
     if form == .centred { return base }
     if base.isConstant {
       // Zero vector: the batch adds nothing to any sum, the self-similarity stays 0 if every
       // batch is constant, and the heatmap reports the representation as constant.
-      let e = GramEntry(m: m, form: form)
-      e.storage.zero()
+      let e = slot.map { GramEntry(m: m, form: form, slab: $0.0, index: $0.1) } ?? GramEntry(m: m, form: form)
+      e.zero()
       e.relativeVariance = base.relativeVariance
       return e
     }
@@ -99,15 +101,15 @@ public enum GramForms {
     default:
       break
     }
-    let e = GramEntry(m: m, form: form)
+    let e = slot.map { GramEntry(m: m, form: form, slab: $0.0, index: $0.1) } ?? GramEntry(m: m, form: form)
     e.relativeVariance = base.relativeVariance
     switch form {
     case .unbiased, .unbiasedWithoutPC1:
       var r = [Double](repeating: 0, count: m)
       bs_ucenter(k.data, Int32(m), k.data, &r)
-      bs_pack_upper(k.data, Int32(m), Float(1 / (Double(m) * Double(m - 3)).squareRoot()), e.storage.data)
+      bs_pack_upper(k.data, Int32(m), Float(1 / (Double(m) * Double(m - 3)).squareRoot()), e.data)
     case .biased, .biasedWithoutPC1, .rbf:
-      bs_pack_upper(k.data, Int32(m), Float(1 / Double(m - 1)), e.storage.data)
+      bs_pack_upper(k.data, Int32(m), Float(1 / Double(m - 1)), e.data)
     case .centred:
       break
     }
