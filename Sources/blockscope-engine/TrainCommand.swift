@@ -41,6 +41,9 @@ struct TrainCommand: ParsableCommand {
   @Option var seed: UInt64 = 0
   @Option(help: "Threads (default: all cores).") var threads: Int?
   @Option(help: "Save a checkpoint here after every epoch.") var checkpoint: String?
+  @Option(name: .customLong("test-examples"),
+          help: "Evaluate each epoch on the first N test images only (faster; the recorded test accuracy is on those).")
+  var testExamples: Int?
   @Option(help: "Continue the run saved in this checkpoint (its model, recipe and data; --epochs may extend it). Also the default --checkpoint.")
   var resume: String?
 
@@ -50,6 +53,7 @@ struct TrainCommand: ParsableCommand {
     guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
     guard learningRate > 0 else { throw ValidationError("--lr must be positive") }
     if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    if let testExamples, testExamples < 1 { throw ValidationError("--test-examples must be at least 1") }
   }
 
   func run() throws {
@@ -64,10 +68,13 @@ struct TrainCommand: ParsableCommand {
     }
     let spec = saved?.data ?? DataSpec(dataset: dataset, fraction: fraction,
                                        subset: stratified ? .stratified : .first, path: dataPath)
-    let splits: DatasetSplits
+    var splits: DatasetSplits
     do { splits = try DatasetLoader.load(spec) } catch {
       printError("error: \(error)")
       throw ExitCode.failure
+    }
+    if let testExamples, testExamples < splits.test.count {
+      splits.test = splits.test.selecting(Array(0..<testExamples))
     }
     let cfg = saved?.model ?? ResNetConfig(
       depth: model.depth, widthMultiplier: model.width, residual: !model.plain,

@@ -15,8 +15,10 @@ final class AnalysisToolTests: XCTestCase {
     defer { try? FileManager.default.removeItem(at: dir) }
     let ckpt = dir.appendingPathComponent("m.bsckpt").path
     let t = try run(["train", "--dataset", "synthetic", "--depth", "8", "--width", "0.25",
-                          "--fraction", "0.02", "--epochs", "1", "--batch-size", "50", "--checkpoint", ckpt])
+                          "--fraction", "0.02", "--epochs", "1", "--batch-size", "50", "--checkpoint", ckpt,
+                          "--test-examples", "300"])
     XCTAssertEqual(t.status, 0, t.stderr)
+    XCTAssertTrue(t.stdout.contains("100 training / 300 test images"), t.stdout)
     let out = dir.appendingPathComponent("analysis").path
     let r = try run(["analyze", "--checkpoint", ckpt, "--out", out, "--examples", "64",
                           "--batch-size", "16", "--passes", "2", "--pc-examples", "32",
