@@ -87,6 +87,7 @@ final class FullBatchCKATests: XCTestCase {
       XCTAssertEqual(try f(xr, y).value!, base, accuracy: 1e-10, "\(name): orthogonal + scaling")
       XCTAssertEqual(try f(y, x).value!, base, accuracy: 1e-12, "\(name): symmetry")
       XCTAssertEqual(try f(x, x).value!, 1, accuracy: 1e-12, "\(name): diagonal")
+      XCTAssertEqual(try f(x, xr).value!, 1, accuracy: 1e-10, "\(name): 1 between X and 3.7 X Q")
       XCTAssertGreaterThan(base, 0.1, name)
     }
   }
