@@ -57,7 +57,8 @@ int bs_gram_centered(const float *x, int m, size_t d, float *K, double *mean_sq)
   // Below a few panels per task the split costs more than it saves.
   if ((size_t)ntasks * GRAM_PANEL > d) ntasks = (int)((d + GRAM_PANEL - 1) / GRAM_PANEL);
   if (ntasks < 1) ntasks = 1;
-  c.partials = malloc(sizeof(float) * (size_t)ntasks * m * m);
+  // The calling thread's slot 3 (the tasks use slot 0 only): grows once, no mmap per call.
+  c.partials = bs_scratch(3, (size_t)ntasks * m * m);
   if (!c.partials) return -1;
   bs_parallel_for(ntasks, gram_task, &c);
   for (int i = 0; i < m; i++)
@@ -66,7 +67,6 @@ int bs_gram_centered(const float *x, int m, size_t d, float *K, double *mean_sq)
       for (int t = 0; t < ntasks; t++) s += c.partials[(size_t)t * m * m + (size_t)i * m + j];
       K[(size_t)i * m + j] = K[(size_t)j * m + i] = s;
     }
-  free(c.partials);
   if (mean_sq) {
     *mean_sq = 0;
     for (int t = 0; t < ntasks; t++) *mean_sq += c.mean_sq[t];
@@ -145,12 +145,12 @@ int bs_pairwise_dots(const float *const *a, int na, const float *const *b, int n
   if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
   const size_t nchunks = (len + DOTS_CHUNK - 1) / DOTS_CHUNK;
   if ((size_t)ntasks > nchunks) ntasks = (int)nchunks;
-  c.accs = malloc(sizeof(double) * (size_t)ntasks * na * cols);
+  // The calling thread's slot 3 (the tasks use slots 0-2): grows once, no mmap per call.
+  c.accs = (double *)bs_scratch(3, 2 * (size_t)ntasks * na * cols);
   if (!c.accs) return -1;
   bs_parallel_for(ntasks, dots_task, &c);
   for (int t = 0; t < ntasks; t++)
     for (size_t i = 0; i < (size_t)na * cols; i++) out[i] += c.accs[(size_t)t * na * cols + i];
-  free(c.accs);
   if (!b)
     for (int i = 0; i < na; i++)
       for (int j = 0; j < i; j++) out[(size_t)i * na + j] = out[(size_t)j * na + i];

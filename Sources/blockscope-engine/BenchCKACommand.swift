@@ -40,6 +40,10 @@ struct BenchCKACommand: ParsableCommand {
     var data: String
     var threads: Int
     var cache_mb: Double
+    var scratch_forward_s: Double
+    var scratch_grams_s: Double
+    var scratch_forms_s: Double
+    var scratch_products_s: Double
   }
 
   func run() throws {
@@ -84,12 +88,16 @@ struct BenchCKACommand: ParsableCommand {
                    seconds_scratch: secondsScratch, seconds_cached: secondsCached,
                    peak_rss_mb: peakRSSMiB(), seconds_forward_only: forward, estimator: estimator,
                    data: dataName, threads: Int(bs_threads()),
-                   cache_mb: Double(cache.currentStats.bytes) / 1_048_576)
+                   cache_mb: Double(cache.currentStats.bytes) / 1_048_576,
+                   scratch_forward_s: scratch.stats.secondsForward, scratch_grams_s: scratch.stats.secondsGrams,
+                   scratch_forms_s: scratch.stats.secondsForms, scratch_products_s: scratch.stats.secondsProducts)
     if json {
       print(jsonLine(r))
     } else {
       print(String(format: "%@: %d representations x %d examples: scratch %.2f s (forward alone %.2f s), cached %.3f s, peak RSS %.0f MiB, cache %.0f MiB",
                    r.model, r.representations, n, secondsScratch, forward, secondsCached, r.peak_rss_mb, r.cache_mb))
+      print(String(format: "  scratch: forward %.2f s, Grams %.2f s, forms %.2f s, products %.2f s",
+                   r.scratch_forward_s, r.scratch_grams_s, r.scratch_forms_s, r.scratch_products_s))
     }
   }
 }

@@ -111,6 +111,12 @@ public struct HeatmapStats: Codable, Sendable, Equatable {
   public var formsDerived: Int
   public var cacheHits: Int
   public var seconds: Double
+  /// Where the time went: inference passes (without the Gram work done in their taps),
+  /// centred Grams, derived forms, and the pairwise products.
+  public var secondsForward: Double = 0
+  public var secondsGrams: Double = 0
+  public var secondsForms: Double = 0
+  public var secondsProducts: Double = 0
 }
 
 /// A CKA heatmap: rows are the first model's representations, columns the second's (the same
@@ -184,6 +190,8 @@ public final class MinibatchCKA: @unchecked Sendable {
       let ptrA: [UnsafePointer<Float>?] = vecA.map { $0?.pointer ?? UnsafePointer(zeros.data) }
       let ptrB: [UnsafePointer<Float>?] = vecB.map { $0?.pointer ?? UnsafePointer(zeros.data) }
       var dA = [Double](repeating: 0, count: la), dB = [Double](repeating: 0, count: lb)
+      let productStart = Date()
+      defer { stats.secondsProducts += Date().timeIntervalSince(productStart) }
       // The entries must outlive the pointers taken from them (the cache may evict them).
       try withExtendedLifetime((vecA, vecB, zeros)) {
         if within {
@@ -297,17 +305,24 @@ public final class MinibatchCKA: @unchecked Sendable {
     var resolved = [Bool](repeating: false, count: reps.count)
     var missing: [String: Int] = [:]
     // One slab for the vectors built here, at their representation's index (see GramEntry).
-    var slab: Tensor?
+    var slab: Tensor?, baseSlab: Tensor?
     func slot(_ i: Int) -> (Tensor, Int) {
       if slab == nil { slab = Tensor([GramEntry.stride(m: positions.count) * reps.count]) }
       return (slab!, i)
     }
+    func baseSlot(_ i: Int) -> (Tensor, Int) {
+      if baseSlab == nil { baseSlab = Tensor([GramEntry.stride(m: positions.count) * reps.count]) }
+      return (baseSlab!, i)
+    }
     func key(_ rep: String, _ f: GramForm) -> GramKey {
       GramKey(model: model.fingerprint, representation: rep, batch: batchKey, form: f)
     }
-    func derive(_ i: Int, from base: GramEntry) throws {
+    func derive(_ i: Int, from base: GramEntry, full: Tensor? = nil) throws {
+      let t0 = Date()
+      defer { stats.secondsForms += Date().timeIntervalSince(t0) }
       do {
-        let e = try GramForms.derive(form, from: base, slot: form == .centred ? nil : slot(i))
+        let e = try GramForms.derive(form, from: base, full: full,
+                                     slot: form == .centred ? nil : slot(i))
         if form != .centred {
           cache.insert(e, for: key(reps[i].name, form))
           stats.formsDerived += 1
@@ -333,13 +348,20 @@ public final class MinibatchCKA: @unchecked Sendable {
     if !missing.isEmpty {
       stats.forwardPasses += 1
       let m = positions.count
+      let streamStart = Date()
+      let before = stats.secondsGrams + stats.secondsForms
+      let full = Tensor([m * m])   // reused for every representation of the batch
       try ActivationStream.run(model: model.network, data: data, batches: [positions],
                                representations: reps.filter { missing[$0.name] != nil }) { _, rep, p in
-        let base = try GramForms.centred(p, m: m, d: rep.features)
+        let t0 = Date()
+        let base = try GramForms.centred(p, m: m, d: rep.features, full: full,
+                                         slot: baseSlot(missing[rep.name]!))
+        stats.secondsGrams += Date().timeIntervalSince(t0)
         stats.gramsComputed += 1
         cache.insert(base, for: key(rep.name, .centred))
-        try derive(missing[rep.name]!, from: base)
+        try derive(missing[rep.name]!, from: base, full: full)
       }
+      stats.secondsForward += Date().timeIntervalSince(streamStart) - (stats.secondsGrams + stats.secondsForms - before)
     }
     precondition(resolved.allSatisfy { $0 }, "a representation was not streamed")
     return out

@@ -4,12 +4,16 @@ import Engine
 /// Builds Gram entries: the centred Gram of a batch's activations, and every other form from
 /// it (no forward pass).
 public enum GramForms {
-  /// K_c of activations x: [m][d] (column-centred, then X X^T; see bs_gram_centered).
-  public static func centred(_ x: UnsafePointer<Float>, m: Int, d: Int) throws -> GramEntry {
-    let full = Tensor([m * m])
+  /// K_c of activations x: [m][d] (column-centred, then X X^T; see bs_gram_centered). The
+  /// full m x m matrix is left in `full` (if given, at least m*m floats), from where a form
+  /// can be derived without unpacking.
+  public static func centred(_ x: UnsafePointer<Float>, m: Int, d: Int,
+                             full given: Tensor? = nil, slot: (Tensor, Int)? = nil) throws -> GramEntry {
+    let full = given ?? Tensor([m * m])
+    precondition(full.capacity >= m * m)
     var meanSq = 0.0
     guard bs_gram_centered(x, Int32(m), d, full.data, &meanSq) == 0 else { throw GramError.outOfMemory }
-    let e = GramEntry(m: m, form: .centred)
+    let e = slot.map { GramEntry(m: m, form: .centred, slab: $0.0, index: $0.1) } ?? GramEntry(m: m, form: .centred)
     var trace = 0.0
     for i in 0..<m { trace += Double(full.data[i * m + i]) }
     let energy = Double(m) * meanSq + trace
@@ -59,8 +63,10 @@ public enum GramForms {
   }
 
   /// Derives `form` from a centred entry, into its own memory or at `slot` (slab, index) of a
-  /// slab. Throws Degenerate when the batch has no such form.
-  public static func derive(_ form: GramForm, from base: GramEntry,
+  /// slab. `full`, if given, holds the entry's full m x m matrix (as left by `centred`) and is
+  /// used, and overwritten, instead of unpacking. Throws Degenerate when the batch has no
+  /// such form.
+  public static func derive(_ form: GramForm, from base: GramEntry, full: Tensor? = nil,
                             slot: (Tensor, Int)? = nil) throws -> GramEntry {
     guard base.form == .centred else { throw GramError.notCentred(base.form) }
     let m = base.m
@@ -73,7 +79,7 @@ public enum GramForms {
       e.relativeVariance = base.relativeVariance
       return e
     }
-    var k = unpack(base)
+    var k = full ?? unpack(base)
     switch form {
     case .unbiasedWithoutPC1, .biasedWithoutPC1:
       var lambda: Float = 0
