@@ -32,14 +32,23 @@ final class MinibatchCKATests: XCTestCase {
   /// here have a clear gap).
   static func topEigen(_ k: [Double], n: Int, iterations: Int = 3000) -> (Double, [Double]) {
     var v = (0..<n).map { 1 + Double($0 % 5) * 0.1 }
-    var lambda = 0.0
+    var lambda = 0.0, previous = -1.0
+    var w = [Double](repeating: 0, count: n)
     for _ in 0..<iterations {
-      var w = [Double](repeating: 0, count: n)
-      for i in 0..<n { for j in 0..<n { w[i] += k[i * n + j] * v[j] } }
+      k.withUnsafeBufferPointer { kp in
+        for i in 0..<n {
+          var s = 0.0
+          for j in 0..<n { s += kp[i * n + j] * v[j] }
+          w[i] = s
+        }
+      }
       let norm = w.reduce(0) { $0 + $1 * $1 }.squareRoot()
       guard norm > 0 else { return (0, v) }
       lambda = zip(v, w).reduce(0) { $0 + $1.0 * $1.1 }
       v = w.map { $0 / norm }
+      // Converged to Double precision (the Rayleigh quotient converges twice as fast as v).
+      if abs(lambda - previous) <= 1e-15 * abs(lambda) { break }
+      previous = lambda
     }
     return (lambda, v)
   }
