@@ -6,5 +6,5 @@ struct EngineTool: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "blockscope-engine",
     abstract: "Train and benchmark Blockscope's CIFAR ResNets directly on the engine.",
-    subcommands: [TrainCommand.self, AnalyzeCommand.self, BenchTrainCommand.self, BenchCKACommand.self, BenchPCCommand.self])
+    subcommands: [TrainCommand.self, AnalyzeCommand.self, BlocksCommand.self, BenchTrainCommand.self, BenchCKACommand.self, BenchPCCommand.self])
 }

@@ -117,6 +117,31 @@ public struct HeatmapStats: Codable, Sendable, Equatable {
   public var secondsGrams: Double = 0
   public var secondsForms: Double = 0
   public var secondsProducts: Double = 0
+
+  public init(batches: Int, forwardPasses: Int, gramsComputed: Int, formsDerived: Int,
+              cacheHits: Int, seconds: Double) {
+    self.batches = batches
+    self.forwardPasses = forwardPasses
+    self.gramsComputed = gramsComputed
+    self.formsDerived = formsDerived
+    self.cacheHits = cacheHits
+    self.seconds = seconds
+  }
+
+  // The time breakdown came later: results saved without it still decode.
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    batches = try c.decode(Int.self, forKey: .batches)
+    forwardPasses = try c.decode(Int.self, forKey: .forwardPasses)
+    gramsComputed = try c.decode(Int.self, forKey: .gramsComputed)
+    formsDerived = try c.decode(Int.self, forKey: .formsDerived)
+    cacheHits = try c.decode(Int.self, forKey: .cacheHits)
+    seconds = try c.decode(Double.self, forKey: .seconds)
+    secondsForward = try c.decodeIfPresent(Double.self, forKey: .secondsForward) ?? 0
+    secondsGrams = try c.decodeIfPresent(Double.self, forKey: .secondsGrams) ?? 0
+    secondsForms = try c.decodeIfPresent(Double.self, forKey: .secondsForms) ?? 0
+    secondsProducts = try c.decodeIfPresent(Double.self, forKey: .secondsProducts) ?? 0
+  }
 }
 
 /// A CKA heatmap: rows are the first model's representations, columns the second's (the same
