@@ -38,6 +38,14 @@ final class AnalysisToolTests: XCTestCase {
     let csv = try String(contentsOfFile: out + "/heatmap.csv", encoding: .utf8).split(separator: "\n")
     XCTAssertEqual(csv.count, 31)
     XCTAssertTrue(csv[0].hasPrefix("representation,input,stem.conv"))
+    // The calibration table from the saved heatmap.
+    let b = try run(["blocks", out + "/heatmap.json", "--thresholds", "0.5,0.9"])
+    XCTAssertEqual(b.status, 0, b.stderr)
+    XCTAssertTrue(b.stdout.contains("t=0.50 span,cover | t=0.90 span,cover"), b.stdout)
+    XCTAssertTrue(b.stdout.contains("score "), b.stdout)
+    let missing = try run(["blocks", dir.appendingPathComponent("none.json").path])
+    XCTAssertEqual(missing.status, 1)
+    XCTAssertTrue(missing.stderr.contains("none.json"), missing.stderr)
   }
 
   func testAnalyzeRefusesMissingAndCorruptCheckpoints() throws {
