@@ -14,7 +14,7 @@
 #include <string.h>
 
 // Columns per panel: m x 512 floats (512 KB for m = 256) stay in L2 from centring to ssyrk.
-enum { GRAM_PANEL = 512, DOTS_CHUNK = 1024, MAX_TASKS = 64 };
+enum { GRAM_PANEL = 512, DOTS_CHUNK = 4096, MAX_TASKS = 64 };
 
 typedef struct {
   const float *x;

@@ -256,7 +256,7 @@ double bs_softmax_xent(const float *logits, const int32_t *labels, int N, int K,
 // Returns 0, or -1 when out of memory.
 int bs_gram_centered(const float *x, int m, size_t d, float *K, double *mean_sq);
 // All pairwise dot products of vectors of length len: out[i][j] = <a[i], b[j]>, fp32 products
-// over chunks of 1024 accumulated in double. b == NULL: a against itself (out: [na][na],
+// over chunks of 4096 accumulated in double. b == NULL: a against itself (out: [na][na],
 // symmetric, computed once per pair). out: [na][nb or na]. Returns 0, or -1 out of memory.
 int bs_pairwise_dots(const float *const *a, int na, const float *const *b, int nb, size_t len,
                      double *out);
