@@ -33,6 +33,7 @@ let package = Package(
       name: "Analysis",
       dependencies: ["Engine", "CKernels"]
     ),
+    .target(name: "Wire"),
     .executableTarget(
       name: "blockscope-engine",
       dependencies: ["Engine", "Analysis", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -52,5 +53,6 @@ let package = Package(
     // Runs the built blockscope-engine binary (a dependency, so `swift build --build-tests`
     // builds it next to the test bundle).
     .testTarget(name: "EngineToolTests", dependencies: ["blockscope-engine"]),
+    .testTarget(name: "WireTests", dependencies: ["Wire"]),
   ]
 )

@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""Writes the golden frames of Protocol/SPEC.md (protocol version 1) and their manifest.
+
+Written from SPEC.md alone, with the standard library only, so that the Swift codec
+(Sources/Wire) and any other implementation are checked against a second reading of the
+spec rather than against themselves.
+
+    python3 Protocol/vectors/make_vectors.py      # rewrites Protocol/vectors/*.bin, manifest.json
+
+The output is deterministic: running the script again gives byte-identical files. Docs are
+serialised with sorted keys and no spaces, and every number that is a whole number is written
+as a JSON integer (JSON numbers have no separate float kind), which is also what Swift's
+JSONEncoder writes, so an implementation can re-encode a decoded doc to the same bytes.
+"""
+
+import json
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Section 2: length (u32), magic, version (u8), flags (u8), type (u16), reserved (u16),
+# request_id (u64), all little-endian. The length counts the 16 header bytes after it.
+PREFIX_AND_HEADER = struct.Struct("<I2sBBHHQ")
+assert PREFIX_AND_HEADER.size == 20
+HEADER_SIZE = 16
+MAGIC = b"BS"
+VERSION = 1
+FLAG_QUIET = 0x01
+MAX_LENGTH = 1 << 30
+MiB = 1 << 20
+
+# Section 4.
+REQUEST_TYPES = {
+    "HELLO": 0x0001, "STATUS": 0x0002, "DATASETS": 0x0003, "TRAIN": 0x0004, "JOBS": 0x0005,
+    "WATCH": 0x0006, "CANCEL": 0x0007, "RESUME": 0x0008, "MODELS": 0x0009,
+    "DESCRIBE": 0x000A, "DELETE_MODEL": 0x000B, "HEATMAP": 0x000C, "PC": 0x000D,
+    "PROBE": 0x000E, "DELETE_BLOCKS": 0x000F, "COMPARE_OUTPUTS": 0x0010, "CKA": 0x0011,
+    "EXPORT": 0x0012, "SHUTDOWN": 0x0013,
+}
+TYPES = dict(REQUEST_TYPES)
+for _name, _code in REQUEST_TYPES.items():
+    TYPES[_name + "_OK"] = _code | 0x8000
+TYPES["PROGRESS"] = 0x4001
+TYPES["ERROR"] = 0xFFFF
+TYPE_NAMES = {code: name for name, code in TYPES.items()}
+
+# Section 5: the largest `length` of each type.
+def limit(type_code):
+    if type_code == TYPES["CKA"]:
+        return 512 * MiB
+    if type_code in REQUEST_TYPES.values():
+        return 4 * MiB + HEADER_SIZE
+    if type_code in (TYPES["HEATMAP_OK"], TYPES["PC_OK"]):
+        return 256 * MiB
+    if type_code == TYPES["EXPORT_OK"]:
+        return MAX_LENGTH
+    return 16 * MiB
+
+# Section 6.
+ERRORS = {
+    "BAD_MAGIC": 1, "UNSUPPORTED_VERSION": 2, "FRAME_TOO_SHORT": 3, "FRAME_TOO_LARGE": 4,
+    "UNKNOWN_TYPE": 5, "MALFORMED_HEADER": 6, "HELLO_REQUIRED": 7, "VERSION_MISMATCH": 8,
+    "NOT_A_REQUEST": 9, "PERMISSION_DENIED": 10, "SERVER_BUSY": 11, "SHUTTING_DOWN_CLOSE": 12, "DUPLICATE_REQUEST_ID": 13,
+    "MALFORMED_PAYLOAD": 100, "INVALID_ARGUMENT": 101, "NOT_FOUND": 102, "ALREADY_EXISTS": 103,
+    "CONFLICT": 104, "CANCELLED": 105, "SHUTTING_DOWN": 106, "TOO_MANY_REQUESTS": 107,
+    "CORRUPT": 108, "IO_ERROR": 109, "NO_SPACE": 110, "DATA_UNAVAILABLE": 111,
+    "RESULT_TOO_LARGE": 112, "INTERNAL": 113,
+}
+
+# Section 3: tensor element types (struct format character, byte size).
+DTYPES = {"f32": ("f", 4), "f64": ("d", 8), "i32": ("i", 4), "u8": ("B", 1)}
+
+
+def doc_json(doc):
+    """The doc's bytes: compact, sorted keys, ASCII (deterministic across runs)."""
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def tensor(name, dtype, shape, data):
+    count = 1
+    for d in shape:
+        count *= d
+    assert len(data) == count, (name, shape, len(data))
+    if dtype == "f32":
+        # The manifest lists the values a receiver decodes, so they must be exact in f32.
+        for v in data:
+            assert struct.unpack("<f", struct.pack("<f", v))[0] == v, (name, v)
+    return {"name": name, "dtype": dtype, "shape": list(shape), "data": list(data)}
+
+
+def tensor_bytes(t):
+    fmt, _ = DTYPES[t["dtype"]]
+    return struct.pack("<%d%s" % (len(t["data"]), fmt), *t["data"])
+
+
+def wire_doc(doc, tensors):
+    """The doc as sent: the message's keys plus, when there are tensors, their descriptors."""
+    full = dict(doc)
+    if tensors:
+        full["tensors"] = [{"name": t["name"], "dtype": t["dtype"], "shape": t["shape"]}
+                           for t in tensors]
+    return full
+
+
+def payload(doc, tensors=()):
+    """Section 3: u32 doc_length, the doc, then every tensor's data in descriptor order."""
+    body = doc_json(wire_doc(doc, tensors))
+    return struct.pack("<I", len(body)) + body + b"".join(tensor_bytes(t) for t in tensors)
+
+
+def frame_bytes(type_code, request_id, body, version=VERSION, flags=0, reserved=0,
+                magic=MAGIC, length=None):
+    """One frame; `length` overrides the length field (for malformed vectors)."""
+    if length is None:
+        length = HEADER_SIZE + len(body)
+    return PREFIX_AND_HEADER.pack(length, magic, version, flags, type_code, reserved,
+                                  request_id) + body
+
+
+class Frame:
+    """A valid frame: its bytes and its manifest entry."""
+
+    def __init__(self, type_name, request_id, doc, tensors=(), flags=0):
+        self.type_name = type_name
+        self.type_code = TYPES[type_name]
+        self.request_id = request_id
+        self.flags = flags
+        self.doc = wire_doc(doc, tensors)
+        self.tensors = list(tensors)
+        body = payload(doc, tensors)
+        self.bytes = frame_bytes(self.type_code, request_id, body, flags=flags)
+        assert HEADER_SIZE + len(body) <= limit(self.type_code)
+
+    def header_entry(self):
+        return {"version": VERSION, "flags": self.flags, "type": self.type_code,
+                "type_name": self.type_name, "request_id": self.request_id,
+                "length": len(self.bytes) - 4}
+
+    def entry(self):
+        e = self.header_entry()
+        e["doc"] = self.doc
+        e["tensors"] = self.tensors
+        return e
+
+
+VECTORS = []
+
+
+def valid(file, description, direction, frames):
+    VECTORS.append(({"file": file, "description": description, "direction": direction,
+                     "expect": "frames", "frames": [f.entry() for f in frames]},
+                    b"".join(f.bytes for f in frames)))
+
+
+def frame_error(file, description, direction, error, before, bad_bytes):
+    """A frame-level error: decoding fails after the `before` frames, before any payload."""
+    VECTORS.append(({"file": file, "description": description, "direction": direction,
+                     "expect": "error", "level": "frame",
+                     "error": {"code": ERRORS[error], "name": error},
+                     "after_frames": len(before), "frames": [f.entry() for f in before]},
+                    b"".join(f.bytes for f in before) + bad_bytes))
+
+
+def payload_error(file, description, type_name, request_id, body, before=()):
+    """The frame decodes; parsing its payload (section 3) gives MALFORMED_PAYLOAD."""
+    type_code = TYPES[type_name]
+    bad = frame_bytes(type_code, request_id, body)
+    VECTORS.append(({"file": file, "description": description, "direction": "request",
+                     "expect": "error", "level": "payload",
+                     "error": {"code": ERRORS["MALFORMED_PAYLOAD"], "name": "MALFORMED_PAYLOAD"},
+                     "after_frames": len(before), "frames": [f.entry() for f in before],
+                     "bad_frame": {"version": VERSION, "flags": 0, "type": type_code,
+                                   "type_name": type_name, "request_id": request_id,
+                                   "length": len(bad) - 4}},
+                    b"".join(f.bytes for f in before) + bad))
+
+
+# ---------------------------------------------------------------------------------------------
+# Valid frames.
+
+HELLO = Frame("HELLO", 1, {"min_version": 1, "max_version": 1, "client": "blockscope 0.1.0"})
+HELLO_OK = Frame("HELLO_OK", 1, {
+    "version": 1, "server": "blockscoped", "server_version": "0.1.0", "pid": 4242,
+    "limits": {"max_request": 4 * MiB + HEADER_SIZE, "max_cka_request": 512 * MiB,
+               "max_doc": 4 * MiB}})
+# A request id above 2^53 and with every byte distinct: the u64 is little-endian.
+STATUS = Frame("STATUS", 0x0123456789ABCDEF, {})
+STATUS_OK = Frame("STATUS_OK", 0x0123456789ABCDEF, {
+    "uptime_seconds": 3725.5, "pid": 4242, "rss_bytes": 734003200,
+    "peak_rss_bytes": 1073741824, "store": "/home/ada/.local/share/blockscope", "models": 3,
+    "cache": {"bytes": 268435456, "budget_bytes": 2147483648, "entries": 42, "hits": 1234,
+              "misses": 56, "evictions": 7},
+    "jobs": {"running": 1, "queued": 2, "interrupted": 0},
+    "connections": 2, "workers": 2})
+TRAIN = Frame("TRAIN", 3, {
+    "model": "r32-k2-cifar10-f0.5-s7", "depth": 32, "width": 2, "plain": False,
+    "dataset": "cifar10", "fraction": 0.5, "stratified": True, "epochs": 40,
+    "batch_size": 64, "lr": 0.1, "weight_decay": 0.0005, "warmup_epochs": 1,
+    "augment": False, "seed": 7, "test_examples": 1000, "threads": 2})
+PROGRESS = Frame("PROGRESS", 3, {
+    "phase": "step", "done": 120, "total": 391, "job": 17, "epoch": 4, "epochs": 40,
+    "metrics": {"loss": 0.53125, "accuracy": 0.8125, "images_per_second": 1523.25},
+    "message": "epoch 5 of 40"})
+ERROR = Frame("ERROR", 12, {
+    "code": 102, "name": "NOT_FOUND", "message": "no model named \"r20-k9\" in the store",
+    "close": False})
+
+HEATMAP_NAMES = ["s1.b0.out", "s1.b1.out", "s1.b2.out"]
+HEATMAP_OK = Frame("HEATMAP_OK", 21, {
+    "row_names": HEATMAP_NAMES, "column_names": HEATMAP_NAMES, "estimator": "unbiased",
+    "remove_pc1": False,
+    "diagnostics": [{"kind": "constant", "message": "s1.b2.out is constant on every batch",
+                     "representations": ["s1.b2.out"]}],
+    "provenance": {"model": "r20-k1-fashion-mnist-f0.1-s0",
+                   "model_fingerprint": "0123456789abcdef", "split": "test", "batch_size": 4,
+                   "passes": 1, "seed": 0, "bootstrap": 0, "bootstrap_seed": 0,
+                   "dropped_examples": 0},
+    "stats": {"batches": 2, "forward_passes": 2, "grams_computed": 6, "forms_derived": 0,
+              "cache_hits": 0, "seconds": 0.25},
+    "block_structure": {"threshold": 0.9, "min_blocks": 2, "block_score": 0.5,
+                        "has_block_structure": True,
+                        "ranges": [{"first": 0, "last": 1, "blocks_spanned": 2,
+                                    "mean_cka": 0.8734, "min_cka": 0.8734}]}},
+    tensors=[
+        tensor("cka", "f64", [3, 3], [1.0, 0.8734, 0.0, 0.8734, 1.0, 0.0, 0.0, 0.0, 0.0]),
+        tensor("defined", "u8", [3, 3], [1, 1, 0, 1, 1, 0, 0, 0, 0]),
+        # keep_incomplete: the short last batch is padded with -1.
+        tensor("batch_example_ids", "i32", [2, 4], [3, 1, 4, 0, 6, 2, 5, -1]),
+    ])
+CKA = Frame("CKA", 22, {"estimators": ["linear", "debiased"], "rbf_threshold": 0.5},
+            tensors=[
+                tensor("x", "f32", [5, 3], [0.5 * i - 3.25 for i in range(15)]),
+                tensor("y", "f64", [5, 2], [0.1 * i * i - 1.0 for i in range(10)]),
+            ],
+            flags=FLAG_QUIET)
+CKA_OK = Frame("CKA_OK", 22, {
+    "n": 5, "linear": 0.75, "debiased": None,
+    "reasons": {"debiased": "n = 5: too few examples for the debiased estimator here"}})
+MODELS = Frame("MODELS", 4, {})
+DATASETS = Frame("DATASETS", 5, {})
+
+valid("hello_request.bin", "HELLO from a client speaking version 1 only", "request", [HELLO])
+valid("hello_ok_response.bin", "HELLO_OK choosing version 1, with the daemon's limits",
+      "response", [HELLO_OK])
+valid("status_request.bin",
+      "STATUS with doc {} and a request id above 2^53 (0x0123456789ABCDEF, little-endian)",
+      "request", [STATUS])
+valid("status_ok_response.bin", "STATUS_OK with every key (a path: '/' is not escaped)",
+      "response", [STATUS_OK])
+valid("train_request.bin",
+      "TRAIN with every key given; width 2 is the JSON integer 2 for a float key",
+      "request", [TRAIN])
+valid("progress_event.bin", "PROGRESS of a training job: a step of epoch 5 with metrics",
+      "response", [PROGRESS])
+valid("error_frame.bin",
+      "ERROR NOT_FOUND answering request 12 (the connection stays open); an ERROR is "
+      "accepted in both directions (a client may send one before closing)",
+      "any", [ERROR])
+valid("heatmap_ok_response.bin",
+      "HEATMAP_OK with tensors cka f64[3,3], defined u8[3,3], batch_example_ids i32[2,4]",
+      "response", [HEATMAP_OK])
+valid("cka_request.bin", "CKA with QUIET set and tensors x f32[5,3], y f64[5,2]",
+      "request", [CKA])
+valid("cka_ok_response.bin", "CKA_OK: one estimator a number, one null with its reason",
+      "response", [CKA_OK])
+valid("pipelined_requests.bin",
+      "HELLO, STATUS and MODELS back to back in one write (pipelining)",
+      "request", [HELLO, STATUS, MODELS])
+valid("empty_doc_request.bin", "DATASETS with the 2-byte doc {} and no tensors",
+      "request", [DATASETS])
+
+# ---------------------------------------------------------------------------------------------
+# Malformed frames. The header after a bad length is a plausible STATUS header so that only the
+# length is wrong.
+
+def status_header(length, **kw):
+    fields = dict(version=VERSION, flags=0, reserved=0, magic=MAGIC)
+    fields.update(kw)
+    return frame_bytes(TYPES["STATUS"], 9, b"", length=length, **fields)
+
+STATUS_BODY = payload({})
+STATUS_LENGTH = HEADER_SIZE + len(STATUS_BODY)
+
+frame_error("bad_length_zero.bin",
+            "length 0: FRAME_TOO_SHORT from the four length bytes alone", "any",
+            "FRAME_TOO_SHORT", [], struct.pack("<I", 0))
+frame_error("bad_length_15.bin", "length 15, one byte shorter than the header", "any",
+            "FRAME_TOO_SHORT", [], struct.pack("<I", 15) + status_header(20)[4:19])
+frame_error("bad_length_max.bin",
+            "length 2^32-1: FRAME_TOO_LARGE from the length bytes alone, nothing allocated",
+            "any", "FRAME_TOO_LARGE", [], status_header(0xFFFFFFFF))
+frame_error("bad_length_over_request_limit.bin",
+            "after HELLO, a STATUS header with length 4 MiB + 17 (one over the request "
+            "limit) and no payload: FRAME_TOO_LARGE as soon as the header is in",
+            "request", "FRAME_TOO_LARGE", [HELLO], status_header(4 * MiB + HEADER_SIZE + 1))
+frame_error("bad_magic.bin", "magic 'SB' instead of 'BS'", "any", "BAD_MAGIC", [],
+            status_header(STATUS_LENGTH, magic=b"SB") + STATUS_BODY)
+frame_error("bad_version_2.bin", "header version 2, which a version-1 receiver does not speak",
+            "any", "UNSUPPORTED_VERSION", [],
+            status_header(STATUS_LENGTH, version=2) + STATUS_BODY)
+frame_error("bad_reserved.bin", "reserved field 0x0100", "any", "MALFORMED_HEADER", [],
+            status_header(STATUS_LENGTH, reserved=0x0100) + STATUS_BODY)
+frame_error("bad_flags.bin", "flags 0x03: QUIET plus the undefined bit 1", "any",
+            "MALFORMED_HEADER", [], status_header(STATUS_LENGTH, flags=0x03) + STATUS_BODY)
+frame_error("bad_unknown_type.bin", "type 0x0077 is not in section 4", "any", "UNKNOWN_TYPE",
+            [], frame_bytes(0x0077, 9, STATUS_BODY))
+frame_error("bad_response_to_daemon.bin",
+            "after HELLO, a client sends a STATUS_OK (a response type) to the daemon",
+            "request", "NOT_A_REQUEST", [HELLO],
+            frame_bytes(TYPES["STATUS_OK"], 2, STATUS_BODY))
+
+# The stream ends in the middle of a TRAIN frame's payload: the decoder yields the HELLO, then
+# nothing, and reports no error (section 2: a connection closed mid-frame ends that frame).
+_cut = TRAIN.bytes[:20 + 30]
+VECTORS.append(({"file": "truncated_mid_payload.bin",
+                 "description": "HELLO, then a TRAIN frame cut 30 bytes into its payload",
+                 "direction": "request", "expect": "incomplete", "level": "frame",
+                 "after_frames": 1, "frames": [HELLO.entry()], "trailing_bytes": len(_cut)},
+                HELLO.bytes + _cut))
+
+# Payload errors (section 3): the frame itself is well formed.
+def raw_payload(doc_bytes, tail=b"", doc_length=None):
+    if doc_length is None:
+        doc_length = len(doc_bytes)
+    return struct.pack("<I", doc_length) + doc_bytes + tail
+
+X_BYTES = tensor_bytes(tensor("x", "f32", [5, 3], [0.5 * i for i in range(15)]))
+Y_BYTES = tensor_bytes(tensor("y", "f32", [5, 2], [0.25 * i for i in range(10)]))
+XY_DOC = {"tensors": [{"name": "x", "dtype": "f32", "shape": [5, 3]},
+                      {"name": "y", "dtype": "f32", "shape": [5, 2]}]}
+
+payload_error("bad_payload_empty.bin",
+              "a STATUS frame of length 16: no room for the 4-byte doc_length",
+              "STATUS", 9, b"")
+payload_error("bad_payload_doc_length.bin",
+              "doc_length 100 but only the 2-byte doc {} follows", "STATUS", 9,
+              raw_payload(b"{}", doc_length=100))
+payload_error("bad_payload_not_json.bin", "the doc is not JSON", "STATUS", 9,
+              raw_payload(b"{\"model\": r20}"))
+payload_error("bad_payload_doc_array.bin", "the doc is a JSON array, not an object",
+              "STATUS", 9, raw_payload(b"[1,2]"))
+payload_error("bad_payload_invalid_utf8.bin", "the doc's string holds the byte 0xFF",
+              "STATUS", 9, raw_payload(b"{\"client\":\"\xff\"}"))
+payload_error("bad_payload_tensor_bytes_missing.bin",
+              "after HELLO, a CKA request whose y f32[5,2] lacks its last 4 bytes", "CKA", 10,
+              raw_payload(doc_json(XY_DOC), X_BYTES + Y_BYTES[:-4]), before=[HELLO])
+payload_error("bad_payload_trailing_bytes.bin",
+              "a CKA request with 3 bytes after its last tensor", "CKA", 10,
+              raw_payload(doc_json(XY_DOC), X_BYTES + Y_BYTES + b"\x00\x00\x00"))
+payload_error("bad_payload_dtype.bin", "a tensor descriptor with dtype \"f16\"", "CKA", 10,
+              raw_payload(doc_json({"tensors": [{"name": "x", "dtype": "f16", "shape": [2]}]}),
+                          b"\x00" * 4))
+payload_error("bad_payload_shape.bin", "a tensor descriptor with a negative dimension",
+              "CKA", 10,
+              raw_payload(doc_json({"tensors": [{"name": "x", "dtype": "u8", "shape": [-1]}]})))
+
+NOTES = [
+    "Integers are little-endian. 'length' is the frame's length field (bytes after it).",
+    "direction: 'request' vectors are decoded as the daemon decodes (only request types and "
+    "ERROR accepted), 'response' ones as a client decodes (responses, PROGRESS, ERROR); 'any' "
+    "vectors give the same result in both roles.",
+    "frames[].doc is the doc exactly as sent, including its 'tensors' descriptor array; "
+    "frames[].tensors repeats the descriptors with the decoded values in 'data' (row-major).",
+    "expect 'frames': the file is exactly these frames. expect 'error', level 'frame': the "
+    "decoder yields after_frames frames, then fails with 'error' (and keeps failing). "
+    "expect 'error', level 'payload': every frame decodes (bad_frame is the last one's "
+    "header) and parsing bad_frame's payload fails with 'error'. expect 'incomplete': the "
+    "decoder yields after_frames frames, then needs more bytes; trailing_bytes stay buffered.",
+]
+
+
+def main():
+    manifest = {"spec_version": VERSION, "notes": NOTES, "vectors": []}
+    names = set()
+    for entry, data in VECTORS:
+        assert entry["file"] not in names, entry["file"]
+        names.add(entry["file"])
+        with open(os.path.join(HERE, entry["file"]), "wb") as f:
+            f.write(data)
+        manifest["vectors"].append(entry)
+    with open(os.path.join(HERE, "manifest.json"), "w", encoding="utf-8", newline="\n") as f:
+        f.write(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print("wrote %d vectors to %s" % (len(VECTORS), HERE), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
