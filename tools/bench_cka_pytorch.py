@@ -206,7 +206,9 @@ def bench(args):
             S2 += (G @ G.t()).double()
         cka2 = cka_from_numerator(S2)
         seconds_cached = time.perf_counter() - t
-        assert torch.equal(cka, cka2)
+        # The same products again; BLAS may split the work differently from call to call, so
+        # only rounding may differ.
+        assert torch.allclose(cka, cka2, rtol=1e-5, atol=1e-6, equal_nan=True), (cka - cka2).abs().max()
 
     r = dict(model=model_name(args.depth, args.width), representations=L, examples=nb * m,
              seconds_total=round(seconds_total, 4), seconds_forward=round(seconds_forward, 4),
