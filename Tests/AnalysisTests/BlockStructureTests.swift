@@ -5,6 +5,8 @@ import XCTest
 
 final class BlockStructureTests: XCTestCase {
   let blocks = 10, perBlock = 3
+  /// The algorithm is tested at fixed parameters; the defaults are a calibration (docs/ANALYSIS.md).
+  let params = BlockStructureParameters(threshold: 0.9, minBlocks: 3)
 
   /// "input", then 3 representations per block (b<k>.r<j>), then "pool" and "logits".
   func layout() throws -> RepresentationLayout {
@@ -40,7 +42,7 @@ final class BlockStructureTests: XCTestCase {
   }
 
   func testFindsBlockOverBlocks3To8Exactly() throws {
-    let report = try BlockStructureDetector.detect(heatmap: heatmap(high: [(3...8, 0.95)]), layout: layout())
+    let report = try BlockStructureDetector.detect(heatmap: heatmap(high: [(3...8, 0.95)]), layout: layout(), parameters: params)
     XCTAssertTrue(report.hasBlockStructure)
     XCTAssertEqual(report.ranges.count, 1)
     let r = report.ranges[0]
@@ -57,11 +59,11 @@ final class BlockStructureTests: XCTestCase {
     XCTAssertEqual(report.coveredBlocks, Array(3...8))
     XCTAssertEqual(report.blocksPresent, 10)
     XCTAssertEqual(report.blockScore, 0.6, accuracy: 1e-12)
-    XCTAssertEqual(report.parameters.threshold, BlockStructureParameters.defaultThreshold)
+    XCTAssertEqual(report.parameters, params)
   }
 
   func testDecayingHeatmapHasNoBlockStructure() throws {
-    let report = try BlockStructureDetector.detect(heatmap: heatmap(high: []), layout: layout())
+    let report = try BlockStructureDetector.detect(heatmap: heatmap(high: []), layout: layout(), parameters: params)
     XCTAssertFalse(report.hasBlockStructure)
     XCTAssertEqual(report.ranges, [])
     XCTAssertEqual(report.blockScore, 0)
@@ -70,8 +72,8 @@ final class BlockStructureTests: XCTestCase {
   func testHighRangeOverTooFewBlocksIsRejected() throws {
     let map = try heatmap(high: [(4...5, 0.99)])
     let detector = try BlockStructureDetector(heatmap: map, layout: layout())
-    XCTAssertFalse(try detector.detect().hasBlockStructure)
-    let two = try detector.detect(BlockStructureParameters(minBlocks: 2))
+    XCTAssertFalse(try detector.detect(params).hasBlockStructure)
+    let two = try detector.detect(BlockStructureParameters(threshold: 0.9, minBlocks: 2))
     XCTAssertEqual(two.ranges.map(\.firstIndex), [position(4)])
     XCTAssertEqual(two.ranges.map(\.lastIndex), [position(5, 2)])
     XCTAssertEqual(two.blockScore, 0.2, accuracy: 1e-12)
@@ -79,7 +81,7 @@ final class BlockStructureTests: XCTestCase {
 
   func testTwoSeparateBlocksAreBothFound() throws {
     let report = try BlockStructureDetector.detect(
-      heatmap: heatmap(high: [(1...3, 0.97), (6...9, 0.93)]), layout: layout())
+      heatmap: heatmap(high: [(1...3, 0.97), (6...9, 0.93)]), layout: layout(), parameters: params)
     XCTAssertEqual(report.ranges.map(\.firstIndex), [position(1), position(6)])
     XCTAssertEqual(report.ranges.map(\.lastIndex), [position(3, 2), position(9, 2)])
     XCTAssertEqual(report.ranges.map(\.blocksSpanned), [3, 4])
@@ -93,7 +95,7 @@ final class BlockStructureTests: XCTestCase {
     var mask = [Bool](repeating: true, count: l * l)
     for k in 0..<l { mask[dead * l + k] = false; mask[k * l + dead] = false }
     let report = try BlockStructureDetector.detect(heatmap: heatmap(high: [(3...8, 0.95)], mask: mask),
-                                                   layout: layout())
+                                                   layout: layout(), parameters: params)
     XCTAssertEqual(report.ranges.map(\.firstIndex), [position(3), dead + 1])
     XCTAssertEqual(report.ranges.map(\.lastIndex), [dead - 1, position(8, 2)])
     XCTAssertEqual(report.ranges.map(\.blocksSpanned), [3, 3])
@@ -106,7 +108,7 @@ final class BlockStructureTests: XCTestCase {
     var mask = [Bool](repeating: true, count: l * l)
     mask[i * l + j] = false; mask[j * l + i] = false
     let report = try BlockStructureDetector.detect(heatmap: heatmap(high: [(3...8, 0.95)], mask: mask),
-                                                   layout: layout())
+                                                   layout: layout(), parameters: params)
     XCTAssertEqual(report.ranges.count, 1)
     XCTAssertEqual(report.ranges[0].firstIndex, position(3))
     XCTAssertEqual(report.ranges[0].lastIndex, position(7, 2))
@@ -116,11 +118,11 @@ final class BlockStructureTests: XCTestCase {
   func testNaNCellsFromRowsAreUndefined() throws {
     var rows = [[1, 0.95, 0.95], [0.95, 1, 0.95], [0.95, 0.95, 1]]
     let layout = try RepresentationLayout(names: ["x", "y", "z"], blockIndices: [0, 1, 2], blockCount: 3)
-    XCTAssertTrue(try BlockStructureDetector.detect(heatmap: CKAHeatmap(rows: rows), layout: layout).hasBlockStructure)
+    XCTAssertTrue(try BlockStructureDetector.detect(heatmap: CKAHeatmap(rows: rows), layout: layout, parameters: params).hasBlockStructure)
     rows[0][2] = .nan; rows[2][0] = .nan
     let map = try CKAHeatmap(rows: rows)
     XCTAssertFalse(map.isDefined(0, 2))
-    XCTAssertFalse(try BlockStructureDetector.detect(heatmap: map, layout: layout).hasBlockStructure)
+    XCTAssertFalse(try BlockStructureDetector.detect(heatmap: map, layout: layout, parameters: params).hasBlockStructure)
   }
 
   func testPrefixSumStatisticsMatchDirectComputation() throws {
@@ -204,8 +206,16 @@ final class BlockStructureTests: XCTestCase {
     XCTAssertThrowsError(try detector.detect(BlockStructureParameters(threshold: .nan)))
   }
 
+  func testDefaultsAreTheCalibratedOnes() {
+    // Calibrated on CIFAR-10 heatmaps (docs/ANALYSIS.md, "Block structure: calibration"): at
+    // 0.95 the no-block models' longest range spans at most 3 blocks, the block model's 18.
+    let d = BlockStructureParameters()
+    XCTAssertEqual(d.threshold, 0.95)
+    XCTAssertEqual(d.minBlocks, 5)
+  }
+
   func testReportRoundTripsThroughJSON() throws {
-    let report = try BlockStructureDetector.detect(heatmap: heatmap(high: [(3...8, 0.95)]), layout: layout())
+    let report = try BlockStructureDetector.detect(heatmap: heatmap(high: [(3...8, 0.95)]), layout: layout(), parameters: params)
     let data = try JSONEncoder().encode(report)
     XCTAssertEqual(try JSONDecoder().decode(BlockStructureReport.self, from: data), report)
   }
