@@ -5,6 +5,8 @@ let package = Package(
   name: "Blockscope",
   products: [
     .executable(name: "blockscope-engine", targets: ["blockscope-engine"]),
+    .executable(name: "blockscoped", targets: ["blockscoped"]),
+    .executable(name: "blockscope", targets: ["blockscope"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,6 +36,24 @@ let package = Package(
       dependencies: ["Engine", "CKernels"]
     ),
     .target(name: "Wire"),
+    .systemLibrary(name: "CLibUV", path: "Sources/CLibUV", pkgConfig: "libuv"),
+    .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng"),
+    // The daemon as a library (so tests reach its seams): Transport/ is the libuv loop,
+    // connections and worker hand-off; Service/ answers requests with Engine and Analysis
+    // (model store, jobs, Gram cache). blockscoped/ is only its command line.
+    .target(
+      name: "Daemon",
+      dependencies: ["Wire", "Engine", "Analysis", "CLibUV"]
+    ),
+    .executableTarget(
+      name: "blockscoped",
+      dependencies: ["Daemon", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+    ),
+    // The CLI: talks to the daemon through Wire only (never Engine or Analysis).
+    .executableTarget(
+      name: "blockscope",
+      dependencies: ["Wire", "CPNG", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+    ),
     .executableTarget(
       name: "blockscope-engine",
       dependencies: ["Engine", "Analysis", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -53,6 +73,10 @@ let package = Package(
     // Runs the built blockscope-engine binary (a dependency, so `swift build --build-tests`
     // builds it next to the test bundle).
     .testTarget(name: "EngineToolTests", dependencies: ["blockscope-engine"]),
+    .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "Engine", "Analysis"]),
+    // Runs the built blockscoped and blockscope binaries on temporary sockets.
+    .testTarget(name: "DaemonIntegrationTests", dependencies: ["blockscoped", "blockscope", "Wire"]),
+    .testTarget(name: "CLITests", dependencies: ["blockscope", "Wire", "CPNG"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
   ]
 )

@@ -61,7 +61,7 @@ enum CheckpointFaultInjection {
 
 /// The system calls of save and load, each wrapped once: EINTR is retried, short writes are
 /// continued, failures become `CheckpointError.io` naming the call, its path and errno.
-enum CheckpointFiles {
+public enum CheckpointFiles {
   /// Runs `body` (a system call returning -1 and setting errno on failure) until it does not
   /// fail with EINTR.
   @discardableResult
@@ -107,7 +107,10 @@ enum CheckpointFiles {
     return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
   }
 
-  static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+  /// Any file written like a checkpoint (the daemon's job records): temporary file in the
+  /// target's directory, fsync, rename, directory fsync; see `Checkpoint.save(to:)`. Errors are
+  /// `CheckpointError.io` / `.notDurable`; the DEBUG fault-injection seam applies.
+  public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
     let (dir, name) = split(path)
     func fail(_ syscall: String, _ on: String, _ code: Int32) -> CheckpointError {
       CheckpointError(file: path, problem: .io(operation: "save", syscall: syscall, path: on, errno: code))

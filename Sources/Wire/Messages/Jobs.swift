@@ -15,7 +15,7 @@ public struct TrainRequest: Codable, Hashable, Sendable {
   public var batchSize: Int
   public var lr: Double
   public var weightDecay: Double
-  public var warmupEpochs: Int
+  public var warmupEpochs: Double
   public var augment: Bool
   public var seed: UInt64
   /// nil: evaluate on the whole test split.
@@ -27,7 +27,7 @@ public struct TrainRequest: Codable, Hashable, Sendable {
   public init(model: String? = nil, depth: Int = 20, width: Double = 1.0, plain: Bool = false,
               dataset: String = "fashion-mnist", fraction: Double = 1.0, stratified: Bool = false,
               epochs: Int = 30, batchSize: Int = 128, lr: Double = 0.05, weightDecay: Double = 5e-4,
-              warmupEpochs: Int = 0, augment: Bool = true, seed: UInt64 = 0,
+              warmupEpochs: Double = 0, augment: Bool = true, seed: UInt64 = 0,
               testExamples: Int? = nil, threads: Int? = nil) {
     self.model = model
     self.depth = depth

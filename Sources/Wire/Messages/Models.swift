@@ -17,24 +17,28 @@ public struct ModelEntry: Codable, Hashable, Sendable {
   public var state: State
   /// For a corrupt checkpoint: what failed.
   public var error: String?
-  public var depth: Int
-  public var width: Double
-  public var plain: Bool
-  public var dataset: String
-  public var fraction: Double
-  public var seed: UInt64
-  public var epoch: Int
-  public var epochs: Int
+  // The recipe keys: absent when a corrupt file does not tell them (SPEC.md section 7, MODELS).
+  public var depth: Int?
+  public var width: Double?
+  public var plain: Bool?
+  public var dataset: String?
+  public var fraction: Double?
+  public var seed: UInt64?
+  /// Finished epochs.
+  public var epoch: Int?
+  public var epochs: Int?
   public var testAccuracy: Double?
   /// 16 hex digits.
-  public var fingerprint: String
+  public var fingerprint: String?
   public var bytes: Int
   /// RFC 3339 UTC.
   public var modified: String
 
-  public init(model: String, state: State, error: String? = nil, depth: Int, width: Double,
-              plain: Bool, dataset: String, fraction: Double, seed: UInt64, epoch: Int, epochs: Int,
-              testAccuracy: Double? = nil, fingerprint: String, bytes: Int, modified: String) {
+  public init(model: String, state: State, error: String? = nil, depth: Int? = nil,
+              width: Double? = nil, plain: Bool? = nil, dataset: String? = nil,
+              fraction: Double? = nil, seed: UInt64? = nil, epoch: Int? = nil, epochs: Int? = nil,
+              testAccuracy: Double? = nil, fingerprint: String? = nil, bytes: Int,
+              modified: String) {
     self.model = model
     self.state = state
     self.error = error
@@ -60,10 +64,11 @@ public struct ModelEntry: Codable, Hashable, Sendable {
   public init(from decoder: Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     self.init(model: try c.value(.model), state: try c.value(.state), error: try c.ifPresent(.error),
-              depth: try c.value(.depth), width: try c.value(.width), plain: try c.value(.plain),
-              dataset: try c.value(.dataset), fraction: try c.value(.fraction),
-              seed: try c.value(.seed), epoch: try c.value(.epoch), epochs: try c.value(.epochs),
-              testAccuracy: try c.ifPresent(.testAccuracy), fingerprint: try c.value(.fingerprint),
+              depth: try c.ifPresent(.depth), width: try c.ifPresent(.width),
+              plain: try c.ifPresent(.plain), dataset: try c.ifPresent(.dataset),
+              fraction: try c.ifPresent(.fraction), seed: try c.ifPresent(.seed),
+              epoch: try c.ifPresent(.epoch), epochs: try c.ifPresent(.epochs),
+              testAccuracy: try c.ifPresent(.testAccuracy), fingerprint: try c.ifPresent(.fingerprint),
               bytes: try c.value(.bytes), modified: try c.value(.modified))
   }
 }

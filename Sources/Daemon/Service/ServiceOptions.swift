@@ -1,0 +1,46 @@
+import Engine
+
+/// How a `DaemonService` is set up (blockscoped's command line fills it).
+public struct ServiceOptions: Sendable {
+  /// The store: `models/NAME.bsckpt`, `jobs/ID.json`, `lock`. Created if missing.
+  public var storeDirectory: String
+  /// Budget of the one Gram cache shared by every HEATMAP.
+  public var cacheBytes: Int
+  /// Dataset directories by name (`"cifar10": DIR`); names as `DatasetLoader.canonicalName`
+  /// reads them. Fashion-MNIST defaults to `FashionMNIST.defaultDirectory`
+  /// (/usr/share/datasets/fashion-mnist); `cifar100-coarse` uses `cifar100`'s.
+  public var datasetPaths: [String: String]
+  /// Kernel threads while a training job runs (CKernels has one process-wide pool, so this is
+  /// the process's thread count from then on); nil: leave it. A TRAIN's `threads` wins.
+  public var trainingThreads: Int?
+  /// Loaded networks kept in memory, least recently used dropped first.
+  public var loadedModels: Int
+  /// Minimum seconds between two PROGRESS events of one request or watcher (0: every event).
+  /// `epoch`/`evaluate` events and a phase's last event are always sent.
+  public var progressInterval: Double
+  /// Byte budget of the cached softmax outputs of COMPARE_OUTPUTS.
+  public var outputCacheBytes: Int
+  /// Size of the `synthetic` dataset (the Engine tool's: 5000 / 1000).
+  public var syntheticTrainCount: Int
+  public var syntheticTestCount: Int
+
+  public init(storeDirectory: String, cacheBytes: Int = 2 << 30,
+              datasetPaths: [String: String] = [:], trainingThreads: Int? = nil) {
+    self.storeDirectory = storeDirectory
+    self.cacheBytes = cacheBytes
+    self.datasetPaths = datasetPaths
+    self.trainingThreads = trainingThreads
+    self.loadedModels = 4
+    self.progressInterval = 0.1
+    self.outputCacheBytes = 256 << 20
+    self.syntheticTrainCount = DatasetLoader.syntheticTrainCount
+    self.syntheticTestCount = DatasetLoader.syntheticTestCount
+  }
+}
+
+/// Why a `DaemonService` could not start.
+public struct ServiceStartError: Error, CustomStringConvertible, Sendable {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}

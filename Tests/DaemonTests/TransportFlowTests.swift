@@ -1,0 +1,153 @@
+import Foundation
+import Glibc
+import XCTest
+@testable import Daemon
+import Wire
+
+/// Backpressure, connection limits, peer credentials, many clients.
+final class TransportFlowTests: XCTestCase {
+  /// A client that never reads its large answers: the daemon stops reading from it, keeps every
+  /// answer, and serves another client meanwhile.
+  func testClientThatDoesNotReadDelaysNobody() throws {
+    let daemon = try TransportTestDaemon { options in
+      options.highWaterBytes = 1 << 20
+      options.lowWaterBytes = 256 << 10
+    }
+    defer { daemon.cleanUp() }
+    let stuck = try daemon.client()
+    let answerBytes = 4 << 20
+    var requests: [UInt8] = []
+    for id in 1...20 { requests += try WireTestClient.request(.export, id: UInt64(id), doc: SizeDoc(bytes: answerBytes)).encoded() }
+    try stuck.send(requests)
+    XCTAssertTrue(daemon.waitFor { snapshot in
+      snapshot.connections.contains { $0.pausedForOutput && !$0.reading && $0.unsentBytes > 1 << 20 }
+    }, "the daemon kept reading from a client whose output is above the high-water mark")
+
+    let started = Date()
+    let other = try daemon.client()
+    for id in 1...20 {
+      try other.send(.status, id: UInt64(id))
+      XCTAssertEqual(try other.final(of: UInt64(id)).type, .statusOK)
+    }
+    let elapsed = Date().timeIntervalSince(started)
+    XCTAssertLessThan(elapsed, 5, "another client's 20 round trips took \(elapsed) s")
+
+    // Nothing was dropped: the stuck client gets all 20 answers when it reads.
+    let frames = try stuck.readFinals(Set(1...20), timeout: 30)
+    XCTAssertEqual(frames.count, 20)
+    for frame in frames {
+      XCTAssertEqual(frame.type, .exportOK, frameSummary(frame))
+      XCTAssertEqual(try frame.parsedPayload().tensors.first?.bytes.count, answerBytes)
+    }
+    XCTAssertTrue(daemon.waitFor { $0.connections.allSatisfy { $0.reading && !$0.pausedForOutput } })
+  }
+
+  /// While a client reads slowly, its PROGRESS events are coalesced to the newest per request;
+  /// the final frame is never dropped.
+  func testProgressIsCoalescedForASlowReader() throws {
+    let daemon = try TransportTestDaemon { options in
+      options.highWaterBytes = 1 << 20
+      options.lowWaterBytes = 256 << 10
+    }
+    defer { daemon.cleanUp() }
+    let client = try daemon.client()
+    let events = 400
+    try client.send(.watch, id: 7, doc: SizeDoc(events: events, messageBytes: 64 << 10))
+    XCTAssertTrue(daemon.service.waitFloods(1))
+    let frames = try client.readFinals([7], timeout: 30)
+    let progress = frames.filter { $0.type == .progress }
+    XCTAssertEqual(frames.last?.type, .watchOK)
+    XCTAssertLessThan(progress.count, events / 2, "\(progress.count) of \(events) events were sent")
+    let done = try progress.map { try $0.decodeDoc(ProgressEvent.self).done }
+    XCTAssertEqual(done, done.sorted())
+    XCTAssertEqual(done.last, events - 1, "the newest event is kept")
+  }
+
+  func testConnectionLimitAnswersServerBusy() throws {
+    let daemon = try TransportTestDaemon { $0.maxConnections = 3 }
+    defer { daemon.cleanUp() }
+    var clients = try (0..<3).map { _ in try daemon.client() }
+    let refused = try daemon.connect()
+    let frames = try refused.readUntilClosed()
+    XCTAssertEqual(frames.count, 1)
+    let doc = try expectErrorDoc(frames.first)
+    XCTAssertEqual(doc.errorCode, .serverBusy)
+    XCTAssertEqual(frames.first?.requestID, 0)
+    XCTAssertTrue(doc.close)
+    // A slot frees when a client leaves.
+    clients.removeLast()
+    XCTAssertTrue(daemon.waitFor { $0.connections.count == 2 })
+    let next = try daemon.client()
+    try next.send(.status, id: 2)
+    XCTAssertEqual(try next.final(of: 2).type, .statusOK)
+    _ = clients
+  }
+
+  /// The peer check sees the connecting process's credentials before a byte is read; a refused
+  /// peer gets PERMISSION_DENIED and is closed; others are unaffected.
+  func testForeignPeerIsRefused() throws {
+    let seen = CredentialsBox()
+    let daemon = try TransportTestDaemon { options in
+      options.peerCheck = { pid, uid, gid in
+        seen.record(pid, uid, gid)
+        return seen.count > 1  // the first connection is "another user"
+      }
+    }
+    defer { daemon.cleanUp() }
+    let foreign = try daemon.connect()
+    try foreign.send(.hello, id: 1, doc: HelloRequest(client: "intruder"))
+    let frames = try foreign.readUntilClosed()
+    XCTAssertEqual(frames.count, 1)
+    let doc = try expectErrorDoc(frames.first)
+    XCTAssertEqual(doc.errorCode, .permissionDenied)
+    XCTAssertTrue(doc.close)
+    XCTAssertEqual(seen.first?.pid, getpid())
+    XCTAssertEqual(seen.first?.uid, geteuid())
+    XCTAssertEqual(seen.first?.gid, getegid())
+
+    let client = try daemon.client()
+    try client.send(.status, id: 2)
+    XCTAssertEqual(try client.final(of: 2).type, .statusOK)
+  }
+
+  func testDefaultPeerCheckAcceptsOnlyTheSameUser() {
+    XCTAssertTrue(TransportOptions.sameUser(1, geteuid(), 1))
+    XCTAssertFalse(TransportOptions.sameUser(1, geteuid() &+ 1, 1))
+  }
+
+  func testHundredConcurrentClients() throws {
+    let daemon = try TransportTestDaemon()
+    defer { daemon.cleanUp() }
+    let hello = try Frame.message(type: .hello, requestID: 1, doc: HelloRequest(client: "many")).encoded()
+    let status = try WireTestClient.request(.status, id: 2).encoded()
+    let clients = try (0..<100).map { _ in try daemon.connect() }
+    for client in clients { try client.send(hello + status) }
+    for client in clients {
+      let frames = try client.readFinals([1, 2])
+      XCTAssertEqual(frames.map(\.type), [.helloOK, .statusOK])
+    }
+  }
+}
+
+final class CredentialsBox: @unchecked Sendable {
+  private let lock = NSLock()
+  private var seen: [(pid: pid_t, uid: uid_t, gid: gid_t)] = []
+
+  func record(_ pid: pid_t, _ uid: uid_t, _ gid: gid_t) {
+    lock.lock()
+    seen.append((pid, uid, gid))
+    lock.unlock()
+  }
+
+  var count: Int {
+    lock.lock()
+    defer { lock.unlock() }
+    return seen.count
+  }
+
+  var first: (pid: pid_t, uid: uid_t, gid: gid_t)? {
+    lock.lock()
+    defer { lock.unlock() }
+    return seen.first
+  }
+}
