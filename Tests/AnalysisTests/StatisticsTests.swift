@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Engine
 @testable import Analysis
 
 final class StatisticsTests: XCTestCase {
@@ -88,8 +89,14 @@ final class StatisticsTests: XCTestCase {
   }
 
   func testBenjaminiHochbergIsMonotoneAndCapped() throws {
-    var rng = SystemRandomNumberGenerator()
-    let p = (0..<200).map { _ in Double.random(in: 0...1, using: &rng) * Double.random(in: 0...1, using: &rng) }
+    // Seeded; many sets, because the property failed by one ulp on one in a few hundred.
+    var rng = RandomSource(seed: 97)
+    for _ in 0..<300 {
+      try checkBenjaminiHochbergProperties((0..<200).map { _ in rng.uniform() * rng.uniform() })
+    }
+  }
+
+  private func checkBenjaminiHochbergProperties(_ p: [Double]) throws {
     let adj = try Statistics.benjaminiHochberg(p)
     let order = p.indices.sorted { p[$0] < p[$1] }
     for (x, y) in zip(order, order.dropFirst()) { XCTAssertLessThanOrEqual(adj[x], adj[y]) }

@@ -229,7 +229,9 @@ public enum Statistics {
     var running = 1.0
     for rank in stride(from: m, through: 1, by: -1) {
       let i = order[rank - 1]
-      running = min(running, p[i] * Double(m) / Double(rank))
+      // m / rank >= 1, so the product is at least p[i]; max() keeps it so when p * m / rank
+      // rounds one ulp below p (rank == m).
+      running = min(running, max(p[i], p[i] * Double(m) / Double(rank)))
       adjusted[i] = running
     }
     return adjusted
