@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Engine
 @testable import Analysis
 
 final class PopulationTests: XCTestCase {
@@ -141,7 +142,7 @@ final class PopulationTests: XCTestCase {
   }
 
   func testNullOfIdenticalModelsFindsNothing() throws {
-    var rng = SystemRandomNumberGenerator()
+    var rng = RandomSource(seed: 144)
     let n = 300, k = 4
     let labels = (0..<n).map { _ in Int32.random(in: 0..<Int32(k), using: &rng) }
     var rows: [Float] = []
