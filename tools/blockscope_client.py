@@ -945,13 +945,13 @@ class Client:
             while queue:
                 frame = queue.pop(0)
                 if isinstance(frame, ProtocolError):
-                    del self._pending[request_id]
+                    self._pending.pop(request_id, None)
                     raise frame
                 if frame.type == PROGRESS:
                     if on_progress is not None:
                         on_progress(frame.doc)
                     continue
-                del self._pending[request_id]
+                self._pending.pop(request_id, None)
                 if frame.type == ERROR:
                     raise BlockscopeError.from_doc(frame.doc, request_id)
                 if frame.type != code | RESPONSE_BIT:
@@ -960,7 +960,13 @@ class Client:
                 doc = dict(frame.doc)
                 doc.pop("tensors", None)
                 return doc, {t.name: t for t in frame.tensors}
-            self._receive()
+            try:
+                self._receive()
+            except (BlockscopeError, ConnectionError):
+                # The daemon may answer and then close in one read (SHUTDOWN_OK, then
+                # SHUTTING_DOWN_CLOSE): an answer that arrived first is still returned.
+                if not any(isinstance(f, Frame) and f.type != PROGRESS for f in queue):
+                    raise
 
     def request(self, type_name_, doc=None, tensors=(), on_progress=None, quiet=False):
         """Sends one request and returns (doc, {name: Tensor}) of its response, calling

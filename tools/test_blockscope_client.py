@@ -1154,22 +1154,32 @@ def linear_cka(x, y):
 
 @unittest.skipUnless(os.environ.get("BLOCKSCOPED"), "set BLOCKSCOPED to the blockscoped binary")
 class LiveDaemonTests(unittest.TestCase):
+    """The client against a real daemon on a temporary socket and store (tools/test sets
+    BLOCKSCOPED to the debug build). Models are tiny (ResNet-8, width 0.5, synthetic data) so
+    that a debug daemon trains them in seconds."""
+
+    #: ResNet-8: 21 * 1 + 9 representations.
+    REPRESENTATIONS = 30
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="bs-live-")
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.socket = os.path.join(self.dir, "s.sock")
-        store = os.path.join(self.dir, "store")
-        os.mkdir(store)
+        self.store = os.path.join(self.dir, "store")
+        os.mkdir(self.store)
         self.log = open(os.path.join(self.dir, "daemon.log"), "w+")
         self.addCleanup(self.log.close)
         self.proc = subprocess.Popen([os.environ["BLOCKSCOPED"], "--socket", self.socket,
-                                      "--store", store], stdout=self.log, stderr=subprocess.STDOUT)
+                                      "--store", self.store, "--cache-mb", "64"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
         self.addCleanup(self.stop)
+        # The socket file exists from bind(), before listen(): wait for the line printed once
+        # the daemon accepts connections.
         deadline = time.monotonic() + 30
-        while not os.path.exists(self.socket):
+        while "blockscoped listening on %s" % self.socket not in self.daemon_log():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.fail("blockscoped did not create %s:\n%s" % (self.socket, self.daemon_log()))
+                self.fail("blockscoped is not listening on %s:\n%s"
+                          % (self.socket, self.daemon_log()))
             time.sleep(0.05)
 
     def daemon_log(self):
@@ -1185,6 +1195,18 @@ class LiveDaemonTests(unittest.TestCase):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def client(self):
+        c = bc.Client(self.socket, timeout=120)
+        self.addCleanup(c.close)
+        return c
+
+    @staticmethod
+    def tiny(model, epochs=1, **kw):
+        recipe = dict(model=model, depth=8, width=0.5, dataset="synthetic", fraction=0.2,
+                      epochs=epochs, test_examples=200)
+        recipe.update(kw)
+        return recipe
 
     def test_status_cka_shutdown(self):
         rng = random.Random(11)
@@ -1206,6 +1228,125 @@ class LiveDaemonTests(unittest.TestCase):
             self.assertEqual(cm.exception.name, "NOT_FOUND")
             self.assertIn("jobs_checkpointed", c.shutdown())
         self.assertEqual(self.proc.wait(30), 0, self.daemon_log())
+
+    def test_shutdown_answer_survives_the_close_that_follows(self):
+        # The daemon answers SHUTDOWN, then closes the (now idle) connection with
+        # SHUTTING_DOWN_CLOSE. Waiting before reading puts both frames into one recv: the
+        # answer that came first must still be returned.
+        c = self.client()
+        request_id = c.submit("SHUTDOWN", quiet=True)
+        self.assertEqual(self.proc.wait(30), 0, self.daemon_log())
+        doc, _ = c.wait(request_id)
+        self.assertEqual(doc, {"jobs_checkpointed": 0})
+        self.assertFalse(os.path.exists(self.socket))
+
+    def test_train_watch_describe_heatmap_export_delete(self):
+        c = self.client()
+        synthetic = [d for d in c.datasets() if d["name"] == "synthetic"][0]
+        self.assertTrue(synthetic["available"])
+        started = c.train(**self.tiny("live"))
+        self.assertEqual(started["model"], "live")
+        self.assertIn(started["state"], ("queued", "running"))
+        events = []
+        end = c.watch(started["job"], on_progress=events.append)
+        self.assertEqual((end["state"], end["epoch"], end["epochs"]), ("finished", 1, 1), end)
+        phases = [e["phase"] for e in events]
+        self.assertIn("step", phases)
+        self.assertEqual(phases[-1], "epoch", phases)
+        self.assertTrue(all(e.get("job") == started["job"] for e in events), events)
+        self.assertEqual(events[-1]["done"], 1)
+
+        # A second job on the same name is refused; the job list has the first one, finished.
+        with self.assertRaises(bc.BlockscopeError) as cm:
+            c.train(**self.tiny("live"))
+        self.assertEqual(cm.exception.name, "ALREADY_EXISTS")
+        jobs = c.jobs()
+        self.assertEqual([(j["job"], j["model"], j["state"]) for j in jobs],
+                         [(started["job"], "live", "finished")])
+
+        [entry] = c.models()
+        self.assertEqual((entry["model"], entry["state"], entry["depth"], entry["epoch"]),
+                         ("live", "ready", 8, 1), entry)
+        self.assertRegex(entry["fingerprint"], "^[0-9a-f]{16}$")
+        described = c.describe("live")
+        self.assertEqual(described["fingerprint"], entry["fingerprint"])
+        self.assertEqual([h["epoch"] for h in described["history"]], [1])
+        names = [r["name"] for r in described["representations"]]
+        self.assertEqual(len(names), self.REPRESENTATIONS)
+        self.assertEqual(names[0], "input")
+        self.assertEqual(names[-3:], ["pool", "logits", "probs"])
+
+        # A small heatmap: 2 batches of 128 test images, one pass.
+        grams = []
+        h = c.heatmap("live", examples={"split": "test", "count": 256}, batch_size=128,
+                      passes=1, on_progress=grams.append)
+        self.assertEqual(h["row_names"], names)
+        self.assertEqual(h["column_names"], names)
+        self.assertEqual(len(h["cka"]), self.REPRESENTATIONS)
+        for i, row in enumerate(h["cka"]):
+            self.assertEqual(len(row), self.REPRESENTATIONS)
+            if row[i] is not None:
+                self.assertAlmostEqual(row[i], 1.0, places=6, msg=names[i])
+            for j, v in enumerate(row):
+                self.assertEqual(v is None, not h["defined"][i][j])
+        self.assertEqual(h["provenance"]["model_fingerprint"], entry["fingerprint"])
+        self.assertEqual(len(h["batch_example_ids"]), 2)
+        self.assertEqual(sorted(v for b in h["batch_example_ids"] for v in b), list(range(256)))
+        self.assertTrue(grams and all(e["phase"] == "grams" for e in grams), grams)
+        # The same request again is served from the Gram cache.
+        again = c.heatmap("live", examples={"split": "test", "count": 256}, batch_size=128,
+                          passes=1)
+        self.assertEqual(again["cka"], h["cka"])
+        self.assertEqual(again["stats"]["grams_computed"], 0, again["stats"])
+        self.assertGreater(c.status()["cache"]["hits"], 0)
+
+        # Activations at the pooled features, as a .npy file.
+        pool = [r for r in described["representations"] if r["name"] == "pool"][0]
+        e = c.export("live", "pool", ids=[5, 0, 3])
+        t = e["activations"]
+        self.assertEqual((t.dtype, t.shape), ("f32", (3, pool["channels"], pool["height"],
+                                                      pool["width"])))
+        self.assertEqual(e["example_ids"], [5, 0, 3])
+        self.assertEqual(len(e["labels"]), 3)
+        path = os.path.join(self.dir, "pool.npy")
+        bc.save_npy(path, t.data, t.dtype, t.shape)
+        self.assertEqual(bc.load_npy(path), ("f32", t.shape, t.to_array()))
+
+        deleted = c.delete_model("live")
+        self.assertEqual(deleted["model"], "live")
+        self.assertGreater(deleted["bytes_freed"], 0)
+        self.assertEqual(c.models(), [])
+        with self.assertRaises(bc.BlockscopeError) as cm:
+            c.heatmap("live", examples={"split": "test", "count": 256}, batch_size=128, passes=1)
+        self.assertEqual(cm.exception.name, "NOT_FOUND")
+
+    def test_cancel_then_resume_from_another_connection(self):
+        c = self.client()
+        job = c.train(**self.tiny("resumed", epochs=2))["job"]
+        # Cancel at the first step event, from a second connection (WATCH blocks this one).
+        other = self.client()
+        cancelled = []
+
+        def on_progress(event):
+            if event["phase"] == "step" and not cancelled:
+                cancelled.append(other.cancel(job))
+
+        end = c.watch(job, on_progress=on_progress)
+        self.assertEqual(end["state"], "cancelled", end)
+        self.assertEqual(cancelled[0]["state"], "cancelled", cancelled)
+        self.assertEqual(end["epoch"], 0)
+        with self.assertRaises(bc.BlockscopeError) as cm:
+            c.resume(job, epochs=1)            # below the job's 2 epochs
+        self.assertEqual(cm.exception.name, "INVALID_ARGUMENT")
+        resumed = c.resume(job, epochs=3)
+        self.assertEqual((resumed["job"], resumed["epochs"]), (job, 3))
+        self.assertIn(resumed["state"], ("queued", "running"))
+        with self.assertRaises(bc.BlockscopeError) as cm:
+            other.resume(job)
+        self.assertEqual(cm.exception.name, "CONFLICT")
+        end = c.watch(job)
+        self.assertEqual((end["state"], end["epoch"], end["epochs"]), ("finished", 3, 3), end)
+        self.assertEqual([h["epoch"] for h in c.describe("resumed")["history"]], [1, 2, 3])
 
 
 if __name__ == "__main__":

@@ -199,7 +199,9 @@ final class JobManager: @unchecked Sendable {
       job.cancelReplies.append(reply)
       return nil
     default:
-      throw WireError(.conflict, "job \(id) has already ended (\(job.file.entry.state.rawValue))")
+      // Already ended (finished, failed, cancelled, interrupted): nothing to stop; the entry
+      // says how it ended (SPEC: CANCEL).
+      return job.file.entry
     }
   }
 

@@ -84,6 +84,8 @@ extension JobManager {
         } catch {
           throw CheckpointSaveFailure(epoch: record.epoch, error: wireError(error))
         }
+        // Only now, with the epoch on disk: a client that saw "epoch N" may rely on it.
+        self.reportEpoch(job, record, epochs: training.epochs)
       })
       network.releaseTrainingBuffers()
       return .finished
@@ -115,12 +117,18 @@ extension JobManager {
       broadcast(job, ProgressEvent(
         phase: "evaluate", done: 0, total: 1, job: job.id, epoch: p.epoch, epochs: p.epochs,
         metrics: finite(["loss": p.loss, "accuracy": p.accuracy])), force: true)
-    case .epochEnd(let r):
-      broadcast(job, ProgressEvent(
-        phase: "epoch", done: r.epoch, total: p.epochs, job: job.id, epoch: r.epoch, epochs: p.epochs,
-        metrics: finite(["loss": r.trainLoss, "accuracy": r.trainAccuracy, "test_loss": r.testLoss,
-                         "test_accuracy": r.testAccuracy, "images_per_second": r.imagesPerSecond,
-                         "seconds": r.seconds, "lr": r.learningRate])), force: true)
+    case .epochEnd:
+      break   // sent by reportEpoch once the epoch's checkpoint is saved
     }
+  }
+
+  /// The `epoch` event, after the epoch's checkpoint and job record are on disk.
+  private func reportEpoch(_ job: TrainingJob, _ r: EpochRecord, epochs: Int) {
+    let metrics = ["loss": r.trainLoss, "accuracy": r.trainAccuracy, "test_loss": r.testLoss,
+                   "test_accuracy": r.testAccuracy, "images_per_second": r.imagesPerSecond,
+                   "seconds": r.seconds, "lr": r.learningRate].filter { $0.value.isFinite }
+    broadcast(job, ProgressEvent(
+      phase: "epoch", done: r.epoch, total: epochs, job: job.id, epoch: r.epoch, epochs: epochs,
+      metrics: metrics), force: true)
   }
 }
