@@ -164,7 +164,8 @@ final class DaemonProcessTests: XCTestCase {
     var clients: [DaemonWireClient] = []
     for _ in 0..<100 {
       let client = try daemon.connect()
-      try client.send(hello)
+      // A refused connection may already be closed (EPIPE); its SERVER_BUSY is still readable.
+      try? client.send(hello)
       clients.append(client)
     }
     var served: [DaemonWireClient] = [], busy = 0
