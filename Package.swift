@@ -73,9 +73,12 @@ let package = Package(
     // Runs the built blockscope-engine binary (a dependency, so `swift build --build-tests`
     // builds it next to the test bundle).
     .testTarget(name: "EngineToolTests", dependencies: ["blockscope-engine"]),
-    .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "Engine", "Analysis"]),
+    // What DaemonTests and DaemonIntegrationTests share: a blocking-socket Wire client, raw
+    // frame bytes, ERROR-frame helpers.
+    .target(name: "DaemonTestSupport", dependencies: ["Wire"], path: "Tests/DaemonTestSupport"),
+    .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "Engine", "Analysis", "DaemonTestSupport"]),
     // Runs the built blockscoped and blockscope binaries on temporary sockets.
-    .testTarget(name: "DaemonIntegrationTests", dependencies: ["blockscoped", "blockscope", "Wire"]),
+    .testTarget(name: "DaemonIntegrationTests", dependencies: ["blockscoped", "blockscope", "Wire", "DaemonTestSupport"]),
     .testTarget(name: "CLITests", dependencies: ["blockscope", "Wire", "CPNG"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
   ]

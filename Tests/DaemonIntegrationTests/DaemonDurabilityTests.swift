@@ -1,3 +1,4 @@
+import DaemonTestSupport
 import Foundation
 import Glibc
 import Wire
@@ -33,22 +34,22 @@ final class DaemonDurabilityTests: XCTestCase {
   }
 
   /// One QUIET request; its response doc, or a failure naming the ERROR the daemon answered.
-  private func call<T: Decodable>(_ client: DaemonWireClient, _ type: MessageType, _ doc: some Encodable = EmptyDoc(),
+  private func call<T: Decodable>(_ client: WireTestClient, _ type: MessageType, _ doc: some Encodable = EmptyDoc(),
                                   as _: T.Type, timeout: Double = 60) throws -> T {
     let id = newID()
     try client.send(type, id: id, doc: doc, flags: .quiet)
     let frame = try client.final(of: id, timeout: timeout)
     guard frame.type == type.responseType else {
-      throw DaemonTestFailure("\(type.name) answered \(daemonFrameSummary(frame))")
+      throw WireTestFailure("\(type.name) answered \(frameSummary(frame))")
     }
     return try frame.decodeDoc(T.self)
   }
 
   /// The ERROR a request is answered with (a failure if it succeeds).
-  private func callFailing(_ client: DaemonWireClient, _ type: MessageType, _ doc: some Encodable) throws -> ErrorDoc {
+  private func callFailing(_ client: WireTestClient, _ type: MessageType, _ doc: some Encodable) throws -> ErrorDoc {
     let id = newID()
     try client.send(type, id: id, doc: doc, flags: .quiet)
-    return try daemonErrorDoc(try client.final(of: id))
+    return try expectErrorDoc(try client.final(of: id))
   }
 
   /// The recipe of the tests' models: ResNet-8, width 0.5, synthetic data (5000 / 1000 images,
@@ -58,14 +59,14 @@ final class DaemonDurabilityTests: XCTestCase {
                  batchSize: batchSize, testExamples: 200)
   }
 
-  private func train(_ client: DaemonWireClient, _ recipe: TrainRequest) throws -> UInt64 {
+  private func train(_ client: WireTestClient, _ recipe: TrainRequest) throws -> UInt64 {
     let answer = try call(client, .train, recipe, as: TrainResponse.self)
     XCTAssertEqual(answer.model, recipe.model)
     return answer.job
   }
 
   /// Sends WATCH for `job` (PROGRESS events wanted); returns its request id.
-  private func watch(_ client: DaemonWireClient, _ job: UInt64) throws -> UInt64 {
+  private func watch(_ client: WireTestClient, _ job: UInt64) throws -> UInt64 {
     let id = newID()
     try client.send(.watch, id: id, doc: JobRequest(job: job))
     return id
@@ -73,34 +74,34 @@ final class DaemonDurabilityTests: XCTestCase {
 
   /// Reads the watch's PROGRESS events until `until` says stop (true) or the watch ends; returns
   /// the final entry when it ended.
-  private func readEvents(_ client: DaemonWireClient, watch id: UInt64, timeout: Double = 60,
+  private func readEvents(_ client: WireTestClient, watch id: UInt64, timeout: Double = 60,
                           until: (ProgressEvent) throws -> Bool) throws -> JobEntry? {
     let deadline = Date().addingTimeInterval(timeout)
     while true {
       guard let frame = try client.next(timeout: max(0.01, deadline.timeIntervalSinceNow)) else {
-        throw DaemonTestFailure("the connection closed while watching")
+        throw WireTestFailure("the connection closed while watching")
       }
       guard frame.requestID == id else { continue }
       if frame.type == .progress {
         if try until(frame.decodeDoc(ProgressEvent.self)) { return nil }
         continue
       }
-      guard frame.type == .watchOK else { throw DaemonTestFailure("WATCH answered \(daemonFrameSummary(frame))") }
+      guard frame.type == .watchOK else { throw WireTestFailure("WATCH answered \(frameSummary(frame))") }
       return try frame.decodeDoc(JobEntry.self)
     }
   }
 
-  private func model(_ client: DaemonWireClient, _ name: String) throws -> ModelEntry? {
+  private func model(_ client: WireTestClient, _ name: String) throws -> ModelEntry? {
     try call(client, .models, as: ModelsResponse.self).models.first { $0.model == name }
   }
 
-  private func job(_ client: DaemonWireClient, _ id: UInt64) throws -> JobEntry? {
+  private func job(_ client: WireTestClient, _ id: UInt64) throws -> JobEntry? {
     try call(client, .jobs, as: JobsResponse.self).jobs.first { $0.job == id }
   }
 
   /// RESUME, then WATCH to the end; the job must finish with `epochs` epochs, which DESCRIBE
   /// must show as a complete history.
-  private func resumeToTheEnd(_ client: DaemonWireClient, job id: UInt64, model: String, epochs: Int,
+  private func resumeToTheEnd(_ client: WireTestClient, job id: UInt64, model: String, epochs: Int,
                               file: StaticString = #filePath, line: UInt = #line) throws {
     let resumed = try call(client, .resume, ResumeRequest(job: id), as: JobEntry.self)
     XCTAssertTrue([.queued, .running].contains(resumed.state), "\(resumed)", file: file, line: line)
@@ -135,7 +136,7 @@ final class DaemonDurabilityTests: XCTestCase {
         if event.phase == "epoch" { finished = max(finished, event.done) }
         return false
       }
-    } catch let failure as DaemonTestFailure where client.isClosed {
+    } catch let failure as WireTestFailure where client.isClosed {
       XCTFail("closed without answering the watch: \(failure)")
     }
     XCTAssertEqual(daemon.waitForExit(timeout: 30), 0, daemon.standardError())
@@ -231,7 +232,7 @@ final class DaemonDurabilityTests: XCTestCase {
     try client.send(.heatmap, id: id, doc: HeatmapRequest(model: "good", examples: ExampleSelection(split: .test, count: 256),
                                                          batchSize: 128, passes: 1), flags: .quiet)
     let frame = try client.final(of: id, timeout: 60)
-    XCTAssertEqual(frame.type, .heatmapOK, daemonFrameSummary(frame))
+    XCTAssertEqual(frame.type, .heatmapOK, frameSummary(frame))
     let payload = try frame.parsedPayload()
     let cka = try XCTUnwrap(payload.tensor(named: "cka"))
     XCTAssertEqual(cka.shape, [30, 30], "ResNet-8 has 21 + 9 representations")
@@ -269,11 +270,11 @@ final class DaemonDurabilityTests: XCTestCase {
         stepsAfterCancel.append(event.done)
         if cancelled != nil { stepsAfterAnswer.append(event.done) }
       } else if frame.requestID == cancelID {
-        XCTAssertEqual(frame.type, .cancelOK, daemonFrameSummary(frame))
+        XCTAssertEqual(frame.type, .cancelOK, frameSummary(frame))
         cancelled = try frame.decodeDoc(JobEntry.self)
         latency = Date().timeIntervalSince(sent)
       } else if frame.requestID == watchID {
-        XCTAssertEqual(frame.type, .watchOK, daemonFrameSummary(frame))
+        XCTAssertEqual(frame.type, .watchOK, frameSummary(frame))
         watched = try frame.decodeDoc(JobEntry.self)
       }
     }
@@ -289,7 +290,7 @@ final class DaemonDurabilityTests: XCTestCase {
     let id = newID()
     try client.send(.cancel, id: id, doc: JobRequest(job: jobID), flags: .quiet)
     let again = try client.final(of: id)
-    XCTAssertEqual(again.type, .cancelOK, "CANCEL of an ended job: \(daemonFrameSummary(again))")
+    XCTAssertEqual(again.type, .cancelOK, "CANCEL of an ended job: \(frameSummary(again))")
     if again.type == .cancelOK { XCTAssertEqual(try again.decodeDoc(JobEntry.self).state, .cancelled) }
   }
 }

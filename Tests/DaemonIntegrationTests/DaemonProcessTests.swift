@@ -1,3 +1,4 @@
+import DaemonTestSupport
 import Foundation
 import Glibc
 import Wire
@@ -27,27 +28,27 @@ final class DaemonProcessTests: XCTestCase {
     let client = try daemon.client()
     try client.send(.status, id: 77)
     let answer = try client.final(of: 77)
-    XCTAssertEqual(answer.type, .statusOK, daemonFrameSummary(answer), file: file, line: line)
+    XCTAssertEqual(answer.type, .statusOK, frameSummary(answer), file: file, line: line)
   }
 
   func testMalformedFramesAreAnsweredAndTheDaemonKeepsServing() throws {
     let daemon = try start()
     let statusPayload = Array(try Frame.message(type: .status, requestID: 5, doc: EmptyDoc()).encoded()[20...])
     let cases: [(String, [UInt8], ErrorCode)] = [
-      ("length 0", daemonLittleEndian(0), .frameTooShort),
-      ("length 15", daemonLittleEndian(15) + [UInt8](repeating: 0, count: 15), .frameTooShort),
-      ("over the request limit", daemonRawFrame(length: UInt32((4 << 20) + 17), type: 0x0002, id: 5), .frameTooLarge),
-      ("length 2^32-1", daemonLittleEndian(UInt32.max), .frameTooLarge),
-      ("unknown type", daemonRawFrame(type: 0x0777, id: 5, payload: statusPayload), .unknownType),
-      ("version 2", daemonRawFrame(version: 2, type: 0x0002, id: 5, payload: statusPayload), .unsupportedVersion),
-      ("bad magic", daemonRawFrame(magic: [0x42, 0x54], type: 0x0002, id: 5, payload: statusPayload), .badMagic),
+      ("length 0", littleEndian32(0), .frameTooShort),
+      ("length 15", littleEndian32(15) + [UInt8](repeating: 0, count: 15), .frameTooShort),
+      ("over the request limit", rawFrameBytes(length: UInt32((4 << 20) + 17), type: 0x0002, id: 5), .frameTooLarge),
+      ("length 2^32-1", littleEndian32(UInt32.max), .frameTooLarge),
+      ("unknown type", rawFrameBytes(type: 0x0777, id: 5, payload: statusPayload), .unknownType),
+      ("version 2", rawFrameBytes(version: 2, type: 0x0002, id: 5, payload: statusPayload), .unsupportedVersion),
+      ("bad magic", rawFrameBytes(magic: [0x42, 0x54], type: 0x0002, id: 5, payload: statusPayload), .badMagic),
     ]
     for (name, bytes, code) in cases {
       let client = try daemon.client()
       try client.send(bytes)
       let frames = try client.readUntilClosed()
-      XCTAssertEqual(frames.count, 1, "\(name): \(frames.map(daemonFrameSummary))")
-      let doc = try daemonErrorDoc(frames.first)
+      XCTAssertEqual(frames.count, 1, "\(name): \(frames.map(frameSummary))")
+      let doc = try expectErrorDoc(frames.first)
       XCTAssertEqual(doc.errorCode, code, "\(name): \(doc.message)")
       XCTAssertEqual(frames.first?.requestID, 0, name)
       XCTAssertTrue(doc.close, name)
@@ -57,12 +58,12 @@ final class DaemonProcessTests: XCTestCase {
     // Truncated, then closed: nothing is answered, the daemon is unaffected.
     do {
       let client = try daemon.client()
-      try client.send(daemonRawFrame(length: 4096, type: 0x0011, id: 5, payload: [UInt8](repeating: 0, count: 100)))
+      try client.send(rawFrameBytes(length: 4096, type: 0x0011, id: 5, payload: [UInt8](repeating: 0, count: 100)))
     }
     let halfClosed = try daemon.client()
-    try halfClosed.send(daemonRawFrame(type: 0x0002, id: 5, payload: statusPayload).dropLast(3).map { $0 })
+    try halfClosed.send(rawFrameBytes(type: 0x0002, id: 5, payload: statusPayload).dropLast(3).map { $0 })
     shutdown(halfClosed.fd, Int32(SHUT_WR))
-    XCTAssertEqual(try halfClosed.readUntilClosed().map(daemonFrameSummary), [])
+    XCTAssertEqual(try halfClosed.readUntilClosed().map(frameSummary), [])
     try assertServes(daemon)
   }
 
@@ -74,9 +75,9 @@ final class DaemonProcessTests: XCTestCase {
     for client in clients { try client.send(hello + status) }
     for (index, client) in clients.enumerated() {
       let helloOK = try XCTUnwrap(try client.next(), "client \(index)")
-      XCTAssertEqual(helloOK.type, .helloOK, daemonFrameSummary(helloOK))
+      XCTAssertEqual(helloOK.type, .helloOK, frameSummary(helloOK))
       let answer = try client.final(of: 2)
-      XCTAssertEqual(answer.type, .statusOK, daemonFrameSummary(answer))
+      XCTAssertEqual(answer.type, .statusOK, frameSummary(answer))
     }
   }
 
@@ -109,15 +110,15 @@ final class DaemonProcessTests: XCTestCase {
     let before = try daemon.residentBytes()
     for _ in 0..<20 {
       let client = try daemon.client()
-      try client.send(daemonLittleEndian(UInt32.max) + [UInt8](repeating: 0xAB, count: 64 << 10))
+      try client.send(littleEndian32(UInt32.max) + [UInt8](repeating: 0xAB, count: 64 << 10))
       let frames = try client.readUntilClosed()
-      XCTAssertEqual(try daemonErrorDoc(frames.first).errorCode, .frameTooLarge)
+      XCTAssertEqual(try expectErrorDoc(frames.first).errorCode, .frameTooLarge)
     }
     // Ten CKA requests announcing 500 MiB each (within the CKA limit), 64 KiB actually sent.
-    var pending: [DaemonWireClient] = []
+    var pending: [WireTestClient] = []
     for _ in 0..<10 {
       let client = try daemon.client()
-      try client.send(daemonRawFrame(length: 500 << 20, type: 0x0011, id: 3, payload: [UInt8](repeating: 1, count: 64 << 10)))
+      try client.send(rawFrameBytes(length: 500 << 20, type: 0x0011, id: 3, payload: [UInt8](repeating: 1, count: 64 << 10)))
       pending.append(client)
     }
     try assertServes(daemon)
@@ -131,12 +132,12 @@ final class DaemonProcessTests: XCTestCase {
 
   func testConnectionBeyond256GetsServerBusy() throws {
     let daemon = try start()
-    var clients: [DaemonWireClient] = []
+    var clients: [WireTestClient] = []
     for _ in 0..<256 { clients.append(try daemon.client()) }
     let refused = try daemon.connect()
     let frames = try refused.readUntilClosed()
-    XCTAssertEqual(frames.count, 1, frames.map(daemonFrameSummary).description)
-    let doc = try daemonErrorDoc(frames.first)
+    XCTAssertEqual(frames.count, 1, frames.map(frameSummary).description)
+    let doc = try expectErrorDoc(frames.first)
     XCTAssertEqual(doc.errorCode, .serverBusy)
     XCTAssertTrue(doc.close)
     // A slot frees when a client leaves.
@@ -161,20 +162,20 @@ final class DaemonProcessTests: XCTestCase {
     let daemon = try DaemonProcess(launcher: [prlimit, "--nofile=64:64"])
     daemons.append(daemon)
     let hello = try Frame.message(type: .hello, requestID: 1, doc: HelloRequest(client: "fd")).encoded()
-    var clients: [DaemonWireClient] = []
+    var clients: [WireTestClient] = []
     for _ in 0..<100 {
       let client = try daemon.connect()
       // A refused connection may already be closed (EPIPE); its SERVER_BUSY is still readable.
       try? client.send(hello)
       clients.append(client)
     }
-    var served: [DaemonWireClient] = [], busy = 0
+    var served: [WireTestClient] = [], busy = 0
     for client in clients {
       let frame = try XCTUnwrap(try client.next(), "a connection closed without an answer")
       if frame.type == .helloOK {
         served.append(client)
       } else {
-        XCTAssertEqual(try daemonErrorDoc(frame).errorCode, .serverBusy)
+        XCTAssertEqual(try expectErrorDoc(frame).errorCode, .serverBusy)
         busy += 1
       }
     }
@@ -204,7 +205,7 @@ final class DaemonProcessTests: XCTestCase {
     daemon.signal(SIGTERM)
     let frames = try idle.readUntilClosed()
     XCTAssertEqual(frames.count, 1)
-    XCTAssertEqual(try daemonErrorDoc(frames.first).errorCode, .shuttingDownClose)
+    XCTAssertEqual(try expectErrorDoc(frames.first).errorCode, .shuttingDownClose)
     XCTAssertEqual(daemon.waitForExit(timeout: 20), 0, daemon.standardError())
     XCTAssertFalse(FileManager.default.fileExists(atPath: daemon.socketPath))
   }
@@ -214,7 +215,7 @@ final class DaemonProcessTests: XCTestCase {
     let client = try daemon.client()
     try client.send(.shutdown, id: 9)
     let answer = try client.final(of: 9)
-    XCTAssertEqual(answer.type, .shutdownOK, daemonFrameSummary(answer))
+    XCTAssertEqual(answer.type, .shutdownOK, frameSummary(answer))
     XCTAssertEqual(try answer.decodeDoc(ShutdownResponse.self).jobsCheckpointed, 0)
     XCTAssertEqual(daemon.waitForExit(timeout: 20), 0, daemon.standardError())
     XCTAssertFalse(FileManager.default.fileExists(atPath: daemon.socketPath))
@@ -264,7 +265,7 @@ final class DaemonProcessTests: XCTestCase {
     XCTAssertEqual(process.terminationStatus, 0, text)
     XCTAssertTrue(text.hasPrefix("blockscoped listening on \(socketPath)"), text)
     // Accepting at once, run by a process that is not our child.
-    let client = try DaemonWireClient(path: socketPath)
+    let client = try WireTestClient(path: socketPath)
     let hello = try client.hello()
     XCTAssertNotEqual(hello.pid, Int(process.processIdentifier))
     try client.send(.shutdown, id: 2)

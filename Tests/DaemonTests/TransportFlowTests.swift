@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import XCTest
 @testable import Daemon
+import DaemonTestSupport
 import Wire
 
 /// Backpressure, connection limits, peer credentials, many clients.

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import XCTest
 @testable import Daemon
+import DaemonTestSupport
 import Wire
 
 /// The socket's place and safety (SPEC.md section 1) and stopping.

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import XCTest
 @testable import Daemon
+import DaemonTestSupport
 import Wire
 
 /// Framing and conversation rules as the transport carries them out (SPEC.md sections 2, 4, 5).

@@ -2,170 +2,18 @@ import Foundation
 import Glibc
 import XCTest
 @testable import Daemon
+import DaemonTestSupport
 import Wire
 
 // The transport's tests run it in-process on a temporary socket with `TransportTestService`
-// and talk to it with `WireTestClient`: plain blocking sockets and Wire's codec.
+// and talk to it with DaemonTestSupport's `WireTestClient`: plain blocking sockets and Wire's codec.
 
-struct TransportTestFailure: Error, CustomStringConvertible {
-  var description: String
-  init(_ description: String) { self.description = description }
+extension WireTestClient {
+  /// A client of the transport tests: HELLO as "transport-tests", 10 s timeouts.
+  convenience init(path: String) throws {
+    try self.init(path: path, clientName: "transport-tests", defaultTimeout: 10)
+  }
 }
-
-/// A client with plain sockets: frames out with `Frame.encoded()`, frames in with a
-/// FrameDecoder(role: .client).
-final class WireTestClient {
-  let fd: Int32
-  private var decoder = FrameDecoder(role: .client)
-  /// The daemon closed the connection (EOF or reset).
-  private(set) var isClosed = false
-
-  init(path: String) throws {
-    fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw TransportTestFailure("socket: \(String(cString: strerror(errno)))") }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array(path.utf8)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-      raw.copyBytes(from: bytes)
-      raw[bytes.count] = 0
-    }
-    let length = socklen_t(MemoryLayout.offset(of: \sockaddr_un.sun_path)! + bytes.count + 1)
-    let result = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
-    }
-    guard result == 0 else {
-      let code = errno
-      close(fd)
-      throw TransportTestFailure("connect(\(path)): \(String(cString: strerror(code)))")
-    }
-  }
-
-  deinit { close(fd) }
-
-  func send(_ bytes: [UInt8]) throws {
-    var offset = 0
-    while offset < bytes.count {
-      let sent = bytes.withUnsafeBytes {
-        Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
-      }
-      if sent < 0 {
-        if errno == EINTR { continue }
-        throw TransportTestFailure("send: \(String(cString: strerror(errno)))")
-      }
-      offset += sent
-    }
-  }
-
-  func send(_ frame: Frame) throws { try send(frame.encoded()) }
-
-  /// A request frame with a typed doc.
-  static func request(_ type: MessageType, id: UInt64, doc: some Encodable = EmptyDoc(),
-                      tensors: [WireTensor] = [], flags: FrameFlags = []) throws -> Frame {
-    try Frame.message(type: type, requestID: id, doc: doc, tensors: tensors, flags: flags)
-  }
-
-  func send(_ type: MessageType, id: UInt64, doc: some Encodable = EmptyDoc(), flags: FrameFlags = []) throws {
-    try send(Self.request(type, id: id, doc: doc, flags: flags))
-  }
-
-  /// HELLO on id 1; returns HELLO_OK's doc.
-  @discardableResult
-  func hello() throws -> HelloResponse {
-    try send(.hello, id: 1, doc: HelloRequest(client: "transport-tests"))
-    guard let frame = try next() else { throw TransportTestFailure("closed before HELLO_OK") }
-    guard frame.type == .helloOK else { throw TransportTestFailure("expected HELLO_OK, got \(frame.type.name) \(frameSummary(frame))") }
-    return try frame.decodeDoc(HelloResponse.self)
-  }
-
-  /// The next frame; nil once the daemon has closed the connection. Throws after `timeout`.
-  func next(timeout: Double = 10) throws -> Frame? {
-    let deadline = Date().addingTimeInterval(timeout)
-    while true {
-      if let frame = try decoder.next() { return frame }
-      if isClosed { return nil }
-      let remaining = deadline.timeIntervalSinceNow
-      guard remaining > 0 else { throw TransportTestFailure("no frame within \(timeout) s") }
-      var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-      let ready = poll(&entry, 1, Int32(min(remaining * 1000 + 1, 60_000)))
-      if ready < 0 && errno != EINTR { throw TransportTestFailure("poll: \(String(cString: strerror(errno)))") }
-      if ready <= 0 { continue }
-      var buffer = [UInt8](repeating: 0, count: 256 << 10)
-      let count = recv(fd, &buffer, buffer.count, 0)
-      if count > 0 {
-        decoder.feed(buffer[0..<count])
-      } else if count == 0 || errno == ECONNRESET || errno == EPIPE {
-        isClosed = true
-      } else if errno != EINTR && errno != EAGAIN {
-        throw TransportTestFailure("recv: \(String(cString: strerror(errno)))")
-      }
-    }
-  }
-
-  /// Every frame until the daemon closes the connection.
-  func readUntilClosed(timeout: Double = 10) throws -> [Frame] {
-    let deadline = Date().addingTimeInterval(timeout)
-    var frames: [Frame] = []
-    while let frame = try next(timeout: max(0.01, deadline.timeIntervalSinceNow)) { frames.append(frame) }
-    return frames
-  }
-
-  /// The frames up to and including the final frame of each of `ids`.
-  func readFinals(_ ids: Set<UInt64>, timeout: Double = 10) throws -> [Frame] {
-    let deadline = Date().addingTimeInterval(timeout)
-    var pending = ids
-    var frames: [Frame] = []
-    while !pending.isEmpty {
-      guard let frame = try next(timeout: max(0.01, deadline.timeIntervalSinceNow)) else {
-        throw TransportTestFailure("closed with \(pending.sorted()) unanswered")
-      }
-      frames.append(frame)
-      if frame.type != .progress { pending.remove(frame.requestID) }
-    }
-    return frames
-  }
-
-  /// The final frame of request `id`, skipping its PROGRESS events.
-  func final(of id: UInt64, timeout: Double = 10) throws -> Frame {
-    try readFinals([id], timeout: timeout).last!
-  }
-
-  func shutdownWrite() { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
-}
-
-func frameSummary(_ frame: Frame) -> String {
-  if frame.type == .error, let doc = try? frame.decodeDoc(ErrorDoc.self) {
-    return "ERROR \(doc.name) (id \(frame.requestID)): \(doc.message)"
-  }
-  return "\(frame.type.name) (id \(frame.requestID))"
-}
-
-/// The ERROR doc of a frame, failing the test when it is another type.
-func expectErrorDoc(_ frame: Frame?, file: StaticString = #filePath, line: UInt = #line) throws -> ErrorDoc {
-  guard let frame else { throw TransportTestFailure("expected an ERROR frame, the connection closed") }
-  guard frame.type == .error else { throw TransportTestFailure("expected an ERROR frame, got \(frameSummary(frame))") }
-  return try frame.decodeDoc(ErrorDoc.self)
-}
-
-/// The bytes of a frame with any header fields, valid or not.
-func rawFrameBytes(length: UInt32? = nil, magic: [UInt8] = [0x42, 0x53], version: UInt8 = 1, flags: UInt8 = 0,
-              type: UInt16, reserved: UInt16 = 0, id: UInt64, payload: [UInt8] = []) -> [UInt8] {
-  var bytes: [UInt8] = []
-  func append<T: FixedWidthInteger>(_ value: T) {
-    withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
-  }
-  append(length ?? UInt32(16 + payload.count))
-  bytes.append(contentsOf: magic)
-  bytes.append(version)
-  bytes.append(flags)
-  append(type)
-  append(reserved)
-  append(id)
-  bytes.append(contentsOf: payload)
-  return bytes
-}
-
-func littleEndian32(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
 
 /// A free-form doc for the test service's answers.
 struct EchoDoc: Codable, Equatable {
@@ -315,9 +163,7 @@ final class TransportTestService: RequestService, @unchecked Sendable {
 
 /// A temporary directory (0700, as mkdtemp makes it).
 func makeTransportTempDirectory(_ prefix: String = "bs-transport") throws -> String {
-  var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
-  guard let made = mkdtemp(&template) else { throw TransportTestFailure("mkdtemp: \(String(cString: strerror(errno)))") }
-  return String(cString: made)
+  try makeTestTempDirectory(prefix)
 }
 
 /// The transport serving `service` in-process on `DIR/d.sock`, its loop on a thread of its own.
