@@ -72,14 +72,16 @@ let package = Package(
     .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Engine", "CKernels"]),
     // Runs the built blockscope-engine binary (a dependency, so `swift build --build-tests`
     // builds it next to the test bundle).
-    .testTarget(name: "EngineToolTests", dependencies: ["blockscope-engine"]),
+    // Runs built executables for the tool tests (finds them next to the test bundle).
+    .target(name: "ToolTestSupport", path: "Tests/ToolTestSupport"),
+    .testTarget(name: "EngineToolTests", dependencies: ["blockscope-engine", "ToolTestSupport"]),
     // What DaemonTests and DaemonIntegrationTests share: a blocking-socket Wire client, raw
     // frame bytes, ERROR-frame helpers.
     .target(name: "DaemonTestSupport", dependencies: ["Wire"], path: "Tests/DaemonTestSupport"),
     .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "Engine", "Analysis", "DaemonTestSupport"]),
     // Runs the built blockscoped and blockscope binaries on temporary sockets.
     .testTarget(name: "DaemonIntegrationTests", dependencies: ["blockscoped", "blockscope", "Wire", "DaemonTestSupport"]),
-    .testTarget(name: "CLITests", dependencies: ["blockscope", "Wire", "CPNG"]),
+    .testTarget(name: "CLITests", dependencies: ["blockscope", "Wire", "CPNG", "ToolTestSupport"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
   ]
 )

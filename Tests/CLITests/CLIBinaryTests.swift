@@ -1,40 +1,16 @@
 import Foundation
+import ToolTestSupport
 import XCTest
 
 /// Runs the built `blockscope` binary (it sits next to the test bundle in the build products
 /// directory) and checks its help, usage errors and the no-daemon path.
 final class CLIBinaryTests: XCTestCase {
-  struct Result {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-  }
-
-  static var binary: URL {
-    let candidates = [
-      Bundle(for: CLIBinaryTests.self).bundleURL.deletingLastPathComponent(),
-      Bundle.main.bundleURL,
-      URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-    ].map { $0.appendingPathComponent("blockscope") }
-    return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
-  }
+  typealias Result = BuiltTool.Result
+  static let tool = BuiltTool("blockscope", besides: CLIBinaryTests.self)
+  static var binary: URL { tool.url }
 
   static func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
-    let p = Process()
-    p.executableURL = binary
-    p.arguments = args
-    var e = ProcessInfo.processInfo.environment
-    for (k, v) in env { e[k] = v }
-    p.environment = e
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let r = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                  stderr: String(decoding: r, as: UTF8.self))
+    try tool.run(args, env: env)
   }
 
   override func setUpWithError() throws {

@@ -1,44 +1,19 @@
 import Foundation
+import ToolTestSupport
 import XCTest
 
 /// Runs the built `blockscope-engine` binary and checks its output and exit codes.
 final class EngineToolTests: XCTestCase {
-  struct Result {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-  }
-
-  /// The executable sits next to the test bundle in the build products directory.
-  static var binary: URL {
-    let candidates = [
-      Bundle(for: EngineToolTests.self).bundleURL.deletingLastPathComponent(),
-      Bundle.main.bundleURL,
-      URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-    ].map { $0.appendingPathComponent("blockscope-engine") }
-    return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
-  }
+  typealias Result = BuiltTool.Result
+  static let tool = BuiltTool("blockscope-engine", besides: EngineToolTests.self)
+  static var binary: URL { tool.url }
 
   func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
     try Self.run(args, env: env)
   }
 
   static func run(_ args: [String], env: [String: String] = [:]) throws -> Result {
-    let p = Process()
-    p.executableURL = Self.binary
-    p.arguments = args
-    var e = ProcessInfo.processInfo.environment
-    for (k, v) in env { e[k] = v }
-    p.environment = e
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let r = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                  stderr: String(decoding: r, as: UTF8.self))
+    try tool.run(args, env: env)
   }
 
   override func setUpWithError() throws {
