@@ -255,6 +255,14 @@ double bs_softmax_xent(const float *logits, const int32_t *labels, int N, int K,
 // sum x^2 = m * mean_sq + trace(K) tells a constant representation from a varying one.
 // Returns 0, or -1 when out of memory.
 int bs_gram_centered(const float *x, int m, size_t d, float *K, double *mean_sq);
+// Two Grams for the price of one, from per-channel centred Grams Kc[c] of NHWC activations
+// (gram_channels.c): x: [m][positions][channels] -> K = sum_c Kc[c] (= bs_gram_centered's K)
+// and Kw = sum_c weights[c] Kc[c]; with weights a_c^2, Kw is the centred Gram of the
+// per-channel affine map a_c x + b_c (an inference BatchNorm: centring removes b_c). K, Kw:
+// [m][m] full symmetric (Kw and weights may be NULL). mean_sums: [channels][2] = the sum over
+// positions of channel c's column means and of their squares. 0, or -1 out of memory.
+int bs_gram_centered_channels(const float *x, int m, size_t positions, int channels,
+                              const float *weights, float *K, float *Kw, double *mean_sums);
 // All pairwise dot products of vectors of length len: out[i][j] = <a[i], b[j]>, fp32 products
 // over chunks of 4096 accumulated in double. b == NULL: a against itself (out: [na][na],
 // symmetric, computed once per pair). out: [na][nb or na]. Returns 0, or -1 out of memory.

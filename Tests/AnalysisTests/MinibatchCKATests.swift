@@ -11,8 +11,20 @@ final class MinibatchCKATests: XCTestCase {
   static let data = Dataset.synthetic(count: 70, height: 8, width: 8, channels: 1, numClasses: 3, seed: 5)
   static let plan = MinibatchPlan(batchSize: 16, passes: 2, seed: 9)
 
+  /// A fresh network with every BatchNorm made a non-trivial affine map (a new network's BNs
+  /// are near identities in inference mode, which would hide a wrong BN Gram).
   static func model(_ seed: UInt64, _ name: String = "m") throws -> AnalysisModel {
-    AnalysisModel(name: name, network: try ResNet(config: config, seed: seed))
+    let network = try ResNet(config: config, seed: seed)
+    var rng = RandomSource(seed: seed, stream: 0xB4)
+    for p in network.parameters where p.name.contains("bn") {
+      let bias = p.name.hasSuffix(".bias")
+      for i in 0..<p.value.count { p.value.data[i] = Float(bias ? rng.uniform() * 2 - 1 : 0.5 + rng.uniform() * 1.5) }
+    }
+    for (name, t) in network.buffers {
+      let variance = name.hasSuffix("running_var")
+      for i in 0..<t.count { t.data[i] = Float(variance ? 0.2 + rng.uniform() * 3 : rng.uniform() - 0.5) }
+    }
+    return AnalysisModel(name: name, network: network)
   }
 
   /// Per batch, per representation, the fp32 activations as Double matrices.
@@ -124,6 +136,27 @@ final class MinibatchCKATests: XCTestCase {
 
   func testUnbiasedMatchesDoubleReferenceOnEveryRepresentation() throws {
     try checkAgainstReference(HeatmapRequest(estimator: .unbiased, plan: Self.plan), selector: .all, tolerance: 1e-5)
+  }
+
+  func testBatchNormGramsFromConvChannelsMatchDirectComputation() throws {
+    // The BN Grams derived from the conv outputs' per-channel Grams against computing them from
+    // the BN outputs: the same heatmap up to fp32 summation order, and two Grams per conv call.
+    let a = try Self.model(3)
+    let request = HeatmapRequest(estimator: .unbiased, plan: Self.plan)
+    let derived = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20))
+    let direct = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20))
+    direct.deriveBatchNormGrams = false
+    let x = try derived.heatmap(rows: a, .all, data: Self.data, request: request)
+    let y = try direct.heatmap(rows: a, .all, data: Self.data, request: request)
+    XCTAssertEqual(x.defined, y.defined)
+    var worst = 0.0
+    for i in 0..<x.values.count { worst = max(worst, abs(x.values[i] - y.values[i])) }
+    XCTAssertLessThanOrEqual(worst, 1e-5, "worst |derived - direct| \(worst)")
+    XCTAssertEqual(x.stats.gramsComputed, y.stats.gramsComputed)
+    // Only BNs whose conv is selected too are derived: BN alone still works.
+    let bnOnly = try derived.heatmap(rows: try Self.model(4), .pattern("*.bn1"), data: Self.data, request: request)
+    let bnOnlyDirect = try direct.heatmap(rows: try Self.model(4), .pattern("*.bn1"), data: Self.data, request: request)
+    for i in 0..<bnOnly.values.count { XCTAssertEqual(bnOnly.values[i], bnOnlyDirect.values[i], accuracy: 1e-12) }
   }
 
   func testBiasedAndRBFMatchDoubleReference() throws {

@@ -21,6 +21,62 @@ final class GramDriverTests: XCTestCase {
     return g
   }
 
+  func testChannelGramsGiveTheGramAndTheAffineMapsGram() {
+    // x: [m][positions][channels]; K = centred Gram of x, Kw = sum_c w_c Kc, which with
+    // w_c = a_c^2 is the centred Gram of y = a_c x + b_c: checked against y's Double Gram.
+    var rng = TestRNG(seed: 93)
+    for isa in supportedISAs {
+      for threads in [1, 2, 3] {
+        withKernels(isa: isa, threads: threads) {
+          for (m, positions, channels) in [(4, 1, 1), (5, 7, 3), (9, 33, 16), (17, 16, 64), (6, 64, 2)] {
+            let d = positions * channels
+            let x = (0..<(m * d)).map { _ in 3 + rng.float(0, 1) }
+            let a = (0..<channels).map { _ in rng.float(0.2, 2) }
+            let b = (0..<channels).map { _ in rng.float(-1, 1) }
+            let weights = a.map { $0 * $0 }
+            var k = [Float](repeating: .nan, count: m * m), kw = k
+            var sums = [Double](repeating: .nan, count: 2 * channels)
+            XCTAssertEqual(bs_gram_centered_channels(x, Int32(m), positions, Int32(channels), weights,
+                                                     &k, &kw, &sums), 0)
+            var y = [Float](repeating: 0, count: m * d)
+            for i in 0..<(m * d) { y[i] = Float(Double(a[i % channels]) * Double(x[i]) + Double(b[i % channels])) }
+            let wantK = Self.centredGram(x, m: m, d: d), wantKw = Self.centredGram(y, m: m, d: d)
+            var mean = [Double](repeating: 0, count: d)
+            for i in 0..<m { for f in 0..<d { mean[f] += Double(x[i * d + f]) / Double(m) } }
+            for c in 0..<channels {
+              var s1 = 0.0, s2 = 0.0
+              for q in 0..<positions { s1 += mean[q * channels + c]; s2 += mean[q * channels + c] * mean[q * channels + c] }
+              XCTAssertEqual(sums[2 * c], s1, accuracy: 1e-12 * Double(positions) * 4)
+              XCTAssertEqual(sums[2 * c + 1], s2, accuracy: 1e-12 * Double(positions) * 16)
+            }
+            for i in 0..<m {
+              for j in 0..<m {
+                // As for bs_gram_centered (centring 2u |mean|, products (P + 2) u per channel),
+                // plus the float y, the weights and the sum over channels (C u) for Kw.
+                var tol = 1e-30, tolW = 1e-30
+                for f in 0..<d {
+                  let w = Double(weights[f % channels])
+                  let ac = abs(Double(a[f % channels])), bc = abs(Double(b[f % channels]))
+                  let xi = abs(Double(x[i * d + f]) - mean[f]), xj = abs(Double(x[j * d + f]) - mean[f])
+                  let t = 2 * floatU * abs(mean[f]) * (xi + xj) + Double(positions + channels + 2) * floatU * xi * xj
+                  tol += t
+                  // y's own rounding, u |y|, times the other side's |a xc|.
+                  tolW += w * t + 4 * floatU * (ac * (abs(mean[f]) + 1) + bc) * ac * (xi + xj)
+                }
+                XCTAssertEqual(Double(k[i * m + j]), wantK[i * m + j], accuracy: tol,
+                               "\(isa) t=\(threads) m=\(m) P=\(positions) C=\(channels) K(\(i),\(j))")
+                XCTAssertEqual(Double(kw[i * m + j]), wantKw[i * m + j], accuracy: tolW,
+                               "\(isa) t=\(threads) m=\(m) P=\(positions) C=\(channels) Kw(\(i),\(j))")
+              }
+            }
+            XCTAssertEqual(k[1], k[m])
+            XCTAssertEqual(kw[1], kw[m])
+          }
+        }
+      }
+    }
+  }
+
   func testCentredGramMatchesDoubleForLargeMeans() {
     var rng = TestRNG(seed: 91)
     for isa in supportedISAs {

@@ -171,6 +171,10 @@ public struct CKAHeatmapResult: Codable, Sendable {
 /// self-similarities.
 public final class MinibatchCKA: @unchecked Sendable {
   public let cache: GramCache
+  /// Take an inference BatchNorm's Gram from the per-channel Grams of the conv output it
+  /// normalises (GramForms.centredWithAffine) when both are computed: one Gram computation for
+  /// two, and the BN is not tapped. Off only to compare against direct computation.
+  public var deriveBatchNormGrams = true
 
   public init(cache: GramCache) {
     self.cache = cache
@@ -376,9 +380,34 @@ public final class MinibatchCKA: @unchecked Sendable {
       let streamStart = Date()
       let before = stats.secondsGrams + stats.secondsForms
       let full = Tensor([m * m])   // reused for every representation of the batch
+      // BN outputs whose conv input is computed too, by the conv's name.
+      var affineOf: [String: (bn: Int, scale: [Float], shift: [Float])] = [:]
+      if deriveBatchNormGrams {
+        for (name, i) in missing where reps[i].kind == .bn {
+          if let a = model.network.batchNormAffine(of: name), missing[a.input] != nil {
+            affineOf[a.input] = (i, a.scale, a.shift)
+          }
+        }
+      }
+      let derivedBN = Set(affineOf.values.map { reps[$0.bn].name })
+      let affineFull = affineOf.isEmpty ? full : Tensor([m * m])
+      let streamed = reps.filter { missing[$0.name] != nil && !derivedBN.contains($0.name) }
       try ActivationStream.run(model: model.network, data: data, batches: [positions],
-                               representations: reps.filter { missing[$0.name] != nil }) { _, rep, p in
+                               representations: streamed) { _, rep, p in
         let t0 = Date()
+        if let a = affineOf[rep.name] {
+          let (base, bnBase) = try GramForms.centredWithAffine(
+            p, m: m, positions: rep.height * rep.width, channels: rep.channels, scale: a.scale,
+            shift: a.shift, full: full, affineFull: affineFull, slot: baseSlot(missing[rep.name]!),
+            affineSlot: baseSlot(a.bn))
+          stats.secondsGrams += Date().timeIntervalSince(t0)
+          stats.gramsComputed += 2
+          cache.insert(base, for: key(rep.name, .centred))
+          cache.insert(bnBase, for: key(reps[a.bn].name, .centred))
+          try derive(missing[rep.name]!, from: base, full: full)
+          try derive(a.bn, from: bnBase, full: affineFull)
+          return
+        }
         let base = try GramForms.centred(p, m: m, d: rep.features, full: full,
                                          slot: baseSlot(missing[rep.name]!))
         stats.secondsGrams += Date().timeIntervalSince(t0)

@@ -13,6 +13,36 @@ public enum GramForms {
     precondition(full.capacity >= m * m)
     var meanSq = 0.0
     guard bs_gram_centered(x, Int32(m), d, full.data, &meanSq) == 0 else { throw GramError.outOfMemory }
+    return entry(full: full, m: m, meanSq: meanSq, slot: slot)
+  }
+
+  /// The centred entries of NHWC activations x: [m][positions][channels] and of the per-channel
+  /// affine map y = scale_c x + shift_c of them (an inference BatchNorm), both from one pass of
+  /// per-channel Grams Kc (bs_gram_centered_channels): K_x = sum_c Kc, K_y = sum_c scale_c^2 Kc,
+  /// since centring removes shift_c. The full matrices are left in `full` and `affineFull`.
+  public static func centredWithAffine(_ x: UnsafePointer<Float>, m: Int, positions: Int, channels: Int,
+                                       scale: [Float], shift: [Float], full: Tensor, affineFull: Tensor,
+                                       slot: (Tensor, Int)? = nil,
+                                       affineSlot: (Tensor, Int)? = nil) throws -> (GramEntry, GramEntry) {
+    precondition(scale.count == channels && shift.count == channels, "one scale and shift per channel")
+    precondition(full.capacity >= m * m && affineFull.capacity >= m * m)
+    let weights = scale.map { $0 * $0 }
+    var sums = [Double](repeating: 0, count: 2 * channels)
+    guard bs_gram_centered_channels(x, Int32(m), positions, Int32(channels), weights, full.data,
+                                    affineFull.data, &sums) == 0 else { throw GramError.outOfMemory }
+    // Sum over features of the squared column means: of x, and of y (mean_y = a mean_x + b).
+    var meanSq = 0.0, affineMeanSq = 0.0
+    for c in 0..<channels {
+      let a = Double(scale[c]), b = Double(shift[c]), s1 = sums[2 * c], s2 = sums[2 * c + 1]
+      meanSq += s2
+      affineMeanSq += a * a * s2 + 2 * a * b * s1 + Double(positions) * b * b
+    }
+    return (entry(full: full, m: m, meanSq: meanSq, slot: slot),
+            entry(full: affineFull, m: m, meanSq: affineMeanSq, slot: affineSlot))
+  }
+
+  /// A centred entry from its full matrix and the sum of the squared column means.
+  static func entry(full: Tensor, m: Int, meanSq: Double, slot: (Tensor, Int)?) -> GramEntry {
     let e = slot.map { GramEntry(m: m, form: .centred, slab: $0.0, index: $0.1) } ?? GramEntry(m: m, form: .centred)
     var trace = 0.0
     for i in 0..<m { trace += Double(full.data[i * m + i]) }

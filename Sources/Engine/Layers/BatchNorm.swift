@@ -46,6 +46,19 @@ public final class BatchNorm: @unchecked Sendable {
                         batchMean.data, batchInvStd.data, y)
   }
 
+  /// Inference mode as a per-channel affine map y = scale_c x + shift_c, with the scale and
+  /// shift bs_bn_forward_infer computes (in double, rounded to float).
+  public func inferenceAffine() -> (scale: [Float], shift: [Float]) {
+    var scale = [Float](repeating: 0, count: channels), shift = scale
+    for c in 0..<channels {
+      let g = Double(gamma.value[c])
+      let inverseStd = 1 / (Double(runningVar[c]) + Double(Self.eps)).squareRoot()
+      scale[c] = Float(g * inverseStd)
+      shift[c] = Float(Double(beta.value[c]) - Double(runningMean[c]) * g * inverseStd)
+    }
+    return (scale, shift)
+  }
+
   func forwardInfer(_ x: UnsafePointer<Float>, rows: Int, relu: Bool, into y: UnsafeMutablePointer<Float>) {
     bs_bn_forward_infer(x, rows, Int32(channels), gamma.value.data, beta.value.data,
                         runningMean.data, runningVar.data, Self.eps, relu ? 1 : 0, y)

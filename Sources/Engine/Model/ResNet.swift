@@ -260,6 +260,24 @@ public final class ResNet: @unchecked Sendable {
   ///   whose name `wants` accepts, in forward order; the pointer is valid during the call only.
   /// - skip: blocks to bypass (output := input), for block deletion; must be removable.
   /// Returns logits [n][K] (a copy).
+  /// A BatchNorm representation in inference mode as a per-channel affine map of the
+  /// representation it normalises (stem.bn of stem.conv, sX.bY.bnK of sX.bY.convK):
+  /// representation = scale_c * input + shift_c. nil for every other representation.
+  public func batchNormAffine(of representation: String) -> (input: String, scale: [Float], shift: [Float])? {
+    if representation == "stem.bn" {
+      let (scale, shift) = stemBN.inferenceAffine()
+      return ("stem.conv", scale, shift)
+    }
+    for b in blocks {
+      let p = b.spec.name
+      for (bn, k) in [(b.bn1, 1), (b.bn2, 2)] where representation == "\(p).bn\(k)" {
+        let (scale, shift) = bn.inferenceAffine()
+        return ("\(p).conv\(k)", scale, shift)
+      }
+    }
+    return nil
+  }
+
   public func infer(_ x: UnsafePointer<Float>, n: Int, skip: Set<String> = [],
                     wants: ((Representation) -> Bool)? = nil,
                     tap: ((Representation, UnsafePointer<Float>) -> Void)? = nil) throws -> [Float] {

@@ -1,0 +1,109 @@
+// Per-channel centred Grams of NHWC activations, so that the Gram of a per-channel affine map
+// of them (an inference-mode BatchNorm) costs a weighted sum instead of another X X^T.
+//
+// With x[i][p][c] (m examples, P positions, C channels) and Xc_c[i][p] = x[i][p][c] minus its
+// mean over the m examples,
+//   Kc[c] = Xc_c Xc_c^T                        (m x m)
+//   centred Gram of x            = sum_c Kc[c]
+//   centred Gram of a_c x + b_c  = sum_c a_c^2 Kc[c]   (centring removes the shift b_c)
+// A ResNet taps every conv output and the BN right after it; this halves their Gram work.
+//
+// Threads split the channels. Each task first transposes its channels out of the interleaved
+// NHWC rows (one pass over x, a cache line at a time) into channel-major buffers, then centres
+// and multiplies each channel on its own, adding Kc[c] and w_c Kc[c] into its two partial
+// sums; the partials are summed in task order, so results do not depend on scheduling.
+#include "ckernels.h"
+#include "scratch.h"
+#include <cblas.h>
+#include <string.h>
+
+enum { MAX_TASKS = 64 };
+
+typedef struct {
+  const float *x;
+  int m, channels, ntasks;
+  size_t positions;
+  const float *weights;
+  float *partials;   // [ntasks][2][m][m]: per task, sum_c Kc and sum_c w_c Kc (upper triangles)
+  double *mean_sums;
+  volatile int failed;   // a task could not get its scratch buffer
+} channels_ctx;
+
+static void channels_task(void *p, int t, int ntasks) {
+  channels_ctx *c = p;
+  size_t c0, c1;
+  bs_split((size_t)c->channels, t, ntasks, &c0, &c1);
+  const int m = c->m, C = c->channels;
+  float *K = c->partials + (size_t)t * 2 * m * m, *Kw = K + (size_t)m * m;
+  memset(K, 0, sizeof(float) * 2 * m * m);
+  if (c0 == c1) return;
+  const size_t P = c->positions, g = c1 - c0, d = P * (size_t)C;
+  // buf[k][i][p] = x[i][p][c0 + k]; then one channel's Gram in Kc.
+  float *buf = bs_scratch(0, g * (size_t)m * P);
+  float *Kc = bs_scratch(1, (size_t)m * m);
+  if (!buf || !Kc) {
+    c->failed = 1;
+    return;
+  }
+  for (int i = 0; i < m; i++) {
+    const float *row = c->x + (size_t)i * d;
+    for (size_t q = 0; q < P; q++) {
+      const float *px = row + q * C + c0;
+      for (size_t k = 0; k < g; k++) buf[(k * m + i) * P + q] = px[k];
+    }
+  }
+  for (size_t k = 0; k < g; k++) {
+    float *xc = buf + k * (size_t)m * P;
+    // Column means in double before centring (for the caller's variance bookkeeping).
+    double s1 = 0, s2 = 0;
+    for (size_t q = 0; q < P; q++) {
+      double s = 0;
+      for (int i = 0; i < m; i++) s += xc[(size_t)i * P + q];
+      const double mean = s / m;
+      s1 += mean;
+      s2 += mean * mean;
+    }
+    c->mean_sums[2 * (c0 + k)] = s1;
+    c->mean_sums[2 * (c0 + k) + 1] = s2;
+    bs_center_columns(xc, m, P, P, xc);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, (int)P, 1.0f, xc, (int)P, 0.0f, Kc, m);
+    const float w = c->weights ? c->weights[c0 + k] : 0.0f;
+    for (int i = 0; i < m; i++)
+      for (int j = i; j < m; j++) {
+        const float v = Kc[(size_t)i * m + j];
+        K[(size_t)i * m + j] += v;
+        Kw[(size_t)i * m + j] += w * v;
+      }
+  }
+}
+
+// x: [m][positions][channels], weights: [channels] or NULL -> K, Kw: [m][m] (full, symmetric),
+// mean_sums: [channels][2]. See ckernels.h.
+int bs_gram_centered_channels(const float *x, int m, size_t positions, int channels,
+                              const float *weights, float *K, float *Kw, double *mean_sums) {
+  bs_init();
+  if (m <= 0 || channels <= 0 || positions == 0) return -1;
+  int ntasks = bs_threads();
+  if (ntasks > channels) ntasks = channels;
+  if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
+  // The calling thread's slot 3 (the tasks use slots 0 and 1).
+  float *partials = bs_scratch(3, (size_t)ntasks * 2 * m * m);
+  if (!partials) return -1;
+  channels_ctx c = {.x = x, .m = m, .channels = channels, .ntasks = ntasks,
+                    .positions = positions, .weights = weights, .partials = partials,
+                    .mean_sums = mean_sums};
+  bs_parallel_for(ntasks, channels_task, &c);
+  if (c.failed) return -1;
+  // Task order, so that the sums do not depend on scheduling.
+  for (int i = 0; i < m; i++)
+    for (int j = i; j < m; j++) {
+      float s = 0, sw = 0;
+      for (int t = 0; t < ntasks; t++) {
+        s += partials[(size_t)t * 2 * m * m + (size_t)i * m + j];
+        sw += partials[((size_t)t * 2 + 1) * m * m + (size_t)i * m + j];
+      }
+      K[(size_t)i * m + j] = K[(size_t)j * m + i] = s;
+      if (Kw) Kw[(size_t)i * m + j] = Kw[(size_t)j * m + i] = sw;
+    }
+  return 0;
+}
