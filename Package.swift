@@ -47,7 +47,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "blockscoped",
-      dependencies: ["Daemon", "Wire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+      dependencies: ["Daemon", "Wire", "Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
     // The CLI: talks to the daemon through Wire only (never Engine or Analysis).
     .executableTarget(

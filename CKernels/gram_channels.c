@@ -14,7 +14,6 @@
 // sums; the partials are summed in task order, so results do not depend on scheduling.
 #include "ckernels.h"
 #include "scratch.h"
-#include <cblas.h>
 #include <string.h>
 
 enum { MAX_TASKS = 64 };
@@ -66,7 +65,8 @@ static void channels_task(void *p, int t, int ntasks) {
     c->mean_sums[2 * (c0 + k)] = s1;
     c->mean_sums[2 * (c0 + k) + 1] = s2;
     bs_center_columns(xc, m, P, P, xc);
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, (int)P, 1.0f, xc, (int)P, 0.0f, Kc, m);
+    memset(Kc, 0, sizeof(float) * m * m);
+    bs_dots_acc(xc, m, (int)P, xc, m, (int)P, (int)P, 1, Kc, m);
     const float w = c->weights ? c->weights[c0 + k] : 0.0f;
     for (int i = 0; i < m; i++)
       for (int j = i; j < m; j++) {

@@ -1,19 +1,21 @@
 // Threaded drivers for CKA: the Gram matrix of column-centred features, all pairwise dot
 // products of packed Gram vectors (a heatmap is one such product), and the top eigenpair /
-// singular triplet through LAPACKE. The micro-kernels they call are in gram_{ref,avx2,avx512}.c.
+// singular triplet through LAPACKE. The micro-kernels they call are in gram_{ref,avx2,avx512}.c
+// and dots_{ref,avx2,avx512}.c (bs_dots_acc, in place of cblas_ssyrk / cblas_sgemm: faster
+// on these short, wide shapes, see dots_avx2.c and dots_avx512.c).
 //
 // Determinism: work is split into bs_threads() tasks by fixed ranges, each task accumulates
 // privately, and the partials are summed in task order, so results depend on the thread count
 // but not on scheduling.
 #include "ckernels.h"
 #include "scratch.h"
-#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-// Columns per panel: m x 512 floats (512 KB for m = 256) stay in L2 from centring to ssyrk.
+// Columns per panel: m x 512 floats (512 KB for m = 256) stay in L2 from centring to the
+// product.
 enum { GRAM_PANEL = 512, DOTS_CHUNK = 4096, MAX_TASKS = 64 };
 
 typedef struct {
@@ -44,8 +46,8 @@ static void gram_task(void *p, int t, int ntasks) {
       ms += mean * mean;
     }
     c->mean_sq[t] += ms;
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, (int)w, 1.0f, panel, (int)w, 1.0f,
-                K, m);
+    // K += panel panel^T, upper triangle only (the reduction below reads j >= i).
+    bs_dots_acc(panel, m, (int)w, panel, m, (int)w, (int)w, 1, K, m);
   }
 }
 
@@ -112,11 +114,13 @@ static void dots_task(void *p, int t, int ntasks) {
       } else {
         for (int i = 0; i < nb; i++) memcpy(pb + (size_t)i * w, c->b[i] + off, (size_t)w * 4);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nb, w, 1.0f, A, lda, B, ldb, 0.0f,
-                  prod, nb);
+      memset(prod, 0, sizeof(float) * (size_t)na * nb);
+      bs_dots_acc(A, na, lda, B, nb, ldb, w, 0, prod, nb);
       for (size_t i = 0; i < (size_t)na * nb; i++) acc[i] += prod[i];
     } else {
-      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, na, w, 1.0f, A, lda, 0.0f, prod, na);
+      // Upper triangle only: the entries below the diagonal are neither needed nor read.
+      memset(prod, 0, sizeof(float) * (size_t)na * na);
+      bs_dots_acc(A, na, lda, A, na, lda, w, 1, prod, na);
       for (int i = 0; i < na; i++)
         for (int j = i; j < na; j++) acc[(size_t)i * na + j] += prod[(size_t)i * na + j];
     }

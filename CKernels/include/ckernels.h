@@ -91,6 +91,11 @@ const char *bs_isa_override_error(void);
 // bs_gram_sqdist: K: [m][m] Gram -> D: [m][m] squared distances max(K_ii + K_jj - 2K_ij, 0);
 //   D must not alias K.
 // bs_exp_scaled: x: [n] -> y[i] = exp(a*x[i]) for a*x[i] <= 88.3; y may alias x.
+// bs_dots_acc: blocks of dot products, ACCUMULATED (dots_*.c; the CKA drivers' ssyrk/sgemm).
+//   a: [na][lda], b: [nb][ldb] (first k columns of each), C: [na][ldc] (first nb columns) ->
+//   C[i][j] += sum_p a[i][p] b[j][p]. upper != 0 (a == b, na == nb): only the entries with
+//   j >= i are needed; the others may be left alone or overwritten. Nothing past column nb of
+//   C is touched. The reference accumulates in double, the SIMD variants in float.
 #define BS_OPS(X)                                                                                 \
   X(bs_im2col, (const float *x, int H, int W, int C, int KH, int KW, int stride, int pad,        \
                 float *col), (x, H, W, C, KH, KW, stride, pad, col))                             \
@@ -127,7 +132,9 @@ const char *bs_isa_override_error(void);
   X(bs_hcenter, (const float *K, int m, float *C, double *r), (K, m, C, r))                       \
   X(bs_pack_upper, (const float *A, int m, float scale, float *out), (A, m, scale, out))          \
   X(bs_gram_sqdist, (const float *K, int m, float *D), (K, m, D))                                 \
-  X(bs_exp_scaled, (const float *x, size_t n, float a, float *y), (x, n, a, y))
+  X(bs_exp_scaled, (const float *x, size_t n, float a, float *y), (x, n, a, y))                   \
+  X(bs_dots_acc, (const float *a, int na, int lda, const float *b, int nb, int ldb, int k,        \
+                  int upper, float *C, int ldc), (a, na, lda, b, nb, ldb, k, upper, C, ldc))
 
 // For each op: a function type NAME_t, the variants NAME_ref / NAME_avx2 / NAME_avx512 (an
 // ISA without its own variant is absent from kernels.inc and falls back to the next lower one)
@@ -273,6 +280,15 @@ int bs_pairwise_dots(const float *const *a, int na, const float *const *b, int n
 int bs_sym_top_eigen(const float *K, int m, float *lambda, float *u);
 // Largest singular value and left singular vector of x: [n][d] (LAPACKE_sgesvdx). u: [n].
 int bs_top_singular(const float *x, int n, size_t d, float *s1, float *u);
+
+// OpenBLAS kernel choice (blas_core.c). Its name ("SkylakeX", "Haswell", "Prescott", ...);
+// the OPENBLAS_CORETYPE this CPU deserves when OpenBLAS chose a weaker one (an unrecognised,
+// newer CPU), else NULL (also when OPENBLAS_CORETYPE is set); and, for an executable's first
+// line, a re-exec of /proc/self/exe with that variable set (at most once; returns only when
+// nothing was to be done, 0, or exec failed, -1).
+const char *bs_blas_core_name(void);
+const char *bs_blas_core_suggestion(void);
+int bs_blas_reexec_if_untuned(char *const *argv);
 
 // Per-op wall-clock accounting (also on with BLOCKSCOPE_PROFILE=1). enable(1) resets the
 // counters; read(op) gives op's name, seconds and calls, or -1 past the last op.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Daemon
+import Engine
 import Foundation
 import Glibc
 
@@ -268,4 +269,5 @@ func absolute(_ path: String) -> String {
   return ((cwd as NSString).appendingPathComponent(expanded) as NSString).standardizingPath
 }
 
+BLASCore.reexecIfUntuned()
 BlockscopedCommand.main()

@@ -16,7 +16,7 @@ final class KernelVariantTests: XCTestCase {
     "bs_channel_axpby", "bs_relu", "bs_relu_backward", "bs_add_relu", "bs_add",
     "bs_sgd_momentum", "bs_avgpool", "bs_avgpool_backward", "bs_augment", "bs_conv3x3_direct",
     "bs_conv3x3_direct_dw", "bs_center_columns", "bs_gram", "bs_ucenter", "bs_hcenter",
-    "bs_pack_upper", "bs_gram_sqdist", "bs_exp_scaled",
+    "bs_pack_upper", "bs_gram_sqdist", "bs_exp_scaled", "bs_dots_acc",
   ]
   /// Below, at and above 8 and 16 lanes, and every kind of remainder after 32- and 16-channel
   /// chunks (40 = 32 + 8, 57 = 32 + 16 + 9).
@@ -84,6 +84,7 @@ final class KernelVariantTests: XCTestCase {
     case "bs_pack_upper": checkPackUpper(v, ref)
     case "bs_gram_sqdist": checkSqdist(v, ref)
     case "bs_exp_scaled": checkExpScaled(v, ref)
+    case "bs_dots_acc": checkDotsAcc(v, ref)
     default: XCTFail("no checker for \(v.op) (\(v.isaName))")
     }
   }
@@ -570,6 +571,81 @@ final class KernelVariantTests: XCTestCase {
               }
             }
             mm.check(got.guardsIntact, "\(shape): wrote outside dwt")
+          }
+        }
+      }
+    }
+    mm.report()
+  }
+}
+
+// MARK: blocks of dot products: float sums, bounded error
+
+/// bs_dots_acc (a, na, lda, b, nb, ldb, k, upper, C, ldc).
+typealias DotsAccFn = @convention(c) (
+  UnsafePointer<Float>?, Int32, Int32, UnsafePointer<Float>?, Int32, Int32, Int32, Int32,
+  UnsafeMutablePointer<Float>?, Int32
+) -> Void
+
+extension KernelVariantTests {
+  /// bs_dots_acc, C += A B^T, the variant and the REF entry both against a Double reference.
+  /// Rows around the 6-row tile (5, 6, 7) and the 16- and 32-column B blocks (15, 16, 17,
+  /// 33), and the 198 of a CKA minibatch; k around the 8-wide transposes and the 256-column
+  /// k-blocks; row strides larger than k, and C's larger than nb (the columns in between
+  /// must stay untouched); a non-zero C (it accumulates). upper = 1 with a == b checks
+  /// j >= i only.
+  /// Tolerance: the variant sums the k products in float in blocks (within about k u of
+  /// sum |a b|) and adds each block to C (one rounding of |C0| + sum |a b| per block); the
+  /// reference rounds once. Allowed: 2 (k + 2) u (|C0| + sum_p |a_ip b_jp|).
+  func checkDotsAcc(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(DotsAccFn.self), r = ref.cast(DotsAccFn.self)
+    var rng = TestRNG(seed: 91)
+    var mm = Mismatches("bs_dots_acc \(v.isaName)")
+    let sizes = [1, 5, 6, 7, 15, 16, 17, 33, 198]
+    for k in [1, 7, 8, 9, 255, 256, 257, 600] {
+      for na in sizes {
+        for nb in sizes {
+          for upper in [0, 1] where upper == 0 || na == nb {
+            let lda = k + 3, ldb = upper == 1 ? lda : k + 5, ldc = nb + 2
+            let av = rng.floats(na * lda)
+            let bv = upper == 1 ? av : rng.floats(nb * ldb)
+            // C's columns past nb hold a signalling NaN, which any arithmetic quiets: even an
+            // add of a zero product there (a tail lane left on) changes its bits.
+            var c0 = rng.floats(na * ldc)
+            let sNaN = Float(bitPattern: GuardedBuffer.guardBits)
+            for i in 0..<na { for j in nb..<ldc { c0[i * ldc + j] = sNaN } }
+            let a = GuardedBuffer(av), b = upper == 1 ? a : GuardedBuffer(bv)
+            let got = GuardedBuffer(c0), refGot = GuardedBuffer(c0)
+            f(a.ptr, Int32(na), Int32(lda), b.ptr, Int32(nb), Int32(ldb), Int32(k), Int32(upper),
+              got.ptr, Int32(ldc))
+            r(a.ptr, Int32(na), Int32(lda), b.ptr, Int32(nb), Int32(ldb), Int32(k), Int32(upper),
+              refGot.ptr, Int32(ldc))
+            let shape = "na\(na) nb\(nb) k\(k) upper\(upper)"
+            for i in 0..<na {
+              for j in 0..<ldc {
+                let at = i * ldc + j
+                if j >= nb {
+                  mm.check(got.ptr[at].bitPattern == c0[at].bitPattern
+                             && refGot.ptr[at].bitPattern == c0[at].bitPattern,
+                           "\(shape): wrote C[\(i)][\(j)] past column nb")
+                  continue
+                }
+                if upper == 1 && j < i { continue }
+                var want = Double(c0[at]), mag = abs(want)
+                for p in 0..<k {
+                  let t = Double(av[i * lda + p]) * Double(bv[j * ldb + p])
+                  want += t
+                  mag += abs(t)
+                }
+                let tol = 2 * Double(k + 2) * floatU * mag + Double(Float.leastNormalMagnitude)
+                mm.check(abs(Double(got.ptr[at]) - want) <= tol,
+                         "\(shape): C[\(i)][\(j)] = \(got.ptr[at]), want \(want) ± \(tol)")
+                mm.check(abs(Double(refGot.ptr[at]) - want) <= tol,
+                         "\(shape): REF C[\(i)][\(j)] = \(refGot.ptr[at]), want \(want) ± \(tol)")
+              }
+            }
+            mm.check(got.guardsIntact && refGot.guardsIntact, "\(shape): wrote outside C")
+            mm.check(a.guardsIntact && b.guardsIntact, "\(shape): wrote outside a or b")
           }
         }
       }

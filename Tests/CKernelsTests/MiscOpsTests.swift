@@ -117,3 +117,21 @@ final class MiscOpsTests: XCTestCase {
     }
   }
 }
+
+/// OpenBLAS's kernel choice (blas_core.c): a name always; no suggestion once the variable is set.
+final class BLASCoreTests: XCTestCase {
+  func testCoreNameAndSuggestion() {
+    XCTAssertFalse(String(cString: bs_blas_core_name()).isEmpty)
+    let saved = getenv("OPENBLAS_CORETYPE").map { String(cString: $0) }
+    defer {
+      if let saved { setenv("OPENBLAS_CORETYPE", saved, 1) } else { unsetenv("OPENBLAS_CORETYPE") }
+    }
+    setenv("OPENBLAS_CORETYPE", "Haswell", 1)
+    XCTAssertNil(bs_blas_core_suggestion())
+    unsetenv("OPENBLAS_CORETYPE")
+    // Whatever OpenBLAS chose, a suggestion is one of the two cores we force, never a third.
+    if let s = bs_blas_core_suggestion() {
+      XCTAssertTrue(["SkylakeX", "Haswell"].contains(String(cString: s)))
+    }
+  }
+}

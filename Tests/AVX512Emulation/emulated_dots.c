@@ -1,0 +1,2 @@
+#include "emulation.h"
+#include "../../CKernels/dots_avx512.c"
