@@ -1070,7 +1070,8 @@ class Client:
     def heatmap(self, model, other=None, layers=None, other_layers=None, estimator=None,
                 remove_pc1=None, examples=None, batch_size=None, passes=None, seed=None,
                 bootstrap=None, bootstrap_seed=None, keep_incomplete=None,
-                block_threshold=None, block_min_blocks=None, on_progress=None, extra=None):
+                block_threshold=None, block_min_blocks=None, block_min_contrast=None,
+                on_progress=None, extra=None):
         """Minibatch-CKA heatmap. Returns the response doc plus, as nested lists:
         "cka" (R x C floats, None where the cell is undefined: see "diagnostics"),
         "defined" (R x C bools), "standard_errors" (only with bootstrap > 0) and
@@ -1080,7 +1081,7 @@ class Client:
                        batch_size=batch_size, passes=passes, seed=seed, bootstrap=bootstrap,
                        bootstrap_seed=bootstrap_seed, keep_incomplete=keep_incomplete,
                        block_threshold=block_threshold, block_min_blocks=block_min_blocks,
-                       extra=extra)
+                       block_min_contrast=block_min_contrast, extra=extra)
         result, tensors = self._call("HEATMAP", doc, on_progress=on_progress)
         cka = tensors["cka"].tolist()
         defined = [[bool(v) for v in row] for row in tensors["defined"].tolist()]

@@ -32,6 +32,8 @@ struct AnalyzeCommand: ParsableCommand {
   @Flag(name: .customLong("no-pc")) var noPC = false
   @Option(help: "Block-structure threshold (mean CKA).") var threshold = BlockStructureParameters.defaultThreshold
   @Option(name: .customLong("min-blocks")) var minBlocks = BlockStructureParameters.defaultMinBlocks
+  @Option(name: .customLong("min-contrast"), help: "Block structure: how far a range's mean CKA must exceed its mean CKA to the other blocks (0: no condition).")
+  var minContrast = BlockStructureParameters.defaultMinContrast
   @Option(help: "Threads (default: all cores).") var threads: Int?
 
   func validate() throws {
@@ -79,17 +81,23 @@ struct AnalyzeCommand: ParsableCommand {
     let layout = try RepresentationLayout(config: model.network.config, representations: reps)
     let map = try CKAHeatmap(size: reps.count, values: heatmap.values, defined: heatmap.defined)
     let detector = try BlockStructureDetector(heatmap: map, layout: layout)
-    let blocks = try detector.detect(BlockStructureParameters(threshold: threshold, minBlocks: minBlocks))
-    let curve = try detector.calibrationCurve(thresholds: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95], minBlocks: minBlocks)
+    let blocks = try detector.detect(BlockStructureParameters(threshold: threshold, minBlocks: minBlocks,
+                                                              minContrast: minContrast))
+    let curve = try detector.calibrationCurve(thresholds: [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95],
+                                              minBlocks: minBlocks, minContrast: minContrast)
     try writeJSON(BlockOutput(report: blocks, calibration: curve), to: out + "/blocks.json")
-    print("block structure (threshold \(threshold), min \(minBlocks) blocks): "
+    print("block structure (threshold \(threshold), min \(minBlocks) blocks, contrast \(minContrast)): "
           + (blocks.hasBlockStructure ? "found" : "none") + String(format: ", score %.3f", blocks.blockScore))
     for r in blocks.ranges {
-      print(String(format: "  %@ .. %@: %d representations, %d blocks, mean CKA %.3f (min %.3f)",
-                   r.firstName, r.lastName, r.representationCount, r.blocksSpanned, r.meanCKA, r.minCKA))
+      print(String(format: "  %@ .. %@: %d representations, %d blocks, mean CKA %.3f (min %.3f), contrast %@",
+                   r.firstName, r.lastName, r.representationCount, r.blocksSpanned, r.meanCKA, r.minCKA,
+                   r.contrast.map { String(format: "%.3f", $0) } ?? "-"))
     }
-    print("  calibration (threshold: longest span in blocks, covered fraction): "
-          + curve.map { String(format: "%.2f: %d, %.2f", $0.threshold, $0.maxSpanBlocks, $0.coveredFraction) }
+    print("  calibration (threshold: longest span in blocks, covered fraction, largest contrast): "
+          + curve.map {
+            String(format: "%.2f: %d, %.2f, ", $0.threshold, $0.maxSpanBlocks, $0.coveredFraction)
+              + ($0.maxContrast.map { String(format: "%.3f", $0) } ?? "-")
+          }
             .joined(separator: " | "))
     let inBlock = Set(blocks.ranges.flatMap { Array($0.firstIndex...$0.lastIndex) }.map { reps[$0].name })
 

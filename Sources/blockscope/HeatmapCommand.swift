@@ -51,6 +51,8 @@ struct HeatmapCommand: ParsableCommand {
   var blockThreshold: Double?
   @Option(name: .customLong("block-min-blocks"), help: "Block-structure detection: the residual blocks a block must span.")
   var blockMinBlocks: Int?
+  @Option(name: .customLong("block-min-contrast"), help: "Block-structure detection: how far a block's mean CKA must exceed its mean CKA to the rest of the network (0: no condition).")
+  var blockMinContrast: Double?
   @Option(help: ArgumentHelp("Write heatmap.png, .npy, .csv and .json into this directory (created if needed).", valueName: "dir"))
   var out: String?
 
@@ -64,6 +66,7 @@ struct HeatmapCommand: ParsableCommand {
     if bootstrap < 0 { throw ValidationError("--bootstrap must not be negative") }
     if let blockThreshold, !blockThreshold.isFinite { throw ValidationError("--block-threshold must be a number") }
     if let blockMinBlocks, blockMinBlocks < 1 { throw ValidationError("--block-min-blocks must be at least 1") }
+    if let blockMinContrast, !blockMinContrast.isFinite { throw ValidationError("--block-min-contrast must be a number") }
     if let out, out.isEmpty { throw ValidationError("--out must not be empty") }
   }
 
@@ -73,7 +76,8 @@ struct HeatmapCommand: ParsableCommand {
                    removePC1: removePC1, examples: ExampleSelection(split: split, count: examples),
                    batchSize: batchSize, passes: passes, seed: seed, bootstrap: bootstrap,
                    bootstrapSeed: bootstrapSeed, keepIncomplete: keepIncomplete,
-                   blockThreshold: blockThreshold, blockMinBlocks: blockMinBlocks)
+                   blockThreshold: blockThreshold, blockMinBlocks: blockMinBlocks,
+                   blockMinContrast: blockMinContrast)
   }
 
   func run() throws {
@@ -210,12 +214,14 @@ struct HeatmapResult {
     }
     if let b = doc.blockStructure {
       lines.append("block structure: \(b.hasBlockStructure ? "yes" : "no") (block score \(Format.number(b.blockScore, digits: 3)); "
-                   + "threshold \(Format.exact(b.threshold)), at least \(b.minBlocks) blocks)")
+                   + "threshold \(Format.exact(b.threshold)), at least \(b.minBlocks) blocks"
+                   + (b.minContrast.map { ", contrast at least \(Format.exact($0))" } ?? "") + ")")
       for r in b.ranges {
         let first = r.first < doc.rowNames.count ? doc.rowNames[r.first] : "#\(r.first)"
         let last = r.last < doc.rowNames.count ? doc.rowNames[r.last] : "#\(r.last)"
         lines.append("  \(first) .. \(last)  (rows \(r.first)-\(r.last), \(r.blocksSpanned) blocks, "
-                     + "mean CKA \(Format.number(r.meanCka, digits: 3)), min \(Format.number(r.minCka, digits: 3)))")
+                     + "mean CKA \(Format.number(r.meanCka, digits: 3)), min \(Format.number(r.minCka, digits: 3))"
+                     + (r.contrast.map { ", contrast \(Format.number($0, digits: 3))" } ?? "") + ")")
       }
     }
     if !doc.diagnostics.isEmpty {

@@ -41,8 +41,18 @@ final class AnalysisToolTests: XCTestCase {
     // The calibration table from the saved heatmap.
     let b = try run(["blocks", out + "/heatmap.json", "--thresholds", "0.5,0.9"])
     XCTAssertEqual(b.status, 0, b.stderr)
-    XCTAssertTrue(b.stdout.contains("t=0.50 span,cover | t=0.90 span,cover"), b.stdout)
+    XCTAssertTrue(b.stdout.contains("t=0.50 span,cover,contrast | t=0.90 span,cover,contrast"), b.stdout)
     XCTAssertTrue(b.stdout.contains("score "), b.stdout)
+    // The same table from the CSV (the CLI's format too): the same verdicts, cell for cell.
+    let c = try run(["blocks", out + "/heatmap.csv", "--thresholds", "0.5,0.9"])
+    XCTAssertEqual(c.status, 0, c.stderr)
+    let rows = { (text: String) in text.split(separator: "\n").dropFirst().map { $0.drop(while: { $0 != " " }) } }
+    XCTAssertEqual(rows(c.stdout), rows(b.stdout))
+    let broken = dir.appendingPathComponent("broken.csv").path
+    try Data(",a,b\na,1,x\nb,x,1\n".utf8).write(to: URL(fileURLWithPath: broken))
+    let bad = try run(["blocks", broken])
+    XCTAssertEqual(bad.status, 1)
+    XCTAssertTrue(bad.stderr.contains("not a number"), bad.stderr)
     let missing = try run(["blocks", dir.appendingPathComponent("none.json").path])
     XCTAssertEqual(missing.status, 1)
     XCTAssertTrue(missing.stderr.contains("none.json"), missing.stderr)

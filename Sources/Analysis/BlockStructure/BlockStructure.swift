@@ -125,19 +125,31 @@ public struct BlockStructureParameters: Codable, Sendable, Equatable {
   /// Calibrated on real heatmaps (docs/ANALYSIS.md, "Block structure: calibration"): at 0.95
   /// the longest qualifying range of the models without block structure spans at most 3
   /// blocks, that of the model with it 18; 5 blocks leaves a margin on both sides, and over
-  /// thresholds 0.93 to 0.97. Every default in this module reads these two constants.
+  /// thresholds 0.93 to 0.97. Every default in this module reads these constants.
   public static let defaultThreshold = 0.95
   public static let defaultMinBlocks = 5
+  /// A high mean CKA alone does not make a block: small nets trained on easy data (Fashion-MNIST)
+  /// have CKA above 0.9 between almost all layers, which is no structure at all. The paper's
+  /// block is a square that stands out from the rest of the heatmap, so a range must also exceed
+  /// the mean CKA between itself and the other block representations by this much. Calibrated
+  /// at threshold 0.95 (docs/ANALYSIS.md): the largest contrast of a 5-block range in the small
+  /// Fashion-MNIST nets is 0.08, in the models with visible block structure 0.25 to 0.51.
+  public static let defaultMinContrast = 0.15
 
   /// A range qualifies when the mean CKA over its pairs of distinct representations is at least
   /// this.
   public var threshold: Double
   /// ... and its representations belong to at least this many distinct blocks.
   public var minBlocks: Int
+  /// ... and its mean CKA exceeds its contrast reference (`BlockRange.outsideCKA`) by at least
+  /// this. 0 or less: no contrast condition (a range covering every block then qualifies too).
+  public var minContrast: Double
 
-  public init(threshold: Double = Self.defaultThreshold, minBlocks: Int = Self.defaultMinBlocks) {
+  public init(threshold: Double = Self.defaultThreshold, minBlocks: Int = Self.defaultMinBlocks,
+              minContrast: Double = Self.defaultMinContrast) {
     self.threshold = threshold
     self.minBlocks = minBlocks
+    self.minContrast = minContrast
   }
 }
 
@@ -156,6 +168,11 @@ public struct BlockRange: Codable, Sendable, Equatable {
   /// Over the pairs of distinct representations in the range.
   public var meanCKA: Double
   public var minCKA: Double
+  /// Mean CKA between the range's representations and the block representations outside it
+  /// (defined pairs only); nil when every block representation is inside the range.
+  public var outsideCKA: Double?
+  /// meanCKA - outsideCKA: how far the range stands out from the rest of the network.
+  public var contrast: Double? { outsideCKA.map { meanCKA - $0 } }
 }
 
 public struct BlockStructureReport: Codable, Sendable, Equatable {
@@ -176,11 +193,15 @@ public struct BlockStructureReport: Codable, Sendable, Equatable {
 /// One row of a calibration table: what a threshold would find in one model.
 public struct CalibrationPoint: Codable, Sendable, Equatable {
   public var threshold: Double
-  /// The most blocks any contiguous range with mean CKA >= threshold spans (minBlocks
-  /// ignored); 0 when no range of two or more representations qualifies.
+  /// The most blocks any contiguous range with mean CKA >= threshold (and contrast >=
+  /// minContrast) spans, minBlocks ignored; 0 when no range of two or more representations
+  /// qualifies.
   public var maxSpanBlocks: Int
-  /// `blockScore` of detection at this threshold (with minBlocks applied).
+  /// `blockScore` of detection at this threshold (with minBlocks and minContrast applied).
   public var coveredFraction: Double
+  /// The largest contrast (mean CKA minus the mean CKA to the block representations outside)
+  /// of any range with mean CKA >= threshold spanning >= minBlocks blocks; nil when none.
+  public var maxContrast: Double?
 }
 
 public enum BlockStructureError: Error, CustomStringConvertible, Equatable {
@@ -225,6 +246,12 @@ public struct BlockStructureDetector: Sendable {
   /// (L+1) x (L+1) prefix sums over off-diagonal cells: of defined values, and of undefined cells.
   let valueSums: [Double]
   let undefinedSums: [Int]
+  /// The same over cells whose column is a block representation (the contrast reference), and
+  /// prefix sums over rows of those cells' row totals.
+  let blockColumnSums: [Double]
+  let blockColumnCounts: [Int]
+  let blockRowTotals: [Double]
+  let blockRowCounts: [Int]
   /// blockStarts[p] = number of positions q < p that begin a new block (0..<blockCount).
   let blockStarts: [Int]
   let blocksPresent: [Int]
@@ -252,6 +279,25 @@ public struct BlockStructureDetector: Sendable {
     valueSums = sums
     undefinedSums = undefined
     let b = layout.blockIndices, isBlock = { (x: Int) in x >= 0 && x < layout.blockCount }
+    var columnSums = [Double](repeating: 0, count: w * w), columnCounts = [Int](repeating: 0, count: w * w)
+    var rowTotals = [Double](repeating: 0, count: w), rowCounts = [Int](repeating: 0, count: w)
+    for i in 0..<l {
+      var rowTotal = 0.0, rowCount = 0
+      for j in 0..<l {
+        var v = 0.0, u = 0
+        if i != j && isBlock(b[j]) && heatmap.isDefined(i, j) { v = heatmap[i, j]; u = 1 }
+        rowTotal += v
+        rowCount += u
+        columnSums[(i + 1) * w + j + 1] = v + columnSums[i * w + j + 1] + columnSums[(i + 1) * w + j] - columnSums[i * w + j]
+        columnCounts[(i + 1) * w + j + 1] = u + columnCounts[i * w + j + 1] + columnCounts[(i + 1) * w + j] - columnCounts[i * w + j]
+      }
+      rowTotals[i + 1] = rowTotals[i] + rowTotal
+      rowCounts[i + 1] = rowCounts[i] + rowCount
+    }
+    blockColumnSums = columnSums
+    blockColumnCounts = columnCounts
+    blockRowTotals = rowTotals
+    blockRowCounts = rowCounts
     var starts = [Int](repeating: 0, count: l + 1)
     for p in 0..<l {
       let begins = isBlock(b[p]) && (p == 0 || b[p - 1] != b[p])
@@ -281,6 +327,16 @@ public struct BlockStructureDetector: Sendable {
     rectangle(undefinedSums, first, last) == 0
   }
 
+  /// Mean CKA between the representations of first...last and the block representations
+  /// outside it (defined pairs only); nil when there are none.
+  public func outsideCKA(_ first: Int, _ last: Int) -> Double? {
+    precondition(first >= 0 && last < heatmap.size && first <= last, "outsideCKA needs a range")
+    let count = blockRowCounts[last + 1] - blockRowCounts[first] - rectangle(blockColumnCounts, first, last)
+    guard count > 0 else { return nil }
+    let sum = blockRowTotals[last + 1] - blockRowTotals[first] - rectangle(blockColumnSums, first, last)
+    return sum / Double(count)
+  }
+
   /// Distinct blocks (0..<blockCount) with a representation in first...last.
   public func blocksSpanned(_ first: Int, _ last: Int) -> Int {
     let b = layout.blockIndices[first]
@@ -297,9 +353,17 @@ public struct BlockStructureDetector: Sendable {
   /// An undefined pair disqualifies the whole range: undefined means "not similar", and one
   /// pair that cannot be called similar is enough to withhold the claim that the range is one
   /// representation. (Counting it as CKA 0 instead would let a long range absorb it.)
-  func qualifies(_ first: Int, _ last: Int, threshold: Double) -> Bool {
-    last > first && isFullyDefined(first, last)
-      && meanCKA(first, last) >= threshold - Self.meanTolerance
+  ///
+  /// With `minContrast` > 0 the range must also stand out: its mean CKA must exceed the mean CKA
+  /// between it and the block representations outside it by `minContrast`. A range with no
+  /// block representation outside it has nothing to stand out from and does not qualify.
+  func qualifies(_ first: Int, _ last: Int, threshold: Double, minContrast: Double = 0) -> Bool {
+    guard last > first && isFullyDefined(first, last) else { return false }
+    let mean = meanCKA(first, last)
+    guard mean >= threshold - Self.meanTolerance else { return false }
+    if minContrast <= 0 { return true }
+    guard let outside = outsideCKA(first, last) else { return false }
+    return mean - outside >= minContrast - Self.meanTolerance
   }
 
   // MARK: Detection
@@ -310,6 +374,9 @@ public struct BlockStructureDetector: Sendable {
   public func detect(_ parameters: BlockStructureParameters = .init()) throws -> BlockStructureReport {
     guard parameters.threshold.isFinite else {
       throw BlockStructureError.invalidParameter("threshold \(parameters.threshold) is not finite")
+    }
+    guard parameters.minContrast.isFinite else {
+      throw BlockStructureError.invalidParameter("minContrast \(parameters.minContrast) is not finite")
     }
     guard parameters.minBlocks >= 1 else {
       throw BlockStructureError.invalidParameter("minBlocks \(parameters.minBlocks), expected at least 1")
@@ -338,7 +405,7 @@ public struct BlockStructureDetector: Sendable {
     for i in 0..<l {
       var j = l - 1
       while j > furthest && j > i {
-        if blocksSpanned(i, j) >= parameters.minBlocks && qualifies(i, j, threshold: parameters.threshold) {
+        if blocksSpanned(i, j) >= parameters.minBlocks && qualifies(i, j, threshold: parameters.threshold, minContrast: parameters.minContrast) {
           break
         }
         j -= 1
@@ -374,7 +441,8 @@ public struct BlockStructureDetector: Sendable {
     return BlockRange(
       firstIndex: first, lastIndex: last, firstName: layout.names[first], lastName: layout.names[last],
       representationCount: last - first + 1, blocksSpanned: blocksSpanned(first, last),
-      firstBlock: blocks.first, lastBlock: blocks.last, meanCKA: meanCKA(first, last), minCKA: minimum)
+      firstBlock: blocks.first, lastBlock: blocks.last, meanCKA: meanCKA(first, last), minCKA: minimum,
+      outsideCKA: outsideCKA(first, last))
   }
 
   // MARK: Calibration
@@ -382,29 +450,41 @@ public struct BlockStructureDetector: Sendable {
   /// Convenience: the calibration curve in one call.
   public static func calibrationCurve(heatmap: CKAHeatmap, layout: RepresentationLayout,
                                       thresholds: [Double],
-                                      minBlocks: Int = BlockStructureParameters.defaultMinBlocks) throws -> [CalibrationPoint] {
+                                      minBlocks: Int = BlockStructureParameters.defaultMinBlocks,
+                                      minContrast: Double = BlockStructureParameters.defaultMinContrast) throws -> [CalibrationPoint] {
     try BlockStructureDetector(heatmap: heatmap, layout: layout)
-      .calibrationCurve(thresholds: thresholds, minBlocks: minBlocks)
+      .calibrationCurve(thresholds: thresholds, minBlocks: minBlocks, minContrast: minContrast)
   }
 
-  /// For each threshold: the most blocks any qualifying range spans (minBlocks ignored), and
-  /// the block score detection would report with `minBlocks`. Printed over many models, it
-  /// shows where a threshold separates models with block structure from models without.
+  /// For each threshold: the most blocks any range qualifying at (threshold, minContrast) spans
+  /// (minBlocks ignored), the largest contrast of a range reaching the threshold and spanning
+  /// minBlocks (minContrast ignored), and the block score detection would report. Printed over
+  /// many models, it shows which (threshold, contrast) pairs separate models with block
+  /// structure from models without.
   public func calibrationCurve(thresholds: [Double],
-                               minBlocks: Int = BlockStructureParameters.defaultMinBlocks) throws -> [CalibrationPoint] {
+                               minBlocks: Int = BlockStructureParameters.defaultMinBlocks,
+                               minContrast: Double = BlockStructureParameters.defaultMinContrast) throws -> [CalibrationPoint] {
     try thresholds.map { t in
-      let report = try detect(BlockStructureParameters(threshold: t, minBlocks: minBlocks))
+      let report = try detect(BlockStructureParameters(threshold: t, minBlocks: minBlocks, minContrast: minContrast))
       var best = 0
+      var bestContrast: Double? = nil
       let l = heatmap.size
       for i in 0..<l {
         // Spans only grow with j, so stop at the first (longest) qualifying end.
         var j = l - 1
         while j > i && blocksSpanned(i, j) > best {
-          if qualifies(i, j, threshold: t) { best = blocksSpanned(i, j); break }
+          if qualifies(i, j, threshold: t, minContrast: minContrast) { best = blocksSpanned(i, j); break }
           j -= 1
         }
+        for j in stride(from: l - 1, to: i, by: -1) {
+          if blocksSpanned(i, j) < minBlocks { break }
+          guard qualifies(i, j, threshold: t), let outside = outsideCKA(i, j) else { continue }
+          let c = meanCKA(i, j) - outside
+          if bestContrast == nil || c > bestContrast! { bestContrast = c }
+        }
       }
-      return CalibrationPoint(threshold: t, maxSpanBlocks: best, coveredFraction: report.blockScore)
+      return CalibrationPoint(threshold: t, maxSpanBlocks: best, coveredFraction: report.blockScore,
+                              maxContrast: bestContrast)
     }
   }
 }

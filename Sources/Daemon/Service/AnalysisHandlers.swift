@@ -123,6 +123,7 @@ extension DaemonService {
     }
     if let t = r.blockThreshold, !t.isFinite { throw invalid("block_threshold", "must be a number") }
     if let m = r.blockMinBlocks, m < 1 { throw invalid("block_min_blocks", "\(m) must be at least 1") }
+    if let c = r.blockMinContrast, !c.isFinite { throw invalid("block_min_contrast", "must be a number") }
 
     let a = try store.load(r.model)
     let b: LoadedModel? = try r.other.map { try store.load($0) }
@@ -186,7 +187,8 @@ extension DaemonService {
     if within {
       let parameters = BlockStructureParameters(
         threshold: r.blockThreshold ?? BlockStructureParameters.defaultThreshold,
-        minBlocks: r.blockMinBlocks ?? BlockStructureParameters.defaultMinBlocks)
+        minBlocks: r.blockMinBlocks ?? BlockStructureParameters.defaultMinBlocks,
+        minContrast: r.blockMinContrast ?? BlockStructureParameters.defaultMinContrast)
       do {
         let reps = try rows.select(from: a.header.config)
         let layout = try RepresentationLayout(config: a.header.config, representations: reps)
@@ -194,11 +196,12 @@ extension DaemonService {
         let report = try BlockStructureDetector(heatmap: map, layout: layout).detect(parameters)
         blockStructure = HeatmapResponse.BlockStructure(
           threshold: parameters.threshold, minBlocks: parameters.minBlocks,
-          blockScore: report.blockScore, hasBlockStructure: report.hasBlockStructure,
+          minContrast: parameters.minContrast, blockScore: report.blockScore, hasBlockStructure: report.hasBlockStructure,
           ranges: report.ranges.map {
             HeatmapResponse.BlockStructure.Range(first: $0.firstIndex, last: $0.lastIndex,
                                                  blocksSpanned: $0.blocksSpanned,
-                                                 meanCka: $0.meanCKA, minCka: $0.minCKA)
+                                                 meanCka: $0.meanCKA, minCka: $0.minCKA,
+                                                 outsideCka: $0.outsideCKA, contrast: $0.contrast)
           })
       } catch {
         diagnostics.append(HeatmapResponse.Diagnostic(

@@ -28,6 +28,7 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
   /// Block-structure detection; nil: the analysis defaults (docs/ANALYSIS.md).
   public var blockThreshold: Double?
   public var blockMinBlocks: Int?
+  public var blockMinContrast: Double?
 
   /// The spec's defaults.
   public init(model: String, other: String? = nil, layers: LayerSelector = .all,
@@ -36,7 +37,8 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
               examples: ExampleSelection = ExampleSelection(split: .test, count: 2560),
               batchSize: Int = 256, passes: Int = 10, seed: UInt64 = 0, bootstrap: Int = 0,
               bootstrapSeed: UInt64 = 0, keepIncomplete: Bool = false,
-              blockThreshold: Double? = nil, blockMinBlocks: Int? = nil) {
+              blockThreshold: Double? = nil, blockMinBlocks: Int? = nil,
+              blockMinContrast: Double? = nil) {
     self.model = model
     self.other = other
     self.layers = layers
@@ -52,6 +54,7 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
     self.keepIncomplete = keepIncomplete
     self.blockThreshold = blockThreshold
     self.blockMinBlocks = blockMinBlocks
+    self.blockMinContrast = blockMinContrast
   }
 
   /// The columns' selector.
@@ -61,7 +64,8 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
     case model, other, layers, otherLayers = "other_layers", estimator, removePC1 = "remove_pc1",
          examples, batchSize = "batch_size", passes, seed, bootstrap,
          bootstrapSeed = "bootstrap_seed", keepIncomplete = "keep_incomplete",
-         blockThreshold = "block_threshold", blockMinBlocks = "block_min_blocks"
+         blockThreshold = "block_threshold", blockMinBlocks = "block_min_blocks",
+         blockMinContrast = "block_min_contrast"
   }
 
   public init(from decoder: Decoder) throws {
@@ -81,6 +85,7 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
     keepIncomplete = try c.value(.keepIncomplete, default: keepIncomplete)
     blockThreshold = try c.ifPresent(.blockThreshold)
     blockMinBlocks = try c.ifPresent(.blockMinBlocks)
+    blockMinContrast = try c.ifPresent(.blockMinContrast)
   }
 }
 
@@ -206,51 +211,63 @@ public struct HeatmapResponse: Codable, Hashable, Sendable {
       public var blocksSpanned: Int
       public var meanCka: Double
       public var minCka: Double
+      /// Mean CKA between the range and the block representations outside it (nil: none).
+      public var outsideCka: Double?
+      /// meanCka - outsideCka.
+      public var contrast: Double?
 
-      public init(first: Int, last: Int, blocksSpanned: Int, meanCka: Double, minCka: Double) {
+      public init(first: Int, last: Int, blocksSpanned: Int, meanCka: Double, minCka: Double,
+                  outsideCka: Double? = nil, contrast: Double? = nil) {
         self.first = first
         self.last = last
         self.blocksSpanned = blocksSpanned
         self.meanCka = meanCka
         self.minCka = minCka
+        self.outsideCka = outsideCka
+        self.contrast = contrast
       }
 
       enum CodingKeys: String, CodingKey {
-        case first, last, blocksSpanned = "blocks_spanned", meanCka = "mean_cka", minCka = "min_cka"
+        case first, last, blocksSpanned = "blocks_spanned", meanCka = "mean_cka", minCka = "min_cka",
+             outsideCka = "outside_cka", contrast
       }
 
       public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(first: try c.value(.first), last: try c.value(.last),
                   blocksSpanned: try c.value(.blocksSpanned), meanCka: try c.value(.meanCka),
-                  minCka: try c.value(.minCka))
+                  minCka: try c.value(.minCka), outsideCka: try c.ifPresent(.outsideCka),
+                  contrast: try c.ifPresent(.contrast))
       }
     }
 
     public var threshold: Double
     public var minBlocks: Int
+    /// Absent in answers of servers before 2026-12-05 (no contrast condition then).
+    public var minContrast: Double?
     public var blockScore: Double
     public var hasBlockStructure: Bool
     public var ranges: [Range]
 
-    public init(threshold: Double, minBlocks: Int, blockScore: Double, hasBlockStructure: Bool,
-                ranges: [Range]) {
+    public init(threshold: Double, minBlocks: Int, minContrast: Double? = nil, blockScore: Double,
+                hasBlockStructure: Bool, ranges: [Range]) {
       self.threshold = threshold
       self.minBlocks = minBlocks
+      self.minContrast = minContrast
       self.blockScore = blockScore
       self.hasBlockStructure = hasBlockStructure
       self.ranges = ranges
     }
 
     enum CodingKeys: String, CodingKey {
-      case threshold, minBlocks = "min_blocks", blockScore = "block_score",
+      case threshold, minBlocks = "min_blocks", minContrast = "min_contrast", blockScore = "block_score",
            hasBlockStructure = "has_block_structure", ranges
     }
 
     public init(from decoder: Decoder) throws {
       let c = try decoder.container(keyedBy: CodingKeys.self)
       self.init(threshold: try c.value(.threshold), minBlocks: try c.value(.minBlocks),
-                blockScore: try c.value(.blockScore),
+                minContrast: try c.ifPresent(.minContrast), blockScore: try c.value(.blockScore),
                 hasBlockStructure: try c.value(.hasBlockStructure), ranges: try c.value(.ranges))
     }
   }
