@@ -39,7 +39,8 @@ static void channels_task(void *p, int t, int ntasks) {
   const size_t P = c->positions, g = c1 - c0, d = P * (size_t)C;
   // buf[k][i][p] = x[i][p][c0 + k]; then one channel's Gram in Kc.
   float *buf = bs_scratch(0, g * (size_t)m * P);
-  float *Kc = bs_scratch(1, (size_t)m * m);
+  float *Kc = bs_scratch(1, (size_t)m * m + P);
+  float *row0 = Kc ? Kc + (size_t)m * m : NULL;
   if (!buf || !Kc) {
     c->failed = 1;
     return;
@@ -53,18 +54,18 @@ static void channels_task(void *p, int t, int ntasks) {
   }
   for (size_t k = 0; k < g; k++) {
     float *xc = buf + k * (size_t)m * P;
-    // Column means in double before centring (for the caller's variance bookkeeping).
+    // Keep row 0 to recover the column means after centring (mean = x - (x - mean)), as
+    // bs_gram_centered does: a pass down the columns here would stride through the buffer.
+    memcpy(row0, xc, P * sizeof(float));
+    bs_center_columns(xc, m, P, P, xc);
     double s1 = 0, s2 = 0;
     for (size_t q = 0; q < P; q++) {
-      double s = 0;
-      for (int i = 0; i < m; i++) s += xc[(size_t)i * P + q];
-      const double mean = s / m;
+      const double mean = (double)row0[q] - (double)xc[q];
       s1 += mean;
       s2 += mean * mean;
     }
     c->mean_sums[2 * (c0 + k)] = s1;
     c->mean_sums[2 * (c0 + k) + 1] = s2;
-    bs_center_columns(xc, m, P, P, xc);
     memset(Kc, 0, sizeof(float) * m * m);
     bs_dots_acc(xc, m, (int)P, xc, m, (int)P, (int)P, 1, Kc, m);
     const float w = c->weights ? c->weights[c0 + k] : 0.0f;
