@@ -34,7 +34,7 @@ const char *bs_blas_core_suggestion(void) {
   const char *core = bs_blas_core_name();
   static const char *const avx512_cores[] = {"SkylakeX", "CooperLake", "SapphireRapids", NULL};
   static const char *const avx2_cores[] = {"Haswell", "Zen", "SkylakeX", "CooperLake",
-                                           "SapphireRapids", "SkylakeX", NULL};
+                                           "SapphireRapids", NULL};
   if (avx512) return any_of(core, avx512_cores) ? NULL : "SkylakeX";
   if (avx2) return any_of(core, avx2_cores) ? NULL : "Haswell";
   return NULL;

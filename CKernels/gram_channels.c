@@ -20,7 +20,7 @@ enum { MAX_TASKS = 64 };
 
 typedef struct {
   const float *x;
-  int m, channels, ntasks;
+  int m, channels;
   size_t positions;
   const float *weights;
   float *partials;   // [ntasks][2][m][m]: per task, sum_c Kc and sum_c w_c Kc (upper triangles)
@@ -90,9 +90,8 @@ int bs_gram_centered_channels(const float *x, int m, size_t positions, int chann
   // The calling thread's slot 3 (the tasks use slots 0 and 1).
   float *partials = bs_scratch(3, (size_t)ntasks * 2 * m * m);
   if (!partials) return -1;
-  channels_ctx c = {.x = x, .m = m, .channels = channels, .ntasks = ntasks,
-                    .positions = positions, .weights = weights, .partials = partials,
-                    .mean_sums = mean_sums};
+  channels_ctx c = {.x = x, .m = m, .channels = channels, .positions = positions,
+                    .weights = weights, .partials = partials, .mean_sums = mean_sums};
   bs_parallel_for(ntasks, channels_task, &c);
   if (c.failed) return -1;
   // Task order, so that the sums do not depend on scheduling.
