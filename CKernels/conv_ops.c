@@ -92,16 +92,32 @@ static int is_direct_shape(const bs_conv_shape *s) {
 // The passes of a convolution that can run direct.
 enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_WEIGHTS };
 
-// AUTO's choice: direct where bs_conv3x3_direct(_dw) was measured faster than im2col + sgemm
-// (numbers at the top of this file). Only the AVX2 kernels were measured; the scalar REF
-// kernels and the unmeasured AVX-512 ones keep sgemm. Forward and backward-data won on every
-// shape measured. The weight gradient won or broke even everywhere except where Co >= 128
-// and consecutive output pixels' input windows are 512 bytes or more apart (stride * Ci >=
-// 128 floats), so that a chunk of pixels maps to a few L1 sets: 0.93-0.94x on 8x8x128 -> 128
-// and 16x16x64 -> 128 stride 2, 1.0-1.06x on the other such shapes; those keep sgemm.
+// AUTO's choice: direct where bs_conv3x3_direct(_dw) was measured faster than im2col + sgemm.
+// The scalar REF kernels keep sgemm.
+//
+// AVX2 (numbers at the top of this file): forward and backward-data won on every shape
+// measured. The weight gradient won or broke even everywhere except where Co >= 128 and
+// consecutive output pixels' input windows are 512 bytes or more apart (stride * Ci >= 128
+// floats), so that a chunk of pixels maps to a few L1 sets: 0.93-0.94x on 8x8x128 -> 128 and
+// 16x16x64 -> 128 stride 2, 1.0-1.06x on the other such shapes; those keep sgemm.
+//
+// AVX-512 (Zen 4, 2 threads, OpenBLAS 0.3.21 SkylakeX kernels, 2026-12-05): measured inside
+// whole networks (`blockscope-engine bench-train`, direct for every pass of the 3x3
+// convolutions whose Ci lies in a range), images/s:
+//   direct for Ci in          none    3     3-16    3-32    3-64    3-128   16 only  32 only  64 only
+//   resnet56-k1 infer (256)   529    570     687     760     777      -       682      586      512
+//   resnet56-k1 train (128)   153     -       -      249     244     251       -        -        -
+//   resnet20-k2 infer (256)   540     -       -      611     617     583       -        -        -
+//   resnet20-k2 train (128)   173     -       -      210     205     201       -        -        -
+// Ci = 3, 16 and 32 win clearly, 64 breaks even, 128 loses. (One layer timed alone in a loop
+// favours sgemm from Ci = 32 up, 1.3-1.7x; likely because such a loop finds its operands in
+// cache, which a network's sequence of layers does not. The network is what runs.)
 static int auto_direct(const bs_conv_shape *s, int pass) {
-  if (bs_active_isa() != BS_ISA_AVX2) return 0;
-  return pass != PASS_WEIGHTS || s->stride * s->Ci < 128 || s->Co < 128;
+  switch (bs_active_isa()) {
+  case BS_ISA_AVX2: return pass != PASS_WEIGHTS || s->stride * s->Ci < 128 || s->Co < 128;
+  case BS_ISA_AVX512: return s->Ci <= 64;
+  default: return 0;
+  }
 }
 
 // Whether `pass` of convolution s runs through bs_conv3x3_direct(_dw).

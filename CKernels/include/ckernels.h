@@ -194,7 +194,7 @@ void bs_conv_forward(const bs_conv_shape *s, const float *x, const float *w, con
 // shape. DIRECT: for 3x3 pad-1 stride-1/2 convolutions, bs_conv3x3_direct for the forward
 // pass and (stride 1 only) the backward-data pass, bs_conv3x3_direct_dw for the weight
 // gradient; GEMM for everything else. AUTO (default): DIRECT for the passes and shapes where
-// it was measured faster (AVX2 kernels; see conv_ops.c), GEMM otherwise.
+// it was measured faster (AVX2 and AVX-512 kernels; see conv_ops.c), GEMM otherwise.
 // BLOCKSCOPE_CONV=auto|gemm|direct sets the initial value (read once; anything else means
 // auto, with a warning on stderr).
 enum { BS_CONV_AUTO = 0, BS_CONV_GEMM = 1, BS_CONV_DIRECT = 2, BS_CONV_ALGORITHM_COUNT = 3 };
