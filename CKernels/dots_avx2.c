@@ -25,26 +25,6 @@
 
 enum { KC = 256, NR = 16, MR = 6 };
 
-// In-register 8x8 transpose: r[q][p] -> r[p][q].
-BS_AVX2_INLINE void transpose8x8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 // b: [nr][ldb] (first kc columns), nr in 1..16, kc in 1..KC -> bp: [kc][16],
 // bp[p][c] = b[c][p] for c < nr and 0 for c >= nr (zero columns give zero products, so the
 // micro-kernel never needs a column tail; they are simply not stored to C).
@@ -60,7 +40,7 @@ BS_AVX2_INLINE void pack_bt(const float *b, size_t ldb, int nr, int kc, float (*
       __m256 r[8];
       for (int q = 0; q < 8; q++)
         r[q] = q < rows ? _mm256_loadu_ps(b + (size_t)(c0 + q) * ldb + p) : _mm256_setzero_ps();
-      transpose8x8(r);
+      bs_avx2_transpose8x8(r);
       for (int q = 0; q < 8; q++) _mm256_store_ps(&bp[p + q][c0], r[q]);
     }
     for (; p < kc; p++)   // k tail (kc % 8 columns): scalar

@@ -19,10 +19,10 @@
 
 enum { KC = 256, NR = 32, MR = 6 };
 
-// In-register 8x8 transpose: r[q][p] -> r[p][q] (the 256-bit one of dots_avx2.c: a 16x16
+// In-register 8x8 transpose: r[q][p] -> r[p][q] (the 256-bit one of simd_avx2.h: a 16x16
 // zmm transpose costs more shuffles per element and the packing is a small part of the time).
-// A copy, not a shared header: Tests/AVX512Emulation compiles this file on its own against
-// SIMDe (no target attributes, no simd_avx2.h), so it must not depend on the AVX2 helpers.
+// A copy, not an include: Tests/AVX512Emulation compiles this file on its own against SIMDe
+// (no target attributes, no simd_avx2.h), so it must not depend on the AVX2 helpers.
 BS_AVX512_INLINE void transpose8x8(__m256 r[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);

@@ -10,8 +10,9 @@
 // pass and the subtract pass, and both passes run along rows.
 enum { CENTER_BLOCK = 512 };
 
-// x: [m][ld] (first d columns) -> y = x - column mean (means accumulated in double).
-BS_AVX2 void bs_center_columns_avx2(const float *x, int m, size_t d, size_t ld, float *y) {
+// x: [m][ld] (first d columns) -> y: [m][ldy] = x - column mean (means accumulated in double).
+BS_AVX2 void bs_center_columns_avx2(const float *x, int m, size_t d, size_t ld, float *y,
+                                    size_t ldy) {
   double sums[CENTER_BLOCK] __attribute__((aligned(32)));
   float means[CENTER_BLOCK] __attribute__((aligned(32)));
   for (size_t j0 = 0; j0 < d; j0 += CENTER_BLOCK) {
@@ -27,7 +28,7 @@ BS_AVX2 void bs_center_columns_avx2(const float *x, int m, size_t d, size_t ld, 
     for (size_t j = 0; j < nb; j++) means[j] = (float)(sums[j] / m);
     for (int i = 0; i < m; i++) {
       const float *row = x + (size_t)i * ld + j0;
-      float *out = y + (size_t)i * ld + j0;
+      float *out = y + (size_t)i * ldy + j0;
       size_t j = 0;
       for (; j < nv; j += 8)
         _mm256_storeu_ps(out + j, _mm256_sub_ps(_mm256_loadu_ps(row + j),

@@ -36,9 +36,8 @@ static void gram_task(void *p, int t, int ntasks) {
   memset(K, 0, sizeof(float) * m * m);
   for (size_t j = j0; j < j1; j += GRAM_PANEL) {
     const size_t w = j1 - j < GRAM_PANEL ? j1 - j : GRAM_PANEL;
-    // Centre this panel's columns (the column means need all m rows, which the panel has).
-    for (int i = 0; i < m; i++) memcpy(panel + (size_t)i * w, c->x + (size_t)i * c->d + j, w * 4);
-    bs_center_columns(panel, m, w, w, panel);
+    // This panel's columns, centred, copied into the compact panel in the same pass.
+    bs_center_columns(c->x + j, m, w, c->d, panel, w);
     // The column means, recovered from row 0 (x - (x - mean)), for the variance check.
     double ms = 0;
     for (size_t k = 0; k < w; k++) {

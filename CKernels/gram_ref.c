@@ -3,14 +3,14 @@
 #include <math.h>
 #include "ckernels.h"
 
-// x: [m][ld] (first d columns used) -> y: [m][ld] (first d columns) = x - column mean.
+// x: [m][ld] (first d columns used) -> y: [m][ldy] (first d columns) = x - column mean.
 // The means are accumulated in double.
-void bs_center_columns_ref(const float *x, int m, size_t d, size_t ld, float *y) {
+void bs_center_columns_ref(const float *x, int m, size_t d, size_t ld, float *y, size_t ldy) {
   for (size_t j = 0; j < d; j++) {
     double s = 0;
     for (int i = 0; i < m; i++) s += x[(size_t)i * ld + j];
     const float mean = (float)(s / m);
-    for (int i = 0; i < m; i++) y[(size_t)i * ld + j] = x[(size_t)i * ld + j] - mean;
+    for (int i = 0; i < m; i++) y[(size_t)i * ldy + j] = x[(size_t)i * ld + j] - mean;
   }
 }
 

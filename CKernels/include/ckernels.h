@@ -78,8 +78,9 @@ const char *bs_isa_override_error(void);
 //   -> dwt: [3][3][Ci][Co] (+=). May use the calling thread's scratch slot 2.
 //
 // Gram kernels for CKA (gram_*.c; PAPER.md section 3). m examples, d features, ld row stride.
-// bs_center_columns: x: [m][ld] (first d columns) -> y = x - column mean over the m rows
-//   (means accumulated in double); y may alias x.
+// bs_center_columns: x: [m][ld] (first d columns) -> y: [m][ldy] (first d columns) = x - column
+//   mean over the m rows (means accumulated in double); y may alias x (with ldy == ld). A
+//   compact y (ldy = d) copies and centres in one pass: the Gram drivers' panels.
 // bs_gram: x: [m][ld] (first d columns) -> K: [m][m] = x x^T (full, symmetric). The AVX2
 //   entry is the BLAS variant (cblas_ssyrk), the reference accumulates in double.
 // bs_ucenter: U-centring for the unbiased HSIC, m >= 4. K: [m][m] symmetric -> U: [m][m]
@@ -96,6 +97,8 @@ const char *bs_isa_override_error(void);
 //   C[i][j] += sum_p a[i][p] b[j][p]. upper != 0 (a == b, na == nb): only the entries with
 //   j >= i are needed; the others may be left alone or overwritten. Nothing past column nb of
 //   C is touched. The reference accumulates in double, the SIMD variants in float.
+// bs_transpose: src: [rows][lds] (first cols columns) -> dst: [cols][ldd] (first rows
+//   columns), dst[c][r] = src[r][c]; nothing else in dst is touched (transpose_*.c).
 #define BS_OPS(X)                                                                                 \
   X(bs_im2col, (const float *x, int H, int W, int C, int KH, int KW, int stride, int pad,        \
                 float *col), (x, H, W, C, KH, KW, stride, pad, col))                             \
@@ -126,7 +129,8 @@ const char *bs_isa_override_error(void);
     (x, H, W, Ci, Co, stride, wp, bias, y))                                                       \
   X(bs_conv3x3_direct_dw, (const float *x, const float *dy, int H, int W, int Ci, int Co,         \
                            int stride, float *dwt), (x, dy, H, W, Ci, Co, stride, dwt))     \
-  X(bs_center_columns, (const float *x, int m, size_t d, size_t ld, float *y), (x, m, d, ld, y))  \
+  X(bs_center_columns, (const float *x, int m, size_t d, size_t ld, float *y, size_t ldy),        \
+    (x, m, d, ld, y, ldy))                                                                        \
   X(bs_gram, (const float *x, int m, size_t d, size_t ld, float *K), (x, m, d, ld, K))            \
   X(bs_ucenter, (const float *K, int m, float *U, double *r), (K, m, U, r))                       \
   X(bs_hcenter, (const float *K, int m, float *C, double *r), (K, m, C, r))                       \
@@ -134,7 +138,9 @@ const char *bs_isa_override_error(void);
   X(bs_gram_sqdist, (const float *K, int m, float *D), (K, m, D))                                 \
   X(bs_exp_scaled, (const float *x, size_t n, float a, float *y), (x, n, a, y))                   \
   X(bs_dots_acc, (const float *a, int na, int lda, const float *b, int nb, int ldb, int k,        \
-                  int upper, float *C, int ldc), (a, na, lda, b, nb, ldb, k, upper, C, ldc))
+                  int upper, float *C, int ldc), (a, na, lda, b, nb, ldb, k, upper, C, ldc))      \
+  X(bs_transpose, (const float *src, size_t rows, size_t cols, size_t lds, float *dst,           \
+                   size_t ldd), (src, rows, cols, lds, dst, ldd))
 
 // For each op: a function type NAME_t, the variants NAME_ref / NAME_avx2 / NAME_avx512 (an
 // ISA without its own variant is absent from kernels.inc and falls back to the next lower one)

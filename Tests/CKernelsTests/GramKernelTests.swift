@@ -4,8 +4,9 @@ import XCTest
 
 // The C types of the Gram micro-kernels (see BS_OPS in ckernels.h).
 typealias CenterColumnsFn = @convention(c) (
+  UnsafePointer<Float>?, Int32, Int, Int, UnsafeMutablePointer<Float>?, Int) -> Void
+typealias GramFn = @convention(c) (
   UnsafePointer<Float>?, Int32, Int, Int, UnsafeMutablePointer<Float>?) -> Void
-typealias GramFn = CenterColumnsFn
 typealias CenteringFn = @convention(c) (
   UnsafePointer<Float>?, Int32, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Double>?) -> Void
 typealias PackUpperFn = @convention(c) (
@@ -26,7 +27,8 @@ func randomSymmetric(_ m: Int, _ rng: inout TestRNG) -> [Float] {
 extension KernelVariantTests {
   /// bs_center_columns: the variants accumulate the means in double in the reference's order,
   /// so the results are bit-identical. Columns 0...70 and 1031 (blocks of 512 + tails), rows
-  /// 1...9, 256, and a row stride larger than the width.
+  /// 1...9, 256, and a row stride larger than the width; y at x's stride, compact (ldy = d,
+  /// the Gram panels) and wider (the columns in between keep their fill), and in place.
   func checkCenterColumns(_ v: KernelVariant, _ ref: KernelVariant) {
     let f = v.cast(CenterColumnsFn.self), r = ref.cast(CenterColumnsFn.self)
     var rng = TestRNG(seed: 71)
@@ -34,14 +36,32 @@ extension KernelVariantTests {
     for m in [1, 2, 3, 9, 256] {
       for d in Array(0...40) + [63, 64, 65, 511, 512, 513, 1031] where m * d < 300_000 {
         let ld = d + (d % 3)
-        let x = GuardedBuffer(rng.floats(m * ld, -1, 3))
-        let want = GuardedBuffer(count: m * ld, fill: 5), got = GuardedBuffer(count: m * ld, fill: 5)
-        r(x.ptr, Int32(m), d, ld, want.ptr)
-        f(x.ptr, Int32(m), d, ld, got.ptr)
-        for i in 0..<(m * ld) where !sameFloat(got.ptr[i], want.ptr[i]) {
-          mm.fail("m=\(m) d=\(d) [\(i)] \(got.ptr[i]) != \(want.ptr[i])"); break
+        let xv = rng.floats(m * ld, -1, 3)
+        let x = GuardedBuffer(xv)
+        for ldy in Set([ld, d, d + 5]) {
+          let want = GuardedBuffer(count: m * ldy, fill: 5), got = GuardedBuffer(count: m * ldy, fill: 5)
+          r(x.ptr, Int32(m), d, ld, want.ptr, ldy)
+          f(x.ptr, Int32(m), d, ld, got.ptr, ldy)
+          for i in 0..<(m * ldy) where !sameFloat(got.ptr[i], want.ptr[i]) {
+            mm.fail("m=\(m) d=\(d) ldy=\(ldy) [\(i)] \(got.ptr[i]) != \(want.ptr[i])"); break
+          }
+          for i in 0..<m {
+            for j in d..<ldy where got.ptr[i * ldy + j] != 5 || want.ptr[i * ldy + j] != 5 {
+              mm.fail("m=\(m) d=\(d) ldy=\(ldy) wrote y[\(i)][\(j)] past column d"); break
+            }
+          }
+          mm.check(got.guardsIntact && want.guardsIntact, "m=\(m) d=\(d) ldy=\(ldy) wrote out of bounds")
+          if ldy == ld {   // in place: the same result
+            let inPlace = GuardedBuffer(xv)
+            f(inPlace.ptr, Int32(m), d, ld, inPlace.ptr, ld)
+            for i in 0..<m {
+              for j in 0..<d where !sameFloat(inPlace.ptr[i * ld + j], want.ptr[i * ld + j]) {
+                mm.fail("m=\(m) d=\(d) in place [\(i)][\(j)] differs"); break
+              }
+            }
+          }
         }
-        mm.check(got.guardsIntact, "m=\(m) d=\(d) wrote out of bounds")
+        mm.check(x.guardsIntact, "m=\(m) d=\(d) wrote into x")
       }
     }
     mm.report()

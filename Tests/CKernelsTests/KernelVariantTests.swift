@@ -16,7 +16,7 @@ final class KernelVariantTests: XCTestCase {
     "bs_channel_axpby", "bs_relu", "bs_relu_backward", "bs_add_relu", "bs_add",
     "bs_sgd_momentum", "bs_avgpool", "bs_avgpool_backward", "bs_augment", "bs_conv3x3_direct",
     "bs_conv3x3_direct_dw", "bs_center_columns", "bs_gram", "bs_ucenter", "bs_hcenter",
-    "bs_pack_upper", "bs_gram_sqdist", "bs_exp_scaled", "bs_dots_acc",
+    "bs_pack_upper", "bs_gram_sqdist", "bs_exp_scaled", "bs_dots_acc", "bs_transpose",
   ]
   /// Below, at and above 8 and 16 lanes, and every kind of remainder after 32- and 16-channel
   /// chunks (40 = 32 + 8, 57 = 32 + 16 + 9).
@@ -85,6 +85,7 @@ final class KernelVariantTests: XCTestCase {
     case "bs_gram_sqdist": checkSqdist(v, ref)
     case "bs_exp_scaled": checkExpScaled(v, ref)
     case "bs_dots_acc": checkDotsAcc(v, ref)
+    case "bs_transpose": checkTranspose(v, ref)
     default: XCTFail("no checker for \(v.op) (\(v.isaName))")
     }
   }
@@ -647,6 +648,52 @@ extension KernelVariantTests {
             mm.check(got.guardsIntact && refGot.guardsIntact, "\(shape): wrote outside C")
             mm.check(a.guardsIntact && b.guardsIntact, "\(shape): wrote outside a or b")
           }
+        }
+      }
+    }
+    mm.report()
+  }
+}
+
+// MARK: strided transpose: exact
+
+/// bs_transpose (src, rows, cols, lds, dst, ldd).
+typealias TransposeFn = @convention(c) (
+  UnsafePointer<Float>?, Int, Int, Int, UnsafeMutablePointer<Float>?, Int
+) -> Void
+
+extension KernelVariantTests {
+  /// bs_transpose, pure data movement: bit for bit equal to src read at the transposed index,
+  /// for the variant and the REF entry. Rows and columns below, at and above the 8x8 blocks
+  /// (and 64, a ResNet conv's 8x8 positions); source strides larger than cols (the NHWC rows
+  /// of gram_channels.c) and destination strides larger than rows, whose gaps must keep their
+  /// fill; guard words around both buffers.
+  func checkTranspose(_ v: KernelVariant, _ ref: KernelVariant) {
+    let f = v.cast(TransposeFn.self), r = ref.cast(TransposeFn.self)
+    var rng = TestRNG(seed: 37)
+    var mm = Mismatches("bs_transpose \(v.isaName)")
+    let sizes = [0, 1, 7, 8, 9, 15, 16, 17, 24, 33, 64]
+    for rows in sizes {
+      for cols in sizes {
+        for (sgap, dgap) in [(0, 0), (5, 3), (16, 1)] {
+          let lds = cols + sgap, ldd = rows + dgap
+          let src = GuardedBuffer(rng.floats(max(1, rows * lds)))
+          let n = max(1, cols * ldd)
+          let got = GuardedBuffer(count: n, fill: 7), refGot = GuardedBuffer(count: n, fill: 7)
+          f(src.ptr, rows, cols, lds, got.ptr, ldd)
+          r(src.ptr, rows, cols, lds, refGot.ptr, ldd)
+          let shape = "rows\(rows) cols\(cols) lds\(lds) ldd\(ldd)"
+          for c in 0..<cols {
+            for q in 0..<ldd {
+              let want: Float = q < rows ? src.ptr[q * lds + c] : 7
+              mm.check(got.ptr[c * ldd + q].bitPattern == want.bitPattern,
+                       "\(shape): dst[\(c)][\(q)] = \(got.ptr[c * ldd + q]), want \(want)")
+              mm.check(refGot.ptr[c * ldd + q].bitPattern == want.bitPattern,
+                       "\(shape): REF dst[\(c)][\(q)] = \(refGot.ptr[c * ldd + q]), want \(want)")
+            }
+          }
+          mm.check(got.guardsIntact && refGot.guardsIntact, "\(shape): wrote outside dst")
+          mm.check(src.guardsIntact, "\(shape): wrote into src")
         }
       }
     }

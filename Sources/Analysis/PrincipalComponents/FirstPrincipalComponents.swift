@@ -147,7 +147,7 @@ public enum FirstPrincipalComponents {
       top = Double(lambda)
     case .svd:
       for i in 0..<(n * d) { energy += Double(x.data[i]) * Double(x.data[i]) }
-      bs_center_columns(x.data, Int32(n), d, d, x.data)
+      bs_center_columns(x.data, Int32(n), d, d, x.data, d)
       for i in 0..<(n * d) { total += Double(x.data[i]) * Double(x.data[i]) }
       if energy <= 0 || total / energy <= GramEntry.constantThreshold { break }
       var s1: Float = 0

@@ -10,15 +10,32 @@ public final class Tensor: @unchecked Sendable {
 
   public var count: Int { shape.reduce(1, *) }
 
+  /// Bytes mapped with mmap (0: the buffer came from aligned_alloc).
+  private let mappedBytes: Int
+
+  /// From this size on a buffer is mapped with MAP_POPULATE instead of allocated and zeroed:
+  /// fresh anonymous pages are zero already, and on this VM one populating mmap maps them
+  /// about 2x faster than first-touch page faults (a Gram cache grows by ~50 MB per batch).
+  static let mapThreshold = 1 << 20
+
   /// Zero-filled tensor of the given shape.
   public init(_ shape: [Int]) {
     precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
     self.shape = shape
     self.capacity = Swift.max(1, shape.reduce(1, *))
     let bytes = (capacity * MemoryLayout<Float>.stride + 63) & ~63
+    if bytes >= Tensor.mapThreshold,
+       let p = mmap(nil, bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0),
+       p != MAP_FAILED {
+      mappedBytes = bytes
+      data = p.bindMemory(to: Float.self, capacity: capacity)   // page-aligned, zero-filled
+      return
+    }
     guard let raw = aligned_alloc(64, bytes) else {
       fatalError("out of memory allocating a tensor of \(bytes) bytes")
     }
+    mappedBytes = 0
     data = raw.bindMemory(to: Float.self, capacity: capacity)
     data.initialize(repeating: 0, count: capacity)
   }
@@ -29,11 +46,14 @@ public final class Tensor: @unchecked Sendable {
     values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
   }
 
-  deinit { free(data) }
+  deinit {
+    if mappedBytes > 0 { munmap(data, mappedBytes) } else { free(data) }
+  }
 
   /// Changes the logical shape within the allocated capacity (e.g. a smaller last batch).
   public func reshape(_ newShape: [Int]) {
-    precondition(newShape.reduce(1, *) <= capacity, "reshape \(newShape) exceeds capacity \(capacity)")
+    precondition(newShape.reduce(1, *) <= capacity,
+                 "reshape \(newShape) exceeds capacity \(capacity)")
     shape = newShape
   }
 
