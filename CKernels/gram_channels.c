@@ -17,6 +17,7 @@
 // plus 3 % in bs_transpose_avx2.
 #include "ckernels.h"
 #include "scratch.h"
+#include "task_partials.h"
 #include <string.h>
 
 enum { MAX_TASKS = 64 };
@@ -94,15 +95,7 @@ int bs_gram_centered_channels(const float *x, int m, size_t positions, int chann
   bs_parallel_for(ntasks, channels_task, &c);
   if (c.failed) return -1;
   // Task order, so that the sums do not depend on scheduling.
-  for (int i = 0; i < m; i++)
-    for (int j = i; j < m; j++) {
-      float s = 0, sw = 0;
-      for (int t = 0; t < ntasks; t++) {
-        s += partials[(size_t)t * 2 * m * m + (size_t)i * m + j];
-        sw += partials[((size_t)t * 2 + 1) * m * m + (size_t)i * m + j];
-      }
-      K[(size_t)i * m + j] = K[(size_t)j * m + i] = s;
-      if (Kw) Kw[(size_t)i * m + j] = Kw[(size_t)j * m + i] = sw;
-    }
+  bs_reduce_task_partials(partials, 2 * (size_t)m * m, ntasks, m, K);
+  if (Kw) bs_reduce_task_partials(partials + (size_t)m * m, 2 * (size_t)m * m, ntasks, m, Kw);
   return 0;
 }

@@ -9,6 +9,7 @@
 // but not on scheduling.
 #include "ckernels.h"
 #include "scratch.h"
+#include "task_partials.h"
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -62,12 +63,7 @@ int bs_gram_centered(const float *x, int m, size_t d, float *K, double *mean_sq)
   c.partials = bs_scratch(3, (size_t)ntasks * m * m);
   if (!c.partials) return -1;
   bs_parallel_for(ntasks, gram_task, &c);
-  for (int i = 0; i < m; i++)
-    for (int j = i; j < m; j++) {
-      float s = 0;
-      for (int t = 0; t < ntasks; t++) s += c.partials[(size_t)t * m * m + (size_t)i * m + j];
-      K[(size_t)i * m + j] = K[(size_t)j * m + i] = s;
-    }
+  bs_reduce_task_partials(c.partials, (size_t)m * m, ntasks, m, K);
   if (mean_sq) {
     *mean_sq = 0;
     for (int t = 0; t < ntasks; t++) *mean_sq += c.mean_sq[t];
