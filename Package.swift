@@ -36,6 +36,11 @@ let package = Package(
       dependencies: ["Engine", "CKernels"]
     ),
     .target(name: "Wire"),
+    // A study's declaration, grid expansion, recipe hashing (content-addressed model names) and
+    // the plan of its analyses. Pure: the daemon, the CLI and tests share it.
+    .target(name: "Study", dependencies: ["Wire"]),
+    // A study's results (Wire documents) -> one self-contained HTML page with embedded data.
+    .target(name: "Report", dependencies: ["Wire", "Study"]),
     .systemLibrary(name: "CLibUV", path: "Sources/CLibUV", pkgConfig: "libuv"),
     .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng"),
     // The daemon as a library (so tests reach its seams): Transport/ is the libuv loop,
@@ -43,7 +48,7 @@ let package = Package(
     // (model store, jobs, Gram cache). blockscoped/ is only its command line.
     .target(
       name: "Daemon",
-      dependencies: ["Wire", "Engine", "Analysis", "CLibUV"]
+      dependencies: ["Wire", "Study", "Engine", "Analysis", "CKernels", "CLibUV"]
     ),
     .executableTarget(
       name: "blockscoped",
@@ -52,7 +57,7 @@ let package = Package(
     // The CLI: talks to the daemon through Wire only (never Engine or Analysis).
     .executableTarget(
       name: "blockscope",
-      dependencies: ["Wire", "CPNG", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+      dependencies: ["Wire", "Study", "Report", "CPNG", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
     .executableTarget(
       name: "blockscope-engine",
@@ -78,10 +83,12 @@ let package = Package(
     // What DaemonTests and DaemonIntegrationTests share: a blocking-socket Wire client, raw
     // frame bytes, ERROR-frame helpers.
     .target(name: "DaemonTestSupport", dependencies: ["Wire"], path: "Tests/DaemonTestSupport"),
-    .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "Engine", "Analysis", "DaemonTestSupport"]),
+    .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Wire", "Study", "Engine", "Analysis", "DaemonTestSupport"]),
     // Runs the built blockscoped and blockscope binaries on temporary sockets.
     .testTarget(name: "DaemonIntegrationTests", dependencies: ["blockscoped", "blockscope", "Wire", "DaemonTestSupport"]),
     .testTarget(name: "CLITests", dependencies: ["blockscope", "Wire", "CPNG", "ToolTestSupport"]),
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
+    .testTarget(name: "StudyTests", dependencies: ["Study", "Wire"]),
+    .testTarget(name: "ReportTests", dependencies: ["Report", "Study", "Wire"]),
   ]
 )

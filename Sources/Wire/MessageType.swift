@@ -21,6 +21,14 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
   case cka = 0x0011
   case export = 0x0012
   case shutdown = 0x0013
+  case studyCreate = 0x0014
+  case studyStatus = 0x0015
+  case studyList = 0x0016
+  case studyCancel = 0x0017
+  case studyResume = 0x0018
+  case studyDelete = 0x0019
+  case studyResults = 0x001A
+  case studyResult = 0x001B
 
   case helloOK = 0x8001
   case statusOK = 0x8002
@@ -41,6 +49,14 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
   case ckaOK = 0x8011
   case exportOK = 0x8012
   case shutdownOK = 0x8013
+  case studyCreateOK = 0x8014
+  case studyStatusOK = 0x8015
+  case studyListOK = 0x8016
+  case studyCancelOK = 0x8017
+  case studyResumeOK = 0x8018
+  case studyDeleteOK = 0x8019
+  case studyResultsOK = 0x801A
+  case studyResultOK = 0x801B
 
   /// Zero or more per request, daemon to client, before the request's final frame.
   case progress = 0x4001
@@ -83,6 +99,9 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     .describe: "DESCRIBE", .deleteModel: "DELETE_MODEL", .heatmap: "HEATMAP", .pc: "PC",
     .probe: "PROBE", .deleteBlocks: "DELETE_BLOCKS", .compareOutputs: "COMPARE_OUTPUTS",
     .cka: "CKA", .export: "EXPORT", .shutdown: "SHUTDOWN",
+    .studyCreate: "STUDY_CREATE", .studyStatus: "STUDY_STATUS", .studyList: "STUDY_LIST",
+    .studyCancel: "STUDY_CANCEL", .studyResume: "STUDY_RESUME", .studyDelete: "STUDY_DELETE",
+    .studyResults: "STUDY_RESULTS", .studyResult: "STUDY_RESULT",
   ]
 
   /// The type with this spec name, if any.
@@ -96,7 +115,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     switch self {
     case .cka: return 512 << 20
     case _ where isRequest: return (4 << 20) + FrameHeader.headerSize
-    case .heatmapOK, .pcOK: return 256 << 20
+    case .heatmapOK, .pcOK, .studyResultOK: return 256 << 20
     case .exportOK: return FrameHeader.maxLength
     default: return 16 << 20
     }

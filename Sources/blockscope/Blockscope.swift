@@ -30,6 +30,7 @@ struct Blockscope: ParsableCommand {
       ModelsCommand.self, DescribeCommand.self, DeleteCommand.self,
       HeatmapCommand.self, PCCommand.self, ProbeCommand.self, DeleteBlocksCommand.self,
       CompareCommand.self, CKACommand.self, ExportCommand.self,
+      StudyCommand.self, ReportCommand.self,
       ShutdownCommand.self,
     ])
 }

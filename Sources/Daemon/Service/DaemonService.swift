@@ -25,6 +25,8 @@ public final class DaemonService: RequestService, @unchecked Sendable {
   let jobs: JobManager
   let grams: GramCache
   let outputs: OutputCache
+  /// Set at the end of init (it needs the service).
+  private(set) var studies: StudyManager!
 
   private let started = monotonicSeconds()
   private let activity = NSCondition()
@@ -60,6 +62,12 @@ public final class DaemonService: RequestService, @unchecked Sendable {
       throw ServiceStartError("cannot open the store \(path): \(wireError(error).message)")
     }
     lockDescriptor = fd
+    do {
+      studies = try StudyManager(directory: path + "/studies", service: self)
+    } catch {
+      throw ServiceStartError("cannot open the studies of \(path): \(wireError(error).message)")
+    }
+    studies.start()
   }
 
   deinit {
@@ -121,6 +129,7 @@ public final class DaemonService: RequestService, @unchecked Sendable {
     activity.unlock()
     stoppingFlag.withLock { $0 = true }
     let checkpointed = jobs.shutdown()
+    studies.shutdown()
     activity.lock()
     while activeRequests > 0 { activity.wait() }
     if lockDescriptor >= 0 {
@@ -173,6 +182,14 @@ public final class DaemonService: RequestService, @unchecked Sendable {
     case .compareOutputs: try compareOutputs(request, reply)
     case .cka: try cka(request, reply)
     case .export: try export(request, reply)
+    case .studyCreate: try studyCreate(request, reply)
+    case .studyStatus: try studyStatus(request, reply)
+    case .studyList: try studyList(request, reply)
+    case .studyCancel: try studyCancel(request, reply)
+    case .studyResume: try studyResume(request, reply)
+    case .studyDelete: try studyDelete(request, reply)
+    case .studyResults: try studyResults(request, reply)
+    case .studyResult: try studyResult(request, reply)
     case .hello:
       throw WireError(.internal, "HELLO reached the service; the transport answers it")
     default:

@@ -59,6 +59,9 @@ final class JobManager: @unchecked Sendable {
   private var interruptedByShutdown = 0
   private let runnerExited = DispatchSemaphore(value: 0)
   private var shutdownResult: Int?
+  /// Called (on the runner thread, no lock held) after a job ends: the study runner looks for
+  /// new work then.
+  var onJobEnded: (@Sendable () -> Void)?
 
   init(directory: String, store: ModelStore, datasets: DatasetCache, options: ServiceOptions) throws(WireError) {
     self.directory = directory
@@ -93,21 +96,7 @@ final class JobManager: @unchecked Sendable {
     } catch {
       throw WireError(.internal, "job \(file.entry.job): record cannot be encoded: \(error)")
     }
-    do {
-      try CheckpointFiles.writeAtomically(bytes, to: path(file.entry.job))
-    } catch let e as CheckpointError {
-      switch e.problem {
-      case .io(_, let syscall, let on, let code):
-        throw fileError(syscall, on, code, "job record \(path(file.entry.job)) was not replaced")
-      case .notDurable(let syscall, let on, let code):
-        // The new record is in place; only its durability across a crash is in doubt.
-        FileHandle.standardError.write(Data("blockscoped: \(path(file.entry.job)): \(syscall)(\(on)): \(errnoDescription(code))\n".utf8))
-      default:
-        throw WireError(.internal, e.description)
-      }
-    } catch {
-      throw WireError(.internal, "\(error)")
-    }
+    try writeFileAtomically(bytes, to: path(file.entry.job), what: "job record")
   }
 
   /// Reads every record; jobs that were queued or running when the daemon stopped (or died)
@@ -303,6 +292,13 @@ final class JobManager: @unchecked Sendable {
     return try body()
   }
 
+  /// The newest job (highest id) that trains `model`, if any.
+  func latestEntry(model: String) -> JobEntry? {
+    cond.lock()
+    defer { cond.unlock() }
+    return jobs.values.filter { $0.file.entry.model == model }.max { $0.id < $1.id }?.file.entry
+  }
+
   /// Lock held.
   private func activeJob(model: String) -> TrainingJob? {
     jobs.values.first { $0.file.entry.model == model && !$0.file.entry.state.hasEnded }
@@ -406,6 +402,7 @@ final class JobManager: @unchecked Sendable {
       cond.unlock()
       for reply in watchers { reply.respond(.watchOK, file.entry) }
       for reply in cancels { reply.respond(.cancelOK, file.entry) }
+      onJobEnded?()
     }
     runnerExited.signal()
   }

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Wire
 
@@ -130,4 +131,24 @@ func kindName(_ raw: String) -> String {
     }
   }
   return out
+}
+
+/// Writes a small store file (a job record, a study record, a study result) like a checkpoint:
+/// temporary file, fsync, rename, directory fsync. NO_SPACE / IO_ERROR name the call and path;
+/// a failed directory fsync after the rename is only logged (the new file is in place).
+func writeFileAtomically(_ bytes: [UInt8], to path: String, what: String) throws(WireError) {
+  do {
+    try CheckpointFiles.writeAtomically(bytes, to: path)
+  } catch let e as CheckpointError {
+    switch e.problem {
+    case .io(_, let syscall, let on, let code):
+      throw fileError(syscall, on, code, "\(what) \(path) was not replaced")
+    case .notDurable(let syscall, let on, let code):
+      FileHandle.standardError.write(Data("blockscoped: \(path): \(syscall)(\(on)): \(errnoDescription(code))\n".utf8))
+    default:
+      throw WireError(.internal, e.description)
+    }
+  } catch {
+    throw WireError(.internal, "\(error)")
+  }
 }

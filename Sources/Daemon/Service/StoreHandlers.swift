@@ -1,6 +1,7 @@
 import Analysis
 import Engine
 import Foundation
+import Study
 import Wire
 
 #if canImport(Glibc)
@@ -85,6 +86,9 @@ extension DaemonService {
     if let t = r.threads, !(1...TrainLimits.maxThreads).contains(t) {
       throw invalid("threads", "\(t) is outside 1...\(TrainLimits.maxThreads)")
     }
+    if let bad = r.snapshotEpochs.first(where: { !(1..<r.epochs).contains($0) }) {
+      throw invalid("snapshot_epochs", "\(bad) is outside 1...\(r.epochs - 1) (the last epoch is the model itself)")
+    }
     // A network too large for this machine would only get the daemon killed.
     let config = ResNetConfig(depth: r.depth, widthMultiplier: r.width, residual: !r.plain,
                               inputHeight: 32, inputWidth: 32, inputChannels: 3, numClasses: 100)
@@ -103,6 +107,9 @@ extension DaemonService {
         throw invalid("model", "the derived name \"\(name)\" is not a valid model name; give one")
       }
       r.model = name
+    }
+    for epoch in r.snapshotEpochs {
+      try ModelStore.validateName(RecipeName.snapshot(r.model!, epoch: epoch), key: "snapshot_epochs")
     }
   }
 
@@ -190,14 +197,7 @@ extension DaemonService {
     let (stamp, h) = try store.header(of: r.model)
     let training = jobs.activeModels()[r.model] != nil
     let entry = modelEntry(r.model, stamp, .valid(h), training: training)
-    let recipe = TrainRequest(
-      model: r.model, depth: h.config.depth, width: h.config.widthMultiplier,
-      plain: !h.config.residual, dataset: h.data.dataset, fraction: h.data.fraction,
-      stratified: h.data.subset == .stratified, epochs: h.training.epochs,
-      batchSize: h.training.batchSize, lr: h.training.learningRate,
-      weightDecay: h.training.weightDecay, warmupEpochs: h.training.warmupEpochs,
-      augment: h.training.augment, seed: h.training.seed,
-      testExamples: h.metadata["test_examples"].flatMap { Int($0) })
+    let recipe = storedRecipe(r.model, h)
     // JSON has no NaN: an epoch with a non-finite number (a diverged evaluation) is left out.
     let history = h.history.compactMap { e -> DescribeResponse.Epoch? in
       let values = [e.trainLoss, e.trainAccuracy, e.testLoss, e.testAccuracy, e.learningRate, e.seconds]
@@ -225,13 +225,20 @@ extension DaemonService {
   func deleteModel(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
     let r = try request.decode(ModelRequest.self)
     try ModelStore.validateName(r.model)
-    let removed = try jobs.withoutActiveJob(model: r.model) { () throws(WireError) in
-      try store.remove(r.model)
+    let bytes = try removeModel(r.model)
+    try respond(reply, .deleteModelOK, DeleteModelResponse(model: r.model, bytesFreed: bytes))
+  }
+
+  /// Removes a stored model and what the caches hold of it; its size. CONFLICT while a job
+  /// trains it.
+  func removeModel(_ name: String) throws(WireError) -> Int {
+    let removed = try jobs.withoutActiveJob(model: name) { () throws(WireError) in
+      try store.remove(name)
     }
     for fingerprint in removed.fingerprints {
       grams.removeAll(model: fingerprint)
       outputs.remove(model: fingerprint)
     }
-    try respond(reply, .deleteModelOK, DeleteModelResponse(model: r.model, bytesFreed: removed.bytes))
+    return removed.bytes
   }
 }

@@ -1,6 +1,7 @@
 import CKernels
 import Engine
 import Foundation
+import Study
 import Wire
 
 /// A checkpoint that could not be written after an epoch (the training stops; the model file
@@ -75,6 +76,10 @@ extension JobManager {
       }, onEpoch: { record in
         let checkpoint = ModelState.checkpoint(of: trainer, data: spec, metadata: metadata)
         do {
+          // A snapshot first: a crash between the two saves reruns the epoch and rewrites it.
+          if recipe.snapshotEpochs.contains(record.epoch) {
+            try self.store.save(checkpoint, network: network, name: RecipeName.snapshot(model, epoch: record.epoch))
+          }
           try self.store.save(checkpoint, network: network, name: model)
         } catch {
           throw CheckpointSaveFailure(epoch: record.epoch, error: wireError(error))

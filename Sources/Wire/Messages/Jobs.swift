@@ -22,13 +22,15 @@ public struct TrainRequest: Codable, Hashable, Sendable {
   public var testExamples: Int?
   /// nil: the daemon's worker width.
   public var threads: Int?
+  /// Epochs after which a copy of the model is kept as `MODEL.eN` (a model of its own).
+  public var snapshotEpochs: [Int]
 
   /// The spec's defaults.
   public init(model: String? = nil, depth: Int = 20, width: Double = 1.0, plain: Bool = false,
               dataset: String = "fashion-mnist", fraction: Double = 1.0, stratified: Bool = false,
               epochs: Int = 30, batchSize: Int = 128, lr: Double = 0.05, weightDecay: Double = 5e-4,
               warmupEpochs: Double = 0, augment: Bool = true, seed: UInt64 = 0,
-              testExamples: Int? = nil, threads: Int? = nil) {
+              testExamples: Int? = nil, threads: Int? = nil, snapshotEpochs: [Int] = []) {
     self.model = model
     self.depth = depth
     self.width = width
@@ -45,12 +47,14 @@ public struct TrainRequest: Codable, Hashable, Sendable {
     self.seed = seed
     self.testExamples = testExamples
     self.threads = threads
+    self.snapshotEpochs = snapshotEpochs
   }
 
   enum CodingKeys: String, CodingKey {
     case model, depth, width, plain, dataset, fraction, stratified, epochs,
          batchSize = "batch_size", lr, weightDecay = "weight_decay",
-         warmupEpochs = "warmup_epochs", augment, seed, testExamples = "test_examples", threads
+         warmupEpochs = "warmup_epochs", augment, seed, testExamples = "test_examples", threads,
+         snapshotEpochs = "snapshot_epochs"
   }
 
   public init(from decoder: Decoder) throws {
@@ -72,6 +76,7 @@ public struct TrainRequest: Codable, Hashable, Sendable {
     seed = try c.value(.seed, default: seed)
     testExamples = try c.ifPresent(.testExamples)
     threads = try c.ifPresent(.threads)
+    snapshotEpochs = try c.value(.snapshotEpochs, default: [])
   }
 }
 

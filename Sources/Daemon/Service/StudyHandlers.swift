@@ -1,0 +1,93 @@
+import Foundation
+import Study
+import Wire
+
+extension DaemonService {
+  // MARK: STUDY_CREATE
+
+  func studyCreate(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(StudyCreateRequest.self)
+    try ModelStore.validateName(r.study, key: "study")
+    var declaration = r.declaration
+    do {
+      try declaration.validate()
+    } catch {
+      throw invalid("declaration.\(error.field)", error.message)
+    }
+    declaration.dataset = try datasets.canonical(declaration.dataset, key: "declaration.dataset")
+    // DATA_UNAVAILABLE now, naming the fix, rather than in every job.
+    let splits = try datasets.splits(declaration.dataset)
+    for fraction in declaration.fractions where fraction < 1 {
+      _ = try DatasetCache.trainingSubset(splits.train, fraction: fraction, stratified: declaration.stratified)
+    }
+    // Each model as TRAIN would check it (memory for its depth and width, ...).
+    for model in declaration.models() {
+      var recipe = model.recipe
+      do {
+        try validate(&recipe)
+      } catch {
+        throw WireError(error.code, "declaration: the model \(model.name): \(error.message)")
+      }
+    }
+    let study = try studies.create(r.study, declaration)
+    try respond(reply, .studyCreateOK, studies.status(study))
+  }
+
+  // MARK: STUDY_STATUS, STUDY_LIST
+
+  func studyStatus(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(StudyRequest.self)
+    try respond(reply, .studyStatusOK, studies.status(try studies.study(r.study)))
+  }
+
+  func studyList(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    _ = try request.decode(EmptyDoc.self)
+    let entries = studies.all().map { s -> StudyListResponse.Entry in
+      let st = studies.status(s)
+      return StudyListResponse.Entry(study: st.study, state: st.state, created: st.created, dataset: st.dataset,
+                                     models: st.models.count,
+                                     modelsDone: st.models.filter { $0.state == .done }.count,
+                                     analysesDone: st.analysesDone, analysesTotal: st.analysesTotal)
+    }
+    try respond(reply, .studyListOK, StudyListResponse(studies: entries))
+  }
+
+  // MARK: STUDY_CANCEL, STUDY_RESUME, STUDY_DELETE
+
+  func studyCancel(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(StudyRequest.self)
+    try respond(reply, .studyCancelOK, studies.status(try studies.cancel(r.study)))
+  }
+
+  func studyResume(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(StudyRequest.self)
+    try respond(reply, .studyResumeOK, studies.status(try studies.resume(r.study)))
+  }
+
+  func studyDelete(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(StudyDeleteRequest.self)
+    try respond(reply, .studyDeleteOK, try studies.delete(r.study, keepModels: r.keepModels))
+  }
+
+  // MARK: STUDY_RESULTS, STUDY_RESULT
+
+  func studyResults(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(StudyRequest.self)
+    let s = try studies.study(r.study)
+    let doc = StudyResultsResponse(status: studies.status(s), declaration: s.record.declaration,
+                                   classes: s.planner.classes, results: studies.files.results(s.name))
+    try respond(reply, .studyResultsOK, doc)
+  }
+
+  func studyResult(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(StudyResultRequest.self)
+    let s = try studies.study(r.study)
+    let (_, _, payload) = try studies.files.result(s.name, key: r.key)
+    // The stored payload as it was answered: its doc, and its tensors unchanged.
+    guard let doc = try? JSONDecoder().decode(JSONValue.self, from: Data(payload.doc)) else {
+      throw WireError(.corrupt, "study result \(r.key): its doc is not JSON")
+    }
+    try respond(reply, .studyResultOK, doc, tensors: payload.tensors)
+  }
+}
+

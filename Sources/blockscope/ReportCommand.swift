@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import Report
+import Study
+import Wire
+
+/// `blockscope report NAME --out DIR`: a study's stored results, fetched through the socket,
+/// as one self-contained page (`DIR/index.html`, opens from file://) with every heatmap's full
+/// precision beside it (`DIR/data/KEY.npy` and `.csv`). Nothing is recomputed.
+struct ReportCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "report",
+    abstract: "Write a study's interactive report: DIR/index.html (self-contained) and DIR/data/ (.npy, .csv).",
+    discussion: """
+      Works on a running study too: the page shows what is stored so far and says what is \
+      missing. Open the printed file:// address in a browser; no server or network is needed.
+      """)
+
+  @OptionGroup var global: GlobalOptions
+  @OptionGroup var name: StudyArgument
+  @Option(help: ArgumentHelp("Output directory (created if needed).", valueName: "dir")) var out: String
+
+  func run() throws {
+    try global.withDaemon { client in
+      let response = try client.request(.studyResults, StudyRequest(study: name.study))
+      let index = try response.decode(StudyResultsResponse.self)
+      let dataDirectory = Files.join(out, "data")
+      try Files.makeDirectory(dataDirectory)
+      var fetched: [FetchedResult] = []
+      for (i, entry) in index.results.enumerated() {
+        if !global.json { printError("fetching \(i + 1)/\(index.results.count): \(entry.key)") }
+        let r = try client.request(.studyResult, StudyResultRequest(study: name.study, key: entry.key))
+        var result = FetchedResult(entry: entry, payload: r.payload)
+        if entry.type == MessageType.heatmapOK.name {
+          (result.npy, result.csv) = try writeHeatmapFiles(entry, r, dataDirectory)
+        }
+        fetched.append(result)
+      }
+      var histories: [String: [Double]] = [:]
+      for m in index.status.models where m.epoch > 0 && !index.declaration.snapshotEpochs.isEmpty {
+        if let d = try? client.request(.describe, ModelRequest(model: m.model)).decode(DescribeResponse.self) {
+          histories[m.model] = d.history.map(\.testAccuracy)
+        }
+      }
+      var builder = StudyReportBuilder(index: index, results: fetched, histories: histories)
+      let data = builder.build(generated: rfc3339Now())
+      let html: String
+      do {
+        html = try ReportPage.html(data)
+      } catch {
+        throw OutputError("cannot render the report: \(error)")
+      }
+      let page = Files.join(out, "index.html")
+      try Files.write(html, to: page)
+      let absolute = page.hasPrefix("/") ? page : FileManager.default.currentDirectoryPath + "/" + page
+      if global.json {
+        try JSONOutput.print(["page": absolute, "results": index.results.count, "state": index.status.state.rawValue,
+                              "bytes": html.utf8.count])
+      } else {
+        print("file://" + absolute)
+        printError("report of \(index.status.study) (\(index.status.state.rawValue)): \(index.results.count) results, "
+                   + "\(Format.bytes(html.utf8.count)) page")
+      }
+    }
+  }
+
+  /// `data/heatmap__MODEL.npy` and `.csv` (paths relative to the page).
+  private func writeHeatmapFiles(_ entry: StudyResultsResponse.Result, _ r: DaemonResponse,
+                                 _ directory: String) throws -> (String?, String?) {
+    let doc = try r.decode(HeatmapResponse.self)
+    let rows = doc.rowNames.count, columns = doc.columnNames.count
+    guard let cka = r.tensor(HeatmapResponse.ckaTensor)?.doubles, cka.count == rows * columns,
+          let defined = r.tensor(HeatmapResponse.definedTensor)?.uint8s, defined.count == cka.count else {
+      return (nil, nil)
+    }
+    let values: [Double?] = zip(cka, defined).map { $1 != 0 ? $0 : nil }
+    let base = entry.key.replacingOccurrences(of: "/", with: "__")
+    try Npy.write(NpyArray(doubles: values.map { $0 ?? .nan }, shape: [rows, columns]),
+                  to: Files.join(directory, base + ".npy"))
+    try Files.write(CSV.matrix(values, rowNames: doc.rowNames, columnNames: doc.columnNames),
+                    to: Files.join(directory, base + ".csv"))
+    return ("data/\(base).npy", "data/\(base).csv")
+  }
+}
+
+/// RFC 3339 UTC, now.
+func rfc3339Now() -> String {
+  let f = ISO8601DateFormatter()
+  f.formatOptions = [.withInternetDateTime]
+  return f.string(from: Date())
+}

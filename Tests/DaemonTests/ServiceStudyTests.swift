@@ -1,0 +1,180 @@
+import Foundation
+import XCTest
+
+@testable import Daemon
+@testable import Engine
+import Study
+import Wire
+
+/// Studies through `handle`: STUDY_CREATE runs a small grid on the synthetic data to the end,
+/// stores every analysis, reuses models across studies, survives a restart.
+final class ServiceStudyTests: ServiceTestCase {
+  /// Two depths x two seeds of tiny nets, every analysis on few examples.
+  func declaration() -> StudyDeclaration {
+    var d = StudyDeclaration(dataset: "synthetic", depths: [8, 14])
+    d.widths = [0.25]
+    d.seeds = [0, 1]
+    d.epochs = 2
+    d.batchSize = 32
+    d.augment = false
+    d.testExamples = 64
+    d.snapshotEpochs = [1]
+    d.heatmapExamples = 64
+    d.heatmapBatch = 32
+    d.pcExamples = 64
+    d.probeEpochs = 1
+    d.probeTrainExamples = 64
+    d.probeTestExamples = 64
+    d.deletionTestExamples = 64
+    d.populationTestExamples = 64
+    d.similarAccuracy = 1
+    d.nearChanceMargin = 0
+    return d
+  }
+
+  func status(_ service: DaemonService, _ study: String) -> StudyStatusResponse? {
+    send(service, .studyStatus, StudyRequest(study: study)).doc(.studyStatusOK, as: StudyStatusResponse.self)
+  }
+
+  /// Polls until the study is no longer running.
+  func waitForEnd(_ service: DaemonService, _ study: String, timeout: Double = 300) -> StudyStatusResponse? {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+      guard let s = status(service, study) else { return nil }
+      if s.state != .running { return s }
+      Thread.sleep(forTimeInterval: 0.2)
+    }
+    XCTFail("study \(study) still running after \(timeout) s")
+    return nil
+  }
+
+  func testStudyRunsToTheEndAndStoresEveryAnalysis() throws {
+    let service = try makeService()
+    let d = declaration()
+    guard let created = send(service, .studyCreate, StudyCreateRequest(study: "grid", declaration: d))
+      .doc(.studyCreateOK, as: StudyStatusResponse.self) else { return }
+    XCTAssertEqual(created.models.count, 4)
+    guard let end = waitForEnd(service, "grid") else { return }
+    XCTAssertEqual(end.state, .finished, "\(end.errors)")
+    XCTAssertEqual(end.progress, 1)
+    XCTAssertTrue(end.models.allSatisfy { $0.state == .done && $0.epoch == 2 && $0.testAccuracy != nil })
+    XCTAssertEqual(end.analysesDone, end.analysesTotal)
+    // Each model trained by exactly one job.
+    let jobs = send(service, .jobs, EmptyDoc()).doc(.jobsOK, as: JobsResponse.self)?.jobs ?? []
+    XCTAssertEqual(jobs.count, 4)
+    XCTAssertEqual(Set(jobs.map(\.model)), Set(end.models.map(\.model)))
+    XCTAssertTrue(jobs.allSatisfy { $0.state == .finished })
+
+    guard let index = send(service, .studyResults, StudyRequest(study: "grid"))
+      .doc(.studyResultsOK, as: StudyResultsResponse.self) else { return }
+    let kinds = Dictionary(grouping: index.results, by: \.kind).mapValues(\.count)
+    XCTAssertEqual(kinds["heatmap"], 4)
+    XCTAssertEqual(kinds["heatmap_no_pc1"], 4)
+    XCTAssertEqual(kinds["pc"], 4)
+    XCTAssertEqual(kinds["probe"], 4)
+    XCTAssertEqual(kinds["deletion"], 4)
+    XCTAssertEqual(kinds["snapshot_heatmap"], 4)
+    XCTAssertEqual(kinds["snapshot_pc"], 4)
+    XCTAssertEqual(kinds["cross_seed"], 2)
+    XCTAssertEqual(kinds["cross_architecture"], 1)
+    // Populations: both groups are above chance (margin 0) unless a tiny net failed outright.
+    let chance = 1.0 / Double(index.classes)
+    let groupsAboveChance = Dictionary(grouping: end.models, by: \.depth).values.allSatisfy { ms in
+      ms.map { $0.testAccuracy! }.reduce(0, +) / Double(ms.count) >= chance
+    }
+    XCTAssertEqual(kinds["population"] ?? 0, groupsAboveChance ? 1 : 0)
+    XCTAssertEqual(kinds["population_null"] ?? 0, groupsAboveChance ? 1 : 0)
+
+    // A stored result is the analysis' own response: a HEATMAP_OK doc and its tensors.
+    let key = index.results.first { $0.kind == "heatmap" }!.key
+    guard let payload = send(service, .studyResult, StudyResultRequest(study: "grid", key: key)).payload(.studyResultOK),
+          let heatmap = try? payload.decode(HeatmapResponse.self) else { return XCTFail("no heatmap result") }
+    let n = ResNetConfig(depth: heatmap.rowNames.count == 30 ? 8 : 14, widthMultiplier: 0.25).representations.count
+    XCTAssertEqual(heatmap.rowNames.count, n)
+    XCTAssertNotNil(heatmap.blockStructure)
+    XCTAssertEqual(payload.tensor(named: HeatmapResponse.ckaTensor)?.shape, [n, n])
+    expectError(send(service, .studyResult, StudyResultRequest(study: "grid", key: "heatmap/../../x")), .invalidArgument)
+    expectError(send(service, .studyResult, StudyResultRequest(study: "grid", key: "heatmap/nothing")), .notFound)
+
+    // Declaring it again changes nothing; an overlapping study retrains nothing.
+    let again = send(service, .studyCreate, StudyCreateRequest(study: "grid", declaration: d))
+      .doc(.studyCreateOK, as: StudyStatusResponse.self)
+    XCTAssertEqual(again?.state, .finished)
+    var overlap = d
+    overlap.depths = [14]
+    overlap.analyses = [.heatmap]
+    _ = send(service, .studyCreate, StudyCreateRequest(study: "overlap", declaration: overlap)).payload(.studyCreateOK)
+    guard let o = waitForEnd(service, "overlap") else { return }
+    XCTAssertEqual(o.state, .finished)
+    XCTAssertTrue(o.models.allSatisfy(\.reused))
+    XCTAssertEqual(send(service, .jobs, EmptyDoc()).doc(.jobsOK, as: JobsResponse.self)?.jobs.count, 4,
+                   "no model trained twice")
+    // The same name with another declaration: ALREADY_EXISTS.
+    expectError(send(service, .studyCreate, StudyCreateRequest(study: "overlap", declaration: d)), .alreadyExists)
+
+    // Delete: the shared models stay, the others go.
+    guard let deleted = send(service, .studyDelete, StudyDeleteRequest(study: "grid"))
+      .doc(.studyDeleteOK, as: StudyDeleteResponse.self) else { return }
+    let depth14 = Set(o.models.map(\.model))
+    XCTAssertEqual(Set(deleted.modelsKept), depth14.union(depth14.map { $0 + ".e1" }),
+                   "the overlapping study's models and their snapshots stay")
+    XCTAssertEqual(Set(deleted.modelsDeleted), Set(end.models.filter { $0.depth == 8 }.flatMap { [$0.model, $0.model + ".e1"] }))
+    XCTAssertFalse(FileManager.default.fileExists(atPath: storeDirectory + "/studies/grid"))
+    XCTAssertTrue(depth14.allSatisfy { FileManager.default.fileExists(atPath: modelPath($0)) })
+    expectError(send(service, .studyStatus, StudyRequest(study: "grid")), .notFound)
+    let list = send(service, .studyList, EmptyDoc()).doc(.studyListOK, as: StudyListResponse.self)
+    XCTAssertEqual(list?.studies.map(\.study), ["overlap"])
+  }
+
+  func testInvalidDeclarationsNameTheirKey() throws {
+    let service = try makeService()
+    func expect(_ change: (inout StudyDeclaration) -> Void, _ code: ErrorCode, _ key: String) {
+      var d = declaration()
+      change(&d)
+      expectError(send(service, .studyCreate, StudyCreateRequest(study: "bad", declaration: d)), code, mentioning: key)
+    }
+    expect({ $0.depths = [15] }, .invalidArgument, "declaration.depths")
+    expect({ $0.fractions = [2] }, .invalidArgument, "declaration.fractions")
+    expect({ $0.dataset = "imagenet" }, .invalidArgument, "declaration.dataset")
+    expect({ $0.dataset = "cifar10" }, .dataUnavailable, "no-cifar-here")
+    expect({ $0.widths = [64]; $0.depths = [1202] }, .invalidArgument, "GiB")
+    expectError(send(service, rawRequest(.studyCreate, json: #"{"study":"bad","declaration":{"dataset":"synthetic","depths":[8],"epoch":3}}"#)),
+                .invalidArgument, mentioning: "declaration.epoch")
+    expectError(send(service, .studyCreate, StudyCreateRequest(study: "../x", declaration: declaration())),
+                .invalidArgument, mentioning: "study")
+    XCTAssertEqual(send(service, .studyList, EmptyDoc()).doc(.studyListOK, as: StudyListResponse.self)?.studies.count, 0)
+  }
+
+  func testCancelThenResumeAndRestartFinishWithoutRetraining() throws {
+    var d = declaration()
+    d.depths = [8]
+    d.epochs = 4
+    d.analyses = [.heatmap]
+    d.snapshotEpochs = []
+    var service = try makeService()
+    _ = send(service, .studyCreate, StudyCreateRequest(study: "s", declaration: d)).payload(.studyCreateOK)
+    // Cancel while the first model trains.
+    let deadline = Date().addingTimeInterval(60)
+    while Date() < deadline, status(service, "s")?.models.contains(where: { $0.state == .training }) != true {
+      Thread.sleep(forTimeInterval: 0.05)
+    }
+    guard let cancelled = send(service, .studyCancel, StudyRequest(study: "s"))
+      .doc(.studyCancelOK, as: StudyStatusResponse.self) else { return }
+    XCTAssertEqual(cancelled.state, .cancelled)
+    Thread.sleep(forTimeInterval: 0.5)
+    XCTAssertEqual(status(service, "s")?.state, .cancelled)
+    XCTAssertTrue(status(service, "s")?.models.allSatisfy { $0.state != .training } ?? false)
+
+    // Resume, then stop the daemon mid-training and start another on the same store.
+    _ = send(service, .studyResume, StudyRequest(study: "s")).payload(.studyResumeOK)
+    _ = service.shutdown()
+    service = try makeService()
+    guard let end = waitForEnd(service, "s") else { return }
+    XCTAssertEqual(end.state, .finished, "\(end.errors)")
+    let jobs = send(service, .jobs, EmptyDoc()).doc(.jobsOK, as: JobsResponse.self)?.jobs ?? []
+    XCTAssertEqual(jobs.count, 2, "one job per model, resumed under its id: \(jobs)")
+    XCTAssertEqual(Set(jobs.map(\.model)).count, 2)
+    let index = send(service, .studyResults, StudyRequest(study: "s")).doc(.studyResultsOK, as: StudyResultsResponse.self)
+    XCTAssertEqual(index?.results.map(\.kind).sorted(), ["heatmap", "heatmap"])
+  }
+}
