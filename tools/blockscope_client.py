@@ -65,7 +65,9 @@ REQUEST_TYPES = {
     "WATCH": 0x0006, "CANCEL": 0x0007, "RESUME": 0x0008, "MODELS": 0x0009,
     "DESCRIBE": 0x000A, "DELETE_MODEL": 0x000B, "HEATMAP": 0x000C, "PC": 0x000D,
     "PROBE": 0x000E, "DELETE_BLOCKS": 0x000F, "COMPARE_OUTPUTS": 0x0010, "CKA": 0x0011,
-    "EXPORT": 0x0012, "SHUTDOWN": 0x0013,
+    "EXPORT": 0x0012, "SHUTDOWN": 0x0013, "STUDY_CREATE": 0x0014, "STUDY_STATUS": 0x0015,
+    "STUDY_LIST": 0x0016, "STUDY_CANCEL": 0x0017, "STUDY_RESUME": 0x0018, "STUDY_DELETE": 0x0019,
+    "STUDY_RESULTS": 0x001A, "STUDY_RESULT": 0x001B,
 }
 RESPONSE_BIT = 0x8000
 PROGRESS = 0x4001
@@ -106,7 +108,8 @@ def frame_limit(type_code_):
         return 512 * MiB
     if type_code_ in TYPE_NAMES and type_code_ < RESPONSE_BIT and type_code_ != PROGRESS:
         return 4 * MiB + HEADER_SIZE
-    if type_code_ in (REQUEST_TYPES["HEATMAP"] | RESPONSE_BIT, REQUEST_TYPES["PC"] | RESPONSE_BIT):
+    if type_code_ in (REQUEST_TYPES["HEATMAP"] | RESPONSE_BIT, REQUEST_TYPES["PC"] | RESPONSE_BIT,
+                      REQUEST_TYPES["STUDY_RESULT"] | RESPONSE_BIT):
         return 256 * MiB
     if type_code_ == REQUEST_TYPES["EXPORT"] | RESPONSE_BIT:
         return MAX_LENGTH
@@ -1146,6 +1149,33 @@ class Client:
             if name in tensors:
                 result[name] = tensors[name].tolist()
         return result
+
+    def study_create(self, study, declaration):
+        """Declares a study (SPEC 'Study declaration') and starts it; returns its status."""
+        return self._call("STUDY_CREATE", {"study": study, "declaration": declaration})[0]
+
+    def study_status(self, study):
+        return self._call("STUDY_STATUS", {"study": study})[0]
+
+    def study_list(self):
+        return self._call("STUDY_LIST")[0]["studies"]
+
+    def study_cancel(self, study):
+        return self._call("STUDY_CANCEL", {"study": study})[0]
+
+    def study_resume(self, study):
+        return self._call("STUDY_RESUME", {"study": study})[0]
+
+    def study_delete(self, study, keep_models=None):
+        return self._call("STUDY_DELETE", _options(study=study, keep_models=keep_models))[0]
+
+    def study_results(self, study):
+        """The study's status, declaration and the index of its stored results."""
+        return self._call("STUDY_RESULTS", {"study": study})[0]
+
+    def study_result(self, study, key):
+        """One stored result: (doc, tensors) of the analysis response as it was answered."""
+        return self._call("STUDY_RESULT", {"study": study, "key": key})
 
     def shutdown(self):
         """Asks the daemon to stop; returns {"jobs_checkpointed": n}."""

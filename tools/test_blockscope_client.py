@@ -313,9 +313,9 @@ class FramingTests(unittest.TestCase):
         self.assertFails(frame_bytes(**dict(ok, flags=2)), "MALFORMED_HEADER")
         self.assertFails(frame_bytes(**dict(ok, flags=0x80)), "MALFORMED_HEADER")
         self.assertFails(frame_bytes(**dict(ok, reserved=1)), "MALFORMED_HEADER")
-        self.assertFails(frame_bytes(**dict(ok, type_=0x0014)), "UNKNOWN_TYPE")
+        self.assertFails(frame_bytes(**dict(ok, type_=0x001C)), "UNKNOWN_TYPE")
         self.assertFails(frame_bytes(**dict(ok, type_=0x0000)), "UNKNOWN_TYPE")
-        self.assertFails(frame_bytes(**dict(ok, type_=0x8014)), "UNKNOWN_TYPE")
+        self.assertFails(frame_bytes(**dict(ok, type_=0x801C)), "UNKNOWN_TYPE")
         self.assertFails(frame_bytes(**dict(ok, type_=0x8002)), "NOT_A_REQUEST", role="server")
         self.assertFails(frame_bytes(**dict(ok, type_=0x4001)), "NOT_A_REQUEST", role="server")
         # The SPEC names no code for a request type arriving at a client (Sources/Wire agrees).
@@ -443,7 +443,7 @@ class FramingTests(unittest.TestCase):
         self.assertEqual(bc.type_name(0x1234), "0x1234")
         with self.assertRaises(ValueError):
             bc.type_code("NOPE")
-        self.assertEqual(len(bc.REQUEST_TYPES), 19)
+        self.assertEqual(len(bc.REQUEST_TYPES), 27)
         self.assertEqual(len(bc.ERROR_NAMES), 27)
 
 

@@ -37,7 +37,9 @@ REQUEST_TYPES = {
     "WATCH": 0x0006, "CANCEL": 0x0007, "RESUME": 0x0008, "MODELS": 0x0009,
     "DESCRIBE": 0x000A, "DELETE_MODEL": 0x000B, "HEATMAP": 0x000C, "PC": 0x000D,
     "PROBE": 0x000E, "DELETE_BLOCKS": 0x000F, "COMPARE_OUTPUTS": 0x0010, "CKA": 0x0011,
-    "EXPORT": 0x0012, "SHUTDOWN": 0x0013,
+    "EXPORT": 0x0012, "SHUTDOWN": 0x0013, "STUDY_CREATE": 0x0014, "STUDY_STATUS": 0x0015,
+    "STUDY_LIST": 0x0016, "STUDY_CANCEL": 0x0017, "STUDY_RESUME": 0x0018, "STUDY_DELETE": 0x0019,
+    "STUDY_RESULTS": 0x001A, "STUDY_RESULT": 0x001B,
 }
 TYPES = dict(REQUEST_TYPES)
 for _name, _code in REQUEST_TYPES.items():
@@ -52,7 +54,7 @@ def limit(type_code):
         return 512 * MiB
     if type_code in REQUEST_TYPES.values():
         return 4 * MiB + HEADER_SIZE
-    if type_code in (TYPES["HEATMAP_OK"], TYPES["PC_OK"]):
+    if type_code in (TYPES["HEATMAP_OK"], TYPES["PC_OK"], TYPES["STUDY_RESULT_OK"]):
         return 256 * MiB
     if type_code == TYPES["EXPORT_OK"]:
         return MAX_LENGTH
@@ -238,6 +240,32 @@ CKA = Frame("CKA", 22, {"estimators": ["linear", "debiased"], "rbf_threshold": 0
 CKA_OK = Frame("CKA_OK", 22, {
     "n": 5, "linear": 0.75, "debiased": None,
     "reasons": {"debiased": "n = 5: too few examples for the debiased estimator here"}})
+# Every key of a declaration, so that the Swift encoder (which writes them all) reproduces it.
+STUDY_CREATE = Frame("STUDY_CREATE", 30, {"study": "depth-vs-data", "declaration": {
+    "dataset": "cifar10", "depths": [14, 56], "widths": [1, 2], "fractions": [1, 0.06],
+    "seeds": [0, 1, 2], "plain_widths": [1], "epochs": 30, "batch_size": 128, "lr": 0.05,
+    "weight_decay": 0.0005, "warmup_epochs": 2, "augment": True, "stratified": False,
+    "test_examples": 5000, "snapshot_epochs": [1, 5], "analyses": ["heatmap", "pc", "cross_seed"],
+    "heatmap_examples": 2560, "heatmap_batch": 256, "heatmap_passes": 1, "bootstrap": 0,
+    "pc_examples": 1024, "probe_epochs": 10, "probe_train_examples": 5000,
+    "probe_test_examples": 2000, "deletion_test_examples": 2000,
+    "population_test_examples": 10000, "near_chance_margin": 0.05, "similar_accuracy": 0.02}})
+STUDY_STATUS_OK = Frame("STUDY_STATUS_OK", 31, {
+    "study": "depth-vs-data", "state": "running", "created": "2026-12-07T06:45:38Z",
+    "dataset": "cifar10",
+    "models": [
+        {"model": "r14-k1-cifar10-f0.06-s0-e30-98abc3a6", "depth": 14, "width": 1,
+         "fraction": 0.06, "seed": 0, "plain": False, "state": "done", "job": 1, "epoch": 30,
+         "epochs": 30, "test_accuracy": 0.5525, "near_chance": False, "reused": True,
+         "analyses_done": 7, "analyses_total": 7},
+        {"model": "r56-k1-cifar10-f0.06-s0-e30-0a1b2c3d", "depth": 56, "width": 1,
+         "fraction": 0.06, "seed": 0, "plain": False, "state": "training", "job": 2,
+         "epoch": 12, "epochs": 30, "near_chance": False, "reused": False,
+         "analyses_done": 0, "analyses_total": 7}],
+    "analyses_done": 7, "analyses_total": 15, "analysing": "heatmap/r14-k1-cifar10-f0.06-s0-e30-98abc3a6",
+    "progress": 0.375, "eta_seconds": 1834.5,
+    "errors": [{"key": "probe/r14-k1-cifar10-f0.06-s0-e30-98abc3a6",
+                "message": "NO_SPACE: write(/store/studies/x) failed"}]})
 MODELS = Frame("MODELS", 4, {})
 DATASETS = Frame("DATASETS", 5, {})
 
@@ -265,6 +293,11 @@ valid("cka_request.bin", "CKA with QUIET set and tensors x f32[5,3], y f64[5,2]"
       "request", [CKA])
 valid("cka_ok_response.bin", "CKA_OK: one estimator a number, one null with its reason",
       "response", [CKA_OK])
+valid("study_create_request.bin",
+      "STUDY_CREATE with every key of a study declaration", "request", [STUDY_CREATE])
+valid("study_status_ok_response.bin",
+      "STUDY_STATUS_OK: a trained (reused) model and one training, an error, an ETA",
+      "response", [STUDY_STATUS_OK])
 valid("pipelined_requests.bin",
       "HELLO, STATUS and MODELS back to back in one write (pipelining)",
       "request", [HELLO, STATUS, MODELS])

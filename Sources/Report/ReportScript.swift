@@ -74,7 +74,8 @@ function el(tag, attrs) {
   }
   return e;
 }
-const SVGNS = 'http://www.w3.org/2000/svg';
+// The SVG namespace, taken from the HTML parser (so the page holds no URL at all).
+const SVGNS = (function () { const d = document.createElement('div'); d.innerHTML = '<svg></svg>'; return d.firstChild.namespaceURI; })();
 function svgEl(tag, attrs) {
   const e = document.createElementNS(SVGNS, tag);
   if (attrs) for (const k in attrs) if (attrs[k] !== undefined && attrs[k] !== null) {
@@ -291,6 +292,8 @@ function HeatmapPanel(id) {
   this.root.append(this.title, this.body, this.extra, this.caption);
   this.spec = null;
   this.canvas = null;
+  this.plot = null;
+  this.emptyNode = null;
   this.drawnKey = null;
   heatmapPanels.push(this);
 }
@@ -305,42 +308,60 @@ HeatmapPanel.prototype.set = function (spec) {
   const same = this.spec && this.spec.heatmap === spec.heatmap && spec.heatmap;
   this.spec = spec;
   if (same && this.canvas) { this.draw(false); return; }
-  clear(this.body);
-  this.canvas = null;
   this.drawnKey = null;
-  if (!spec.heatmap) { this.body.appendChild(emptyBox(spec.missing || 'No data.')); return; }
+  if (!spec.heatmap) { this.showEmpty(spec.missing || 'No data.'); return; }
   let d;
   const t0 = performance.now();
   try { d = decodeHeatmap(spec.heatmap); } catch (e) {
-    this.body.appendChild(emptyBox('Heatmap data unreadable: ' + e.message));
+    this.showEmpty('Heatmap data unreadable: ' + e.message);
     api.errors.push(String(e));
     return;
   }
   const h = spec.heatmap;
-  const rowList = namesOf(h.row_names), colList = namesOf(h.column_names);
-  const canvas = el('canvas', { cls: 'hm', role: 'img', 'aria-label': (spec.valueLabel || 'CKA') + ' heatmap ' + (spec.model || '') });
-  canvas.style.aspectRatio = h.columns + ' / ' + h.rows;
+  if (!this.canvas) this.build();
+  if (this.emptyNode) { this.body.removeChild(this.emptyNode); this.emptyNode = null; }
+  this.plot.hidden = false;
+  this.xwrap.hidden = false;
+  this.canvas.style.aspectRatio = h.columns + ' / ' + h.rows;
+  this.canvas.setAttribute('aria-label', (spec.valueLabel || 'CKA') + ' heatmap ' + (spec.model || ''));
+  this.cbar.title = spec.valueLabel || 'CKA';
+  const axisKey = h.column_names + ':' + h.columns;
+  if (axisKey !== this.axisKey) {
+    this.axisKey = axisKey;
+    clear(this.xaxis);
+    for (const s of stageSpans(namesOf(h.column_names))) {
+      if (s.stage < 1 || s.stage > 3) continue;
+      const mid = (s.first + s.last + 1) / 2 / h.columns * 100;
+      this.xaxis.appendChild(el('span', { text: 'stage ' + s.stage, style: 'left:' + mid.toFixed(2) + '%' }));
+    }
+  }
+  this.draw(true, t0);
+};
+HeatmapPanel.prototype.build = function () {
+  const canvas = el('canvas', { cls: 'hm', role: 'img' });
   const yaxis = el('div', { cls: 'yaxis' }, el('span', { cls: 'top', text: 'input' }), el('span', { cls: 'bottom', text: 'output' }));
   const cbCanvas = el('canvas');
   colourBar(cbCanvas, true);
   const ticks = el('div', { cls: 'cbar-ticks' }, el('span', { text: '1', style: 'top:0%' }), el('span', { text: '0.5', style: 'top:50%' }), el('span', { text: '0', style: 'top:100%' }));
-  const plot = el('div', { cls: 'plot' }, yaxis, canvas, el('div', { cls: 'cbar', title: spec.valueLabel || 'CKA' }, cbCanvas, ticks));
-  const xaxis = el('div', { cls: 'xaxis' });
-  for (const s of stageSpans(colList)) {
-    if (s.stage < 1 || s.stage > 3) continue;
-    const mid = (s.first + s.last + 1) / 2 / h.columns * 100;
-    xaxis.appendChild(el('span', { text: 'stage ' + s.stage, style: 'left:' + mid.toFixed(2) + '%' }));
-  }
-  const xwrap = el('div', { cls: 'plot' }, el('div'), xaxis, el('div'));
-  this.body.append(plot, xwrap);
+  this.cbar = el('div', { cls: 'cbar' }, cbCanvas, ticks);
+  this.plot = el('div', { cls: 'plot' }, yaxis, canvas, this.cbar);
+  this.xaxis = el('div', { cls: 'xaxis' });
+  this.xwrap = el('div', { cls: 'plot' }, el('div'), this.xaxis, el('div'));
+  this.body.append(this.plot, this.xwrap);
   this.canvas = canvas;
+  this.axisKey = null;
   const self = this;
   canvas.addEventListener('mousemove', function (ev) { self.hover(ev); });
   canvas.addEventListener('mouseleave', hideTooltip);
-  this.draw(true, t0);
+};
+HeatmapPanel.prototype.showEmpty = function (text) {
+  if (this.plot) { this.plot.hidden = true; this.xwrap.hidden = true; }
+  if (this.emptyNode) this.body.removeChild(this.emptyNode);
+  this.emptyNode = emptyBox(text);
+  this.body.appendChild(this.emptyNode);
 };
 HeatmapPanel.prototype.draw = function (changed, t0) {
-  if (!this.canvas || !this.spec || !this.spec.heatmap) return;
+  if (!this.canvas || !this.spec || !this.spec.heatmap || this.plot.hidden) return;
   const h = this.spec.heatmap;
   const key = this.canvas.clientWidth + 'x' + (window.devicePixelRatio || 1);
   if (!changed && key === this.drawnKey) return;

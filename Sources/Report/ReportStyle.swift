@@ -7,6 +7,7 @@ enum ReportStyle {
   --na-bg: #f3f4f6; --line-a: #3d5a98; --line-b: #c2410c; --grey: #8b949e;
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 html { background: var(--paper); }
 body { margin: 0; color: var(--ink); background: var(--paper);
   font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", "Liberation Sans", Arial, sans-serif; }
@@ -61,10 +62,10 @@ select { font: inherit; font-size: 13px; padding: 3px 6px; border: 1px solid var
 .plot .yaxis span { position: absolute; right: 2px; white-space: nowrap; }
 .plot .yaxis .top { top: 0; } .plot .yaxis .bottom { bottom: 0; }
 .plot .yaxis .mid { top: 50%; transform: translateY(-50%) rotate(-90deg); right: -2px; transform-origin: center; }
-.plot canvas.hm { display: block; width: 100%; height: auto; image-rendering: auto; cursor: crosshair; background: #eee; }
-.plot .cbar { display: flex; gap: 3px; align-items: stretch; }
-.plot .cbar canvas { width: 10px; height: 100%; display: block; border: 1px solid var(--rule); }
-.plot .cbar .cbar-ticks { position: relative; font-size: 10px; color: var(--muted); width: 20px; }
+.plot canvas.hm { display: block; width: 100%; height: auto; align-self: start; cursor: crosshair; background: #eee; }
+.plot .cbar { position: relative; }
+.plot .cbar canvas { position: absolute; left: 0; top: 0; width: 10px; height: 100%; display: block; border: 1px solid var(--rule); box-sizing: border-box; }
+.plot .cbar .cbar-ticks { position: absolute; left: 14px; top: 0; bottom: 0; font-size: 10px; color: var(--muted); width: 20px; }
 .plot .cbar .cbar-ticks span { position: absolute; left: 0; transform: translateY(-50%); }
 .xaxis { position: relative; height: 16px; font-size: 10px; color: var(--muted); }
 .xaxis span { position: absolute; top: 1px; transform: translateX(-50%); white-space: nowrap; }

@@ -10,8 +10,8 @@ import Foundation
 /// PC1 explaining much of the variance inside it; probes, deletion curves, cross-seed and
 /// cross-architecture heatmaps and one population comparison. Some models are missing results
 /// on purpose: `r20 k2 f0.25 s1` is still training, `r56 k2 f1 s1` and `p56 k1 f1 s1` are
-/// queued, `r56 k2 f0.25 s1` stalled near chance, one constant representation gives undefined
-/// cells in `r8 k1 f0.25 s1`.
+/// queued, `r56 k2 f0.25 s1` stalled near chance, one constant representation (`s3.b1.shortcut`)
+/// gives undefined cells in `r56 k1 f1 s1`.
 public enum SyntheticReport {
   public static let dataset = "fashion-mnist"
   public static let epochs = 6
@@ -164,7 +164,7 @@ public enum SyntheticReport {
       return start...end
     }
     var constantIndex: Int? {
-      depth == 8 && width == 1 && fraction < 1 && !plain && seed == 1 ? list.names.firstIndex(of: "s3.b1.shortcut") : nil
+      depth == 56 && width == 1 && fraction >= 1 && !plain && seed == 1 ? list.names.firstIndex(of: "s3.b1.shortcut") : nil
     }
     var state: String {
       switch label {

@@ -22,6 +22,7 @@ public enum StudyPresets {
     d.fractions = [0.03, 0.12]
     d.seeds = [0, 1]
     d.epochs = 15
+    d.warmupEpochs = 1
     d.testExamples = 2000
     d.snapshotEpochs = [1, 5]
     d.heatmapExamples = 1024

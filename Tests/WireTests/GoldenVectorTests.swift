@@ -222,6 +222,8 @@ final class GoldenVectorTests: XCTestCase {
     case .heatmapOK: return try through(HeatmapResponse.self)
     case .cka: return try through(CKARequest.self)
     case .ckaOK: return try through(CKAResponse.self)
+    case .studyCreate: return try through(StudyCreateRequest.self)
+    case .studyStatusOK: return try through(StudyStatusResponse.self)
     default:
       XCTFail("no message struct mapped for \(frame.type.name) in this test")
       return frame

@@ -5,7 +5,7 @@ import XCTest
 final class TypeTableTests: XCTestCase {
   func testMessageTypes() {
     let requests = MessageType.allCases.filter(\.isRequest)
-    XCTAssertEqual(requests.map(\.rawValue), Array(1...0x13))
+    XCTAssertEqual(requests.map(\.rawValue), Array(1...0x1B))
     for request in requests {
       let response = try! XCTUnwrap(request.responseType)
       XCTAssertEqual(response.rawValue, request.rawValue | 0x8000)
@@ -14,7 +14,7 @@ final class TypeTableTests: XCTestCase {
       XCTAssertEqual(response.name, request.name + "_OK")
       XCTAssertNil(response.responseType)
     }
-    XCTAssertEqual(MessageType.allCases.count, 2 * 19 + 2)
+    XCTAssertEqual(MessageType.allCases.count, 2 * 27 + 2)
     XCTAssertEqual(MessageType.progress.rawValue, 0x4001)
     XCTAssertTrue(MessageType.progress.isEvent)
     XCTAssertFalse(MessageType.progress.isRequest || MessageType.progress.isResponse)
@@ -35,7 +35,7 @@ final class TypeTableTests: XCTestCase {
       let expected: Int
       switch type {
       case .cka: expected = 512 * MiB
-      case .heatmapOK, .pcOK: expected = 256 * MiB
+      case .heatmapOK, .pcOK, .studyResultOK: expected = 256 * MiB
       case .exportOK: expected = 1 << 30
       default: expected = type.isRequest ? 4 * MiB + 16 : 16 * MiB
       }

@@ -78,6 +78,29 @@ public struct TrainRequest: Codable, Hashable, Sendable {
     threads = try c.ifPresent(.threads)
     snapshotEpochs = try c.value(.snapshotEpochs, default: [])
   }
+
+  /// Absent optional keys are left out, and so is an empty `snapshot_epochs` (so a recipe
+  /// without snapshots encodes as it did before the key existed).
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encodeIfPresent(model, forKey: .model)
+    try c.encode(depth, forKey: .depth)
+    try c.encode(width, forKey: .width)
+    try c.encode(plain, forKey: .plain)
+    try c.encode(dataset, forKey: .dataset)
+    try c.encode(fraction, forKey: .fraction)
+    try c.encode(stratified, forKey: .stratified)
+    try c.encode(epochs, forKey: .epochs)
+    try c.encode(batchSize, forKey: .batchSize)
+    try c.encode(lr, forKey: .lr)
+    try c.encode(weightDecay, forKey: .weightDecay)
+    try c.encode(warmupEpochs, forKey: .warmupEpochs)
+    try c.encode(augment, forKey: .augment)
+    try c.encode(seed, forKey: .seed)
+    try c.encodeIfPresent(testExamples, forKey: .testExamples)
+    try c.encodeIfPresent(threads, forKey: .threads)
+    if !snapshotEpochs.isEmpty { try c.encode(snapshotEpochs, forKey: .snapshotEpochs) }
+  }
 }
 
 /// `TRAIN_OK`, sent at once, before training starts.
