@@ -236,6 +236,15 @@ return Array.from(document.querySelectorAll('[data-panel]')).map(function (e) {
 """
 
 
+PIXEL_SUM = """
+var c = document.querySelector('[data-panel="' + arguments[0] + '"] canvas.hm');
+var d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+var a = 0, b = 0;
+for (var i = 0; i < d.length; i++) { a = (a + d[i]) % 65521; b = (b + a) % 65521; }
+return c.width + 'x' + c.height + ':' + a + ':' + b;
+"""
+
+
 class Browser:
     def __init__(self, args):
         opts = webdriver.ChromeOptions()
@@ -459,6 +468,7 @@ def main():
         st = {}
         for name, kind in controls.items():
             st[name] = state_value(kind, b.read_control(name, kind))
+        initial = dict(st)
         st.setdefault("epoch", 0)
         run.check_panels(b, ex, st, "initial")
 
@@ -603,6 +613,37 @@ def main():
                     run.fail("table: %d rows for %d models" % (len(cells), len(ex.models)))
                 if nums != sorted(nums, reverse=(direction < 0)):
                     run.fail("table: sorting by %s (%s) gave %s" % (key, "ascending" if direction > 0 else "descending", nums[:10]))
+
+        # The same heatmap drawn with fillRect per run of cells (api.drawMode 'rects'), for
+        # comparison only, and the two modes must give the same pixels.
+        if timing:
+            R, C, pid, name, med, mx, k = timing
+            other = st[name] - 1 if st[name] > 0 else st[name] + 1
+            here = st[name]
+            rects = []
+            b.js("window.blockscopeReport.drawMode = 'pixels';")
+            b.set_control(name, controls[name], other)
+            b.set_control(name, controls[name], here)
+            pixels_sum = b.js(PIXEL_SUM, pid)
+            b.js("window.blockscopeReport.drawMode = 'rects';")
+            for _ in range(3):
+                b.set_control(name, controls[name], other)
+                b.set_control(name, controls[name], here)
+                rects.append(b.js("return window.blockscopeReport.lastDraw.ms;"))
+            rects_sum = b.js(PIXEL_SUM, pid)
+            b.js("window.blockscopeReport.drawMode = 'pixels';")
+            b.set_control(name, controls[name], other)
+            b.set_control(name, controls[name], here)
+            run.checks += 1
+            if pixels_sum != rects_sum:
+                run.fail("the 'pixels' and 'rects' drawings of %s differ: %s vs %s" % (pid, pixels_sum, rects_sum))
+            run.notes.append("for comparison, fillRect per run of cells ('rects'): median %.2f ms for the same %dx%d heatmap" % (statistics.median(rects), R, C))
+
+        # Back to the page's initial state for the screenshots.
+        for name, value in initial.items():
+            kind = controls[name]
+            b.set_control(name, kind, kind[1].index(value) if kind[0] == "toggle" else value)
+            st[name] = value
 
         # Screenshots, one per figure, in a window tall enough for the tallest.
         if args.screenshots:
