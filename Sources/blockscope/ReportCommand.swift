@@ -10,7 +10,7 @@ import Wire
 struct ReportCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "report",
-    abstract: "Write a study's interactive report: DIR/index.html (self-contained) and DIR/data/ (.npy, .csv).",
+    abstract: "Write a study's interactive report: DIR/index.html (self-contained), DIR/summary.md and DIR/data/ (.npy, .csv).",
     discussion: """
       Works on a running study too: the page shows what is stored so far and says what is \
       missing. Open the printed file:// address in a browser; no server or network is needed.
@@ -52,6 +52,7 @@ struct ReportCommand: ParsableCommand {
       }
       let page = Files.join(out, "index.html")
       try Files.write(html, to: page)
+      try Files.write(ReportSummary.markdown(data), to: Files.join(out, "summary.md"))
       let absolute = page.hasPrefix("/") ? page : FileManager.default.currentDirectoryPath + "/" + page
       if global.json {
         try JSONOutput.print(["page": absolute, "results": index.results.count, "state": index.status.state.rawValue,

@@ -1,0 +1,139 @@
+import Foundation
+import Study
+import Wire
+
+/// The runner thread: training submitted for every active study, then one ready analysis at a
+/// time, run through the service's own handlers and stored as it was answered.
+extension StudyManager {
+  func runnerMain() {
+    while true {
+      cond.lock()
+      if stopping {
+        cond.unlock()
+        break
+      }
+      poked = false
+      cond.unlock()
+      let worked = step()
+      cond.lock()
+      if !worked && !poked && !stopping { _ = cond.wait(until: Date(timeIntervalSinceNow: 2)) }
+      cond.unlock()
+    }
+    runnerExited.signal()
+  }
+
+  /// One unit of work: training submitted for every active study, then the first analysis that
+  /// is ready run. False when there was none.
+  private func step() -> Bool {
+    for s in all() where !s.record.cancelled {
+      let facts = self.facts(s)
+      ensureTraining(s, facts)
+      let errors = Set(s.record.errors.map(\.key))
+      for a in s.planner.all(facts) where !errors.contains(a.key) {
+        guard !files.hasResult(s.name, key: a.key) else { continue }
+        if a.kind.hasPrefix("snapshot_"), let owner = a.owner, facts[owner]?.trained == true,
+           facts[a.models[0]]?.trained != true {
+          record(s, StudyError(key: a.key, message: "the snapshot \(a.models[0]) was not kept "
+                               + "(\(owner) was trained without snapshot epoch \(a.epoch ?? 0))"))
+          continue
+        }
+        guard a.models.allSatisfy({ facts[$0]?.trained == true }) else { continue }
+        run(s, a)
+        return true
+      }
+    }
+    return false
+  }
+
+  /// Submits (or resumes after a restart) the training of every model that is neither trained
+  /// nor being trained. Cancelled and failed jobs wait for STUDY_RESUME.
+  private func ensureTraining(_ s: DeclaredStudy, _ facts: [String: ModelFacts]) {
+    let errors = Set(s.record.errors.map(\.key))
+    for m in s.planner.models where facts[m.name]?.trained != true && !errors.contains("train/\(m.name)") {
+      if let entry = service.jobs.latestEntry(model: m.name) {
+        switch entry.state {
+        case .queued, .running, .cancelled, .failed: continue
+        case .interrupted:
+          _ = try? service.jobs.resume(entry.job, epochs: nil)
+          continue
+        case .finished: break
+        }
+      }
+      if (try? FileStamp.of(service.store.path(m.name))) != nil {
+        record(s, StudyError(key: "train/\(m.name)", message: "a model named \(m.name) is stored but is not "
+                             + "this recipe fully trained (it was not trained by a job of this daemon); "
+                             + "delete it to have the study train it"))
+        continue
+      }
+      do {
+        var recipe = m.recipe
+        try service.validate(&recipe)
+        _ = try service.jobs.submit(recipe)
+      } catch {
+        if service.isStopping { return }
+        record(s, StudyError(key: "train/\(m.name)", message: wireError(error).message))
+      }
+    }
+  }
+
+  /// Records a failure (persisted; STUDY_RESUME clears it).
+  private func record(_ s: DeclaredStudy, _ error: StudyError) {
+    cond.lock()
+    defer { cond.unlock() }
+    guard !s.record.errors.contains(where: { $0.key == error.key }) else { return }
+    var r = s.record
+    r.errors.append(error)
+    if (try? files.save(r)) != nil { s.record = r }
+  }
+
+  private func run(_ s: DeclaredStudy, _ a: PlannedAnalysis) {
+    let stop = Locked(false)
+    cond.lock()
+    guard !stopping, !s.record.cancelled else {
+      cond.unlock()
+      return
+    }
+    current = (s.name, a.key, stop)
+    cond.unlock()
+    let began = Date()
+    let reply = InternalReply(cancelled: stop)
+    let request = IncomingRequest(type: a.type, requestID: 1, quiet: true, payload: Payload(doc: a.request).encoded())
+    service.handle(request, reply: reply, transport: TransportStatus(connections: 0, socketPath: ""))
+    switch reply.outcome {
+    case .response(let type, let payload)?:
+      do {
+        try files.saveResult(s.name, a.result(bytes: payload.encodedCount), type: type, payload: payload)
+        let seconds = Date().timeIntervalSince(began)
+        cond.lock()
+        let t = timings[a.kind] ?? (0, 0)
+        timings[a.kind] = (t.seconds + seconds, t.count + 1)
+        cond.unlock()
+      } catch {
+        record(s, StudyError(key: a.key, message: "\(error.code.name): \(error.message)"))
+      }
+    case .failure(let e)?:
+      // Stopped by STUDY_CANCEL or shutdown: not a failure; it runs again later.
+      if !stop.current && !service.isStopping {
+        record(s, StudyError(key: a.key, message: "\(e.code.name): \(e.message)"))
+      }
+    case nil:
+      record(s, StudyError(key: a.key, message: "INTERNAL: the \(a.type.name) handler gave no answer"))
+    }
+    cond.lock()
+    current = nil
+    cond.broadcast()
+    cond.unlock()
+  }
+
+  /// Stops the running analysis and waits for the runner thread.
+  func shutdown() {
+    cond.lock()
+    stopping = true
+    current?.stop.withLock { $0 = true }
+    cond.broadcast()
+    cond.unlock()
+    guard started else { return }
+    runnerExited.wait()
+    runnerExited.signal()
+  }
+}
