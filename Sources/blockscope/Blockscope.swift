@@ -24,7 +24,7 @@ struct Blockscope: ParsableCommand {
       64 usage error.
       """,
     subcommands: [
-      StatusCommand.self, DatasetsCommand.self,
+      StatusCommand.self, DatasetsCommand.self, DataCommand.self,
       TrainCommand.self, JobsCommand.self, WatchCommand.self, CancelCommand.self,
       ResumeCommand.self,
       ModelsCommand.self, DescribeCommand.self, DeleteCommand.self,

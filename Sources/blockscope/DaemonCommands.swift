@@ -28,7 +28,7 @@ struct StatusCommand: ParsableCommand {
 
 struct DatasetsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "datasets", abstract: "List the datasets the daemon can train and analyse on.")
+    commandName: "datasets", abstract: "List the datasets the daemon can train and analyse on (see also `blockscope data`).")
 
   @OptionGroup var global: GlobalOptions
 
@@ -36,16 +36,21 @@ struct DatasetsCommand: ParsableCommand {
     try global.withDaemon { client in
       let response = try client.request(.datasets, DatasetsRequest())
       if global.json { return try JSONOutput.print(response.jsonOutput()) }
-      let datasets = try response.decode(DatasetsResponse.self).datasets
-      var table = TextTable(["DATASET", "AVAILABLE", "TRAIN", "TEST", "CLASSES", "SHAPE", "PATH"],
-                            rightAligned: [2, 3, 4])
-      for d in datasets {
-        table.add([d.name, d.available ? "yes" : "no", "\(d.trainCount)", "\(d.testCount)",
-                   "\(d.classes)", "\(d.channels)x\(d.height)x\(d.width)",
-                   d.available ? d.path : (d.path.isEmpty ? "" : d.path + " ") + "(\(d.reason ?? "unavailable"))"])
-      }
-      print(table.render())
+      print(Self.table(try response.decode(DatasetsResponse.self).datasets, reasons: true))
     }
+  }
+
+  /// The DATASETS table; `reasons`: why a dataset is unavailable, after its path (`blockscope
+  /// data` prints them below instead).
+  static func table(_ datasets: [DatasetsResponse.Dataset], reasons: Bool) -> String {
+    var table = TextTable(["DATASET", "AVAILABLE", "TRAIN", "TEST", "CLASSES", "SHAPE", "PATH"],
+                          rightAligned: [2, 3, 4])
+    for d in datasets {
+      let why = d.available || !reasons ? "" : (d.path.isEmpty ? "" : " ") + "(\(d.reason ?? "unavailable"))"
+      table.add([d.name, d.available ? "yes" : "no", "\(d.trainCount)", "\(d.testCount)",
+                 "\(d.classes)", "\(d.channels)x\(d.height)x\(d.width)", d.path + why])
+    }
+    return table.render()
   }
 }
 

@@ -15,6 +15,17 @@ struct BlockscopedCommand: ParsableCommand {
       SIGTERM or SIGINT (or a SHUTDOWN request) stops it: training jobs checkpoint, clients are \
       answered, the socket is removed, and it exits 0. --detach runs it in the background \
       instead; the command returns once the socket accepts connections.
+
+      Datasets: a dataset's directory comes from, first found: --data NAME=DIR; the environment \
+      variable BLOCKSCOPE_DATA (NAME=DIR entries separated by ':', e.g. \
+      cifar10=/data/c10:cifar100=/data/c100); the config file $XDG_CONFIG_HOME/blockscope/config.json \
+      (default ~/.config/blockscope/config.json), e.g. {"datasets": {"cifar10": "/data/cifar"}}, \
+      relative paths relative to the file; else the default directory \
+      $XDG_DATA_HOME/blockscope/datasets/NAME (default ~/.local/share/blockscope/datasets/NAME), \
+      where `blockscope data fetch NAME` unpacks, if it exists (Fashion-MNIST then falls back to \
+      /usr/share/datasets/fashion-mnist). NAME is cifar10, cifar100 or fashion-mnist. The \
+      variable and the file are read at start-up: a malformed one stops the daemon from \
+      starting. Files that appear in a directory later are found on next use.
       """)
 
   @Option(help: ArgumentHelp("The socket to listen on.",
@@ -35,6 +46,7 @@ struct BlockscopedCommand: ParsableCommand {
 
   @Option(name: .customLong("data"),
           help: ArgumentHelp("Where a dataset's files are (repeatable), e.g. --data cifar10=/data/cifar-10-batches-bin.",
+                             discussion: "Wins over BLOCKSCOPE_DATA and the config file (see the overview).",
                              valueName: "name=dir"))
   var data: [String] = []
 
@@ -58,35 +70,30 @@ struct BlockscopedCommand: ParsableCommand {
     guard workers >= 1 && workers <= 256 else {
       throw ValidationError("--workers must be from 1 to 256, not \(workers)")
     }
-    _ = try datasetPaths()
-  }
-
-  /// `--data NAME=DIR` as a dictionary (DIR made absolute).
-  func datasetPaths() throws -> [String: String] {
-    var paths: [String: String] = [:]
-    for entry in data {
-      guard let equals = entry.firstIndex(of: "=") else {
-        throw ValidationError("--data \(entry): expected NAME=DIR, e.g. cifar10=/data/cifar-10-batches-bin")
-      }
-      let name = String(entry[..<equals]), directory = String(entry[entry.index(after: equals)...])
-      guard !name.isEmpty, !directory.isEmpty else {
-        throw ValidationError("--data \(entry): both NAME and DIR are needed")
-      }
-      guard paths[name] == nil else { throw ValidationError("--data \(name) is given twice") }
-      paths[name] = absolute(directory)
+    do {
+      _ = try DatasetLocations.parseEntries(data, what: "--data")
+    } catch let error as DatasetLocationError {
+      throw ValidationError(error.message)
     }
-    return paths
   }
 
   func run() throws {
     let environment = ProcessInfo.processInfo.environment
+    // Before any fork, so that a bad BLOCKSCOPE_DATA or config file is reported by the command
+    // that started the daemon (DaemonLauncher shows it too).
+    let datasetLocations: DatasetLocations
+    do {
+      datasetLocations = try DatasetLocations.load(commandLine: data, environment: environment)
+    } catch {
+      fail("\(error)")
+    }
     let configuration = DaemonConfiguration(
       socketPath: absolute(socket ?? SocketLocation.defaultPath(environment: environment)),
       strictDirectory: socket == nil,
       storePath: absolute(store ?? Self.defaultStore(environment)),
       cacheBytes: cacheMB << 20,
       workers: workers,
-      datasetPaths: try datasetPaths())
+      datasetLocations: datasetLocations)
     do {
       try FileManager.default.createDirectory(atPath: configuration.storePath, withIntermediateDirectories: true,
                                               attributes: [.posixPermissions: 0o700])
@@ -193,7 +200,7 @@ struct DaemonConfiguration {
   var storePath: String
   var cacheBytes: Int
   var workers: Int
-  var datasetPaths: [String: String]
+  var datasetLocations: DatasetLocations
 }
 
 enum Startup {
@@ -217,7 +224,7 @@ func serve(_ configuration: DaemonConfiguration, ready: (Startup) -> Void) -> In
   do {
     service = try DaemonService(options: ServiceOptions(
       storeDirectory: configuration.storePath, cacheBytes: configuration.cacheBytes,
-      datasetPaths: configuration.datasetPaths))
+      datasetLocations: configuration.datasetLocations))
   } catch {
     transport.abandon()
     ready(.failure("cannot open the store \(configuration.storePath): \(error)"))

@@ -21,7 +21,7 @@ final class CLIBinaryTests: XCTestCase {
   func testHelpListsEverySubcommand() throws {
     let r = try Self.run(["--help"])
     XCTAssertEqual(r.status, 0, r.stderr)
-    for command in ["status", "datasets", "train", "jobs", "watch", "cancel", "resume", "models", "describe",
+    for command in ["status", "datasets", "data", "train", "jobs", "watch", "cancel", "resume", "models", "describe",
                     "delete", "heatmap", "pc", "probe", "delete-blocks", "compare", "cka", "export", "shutdown"] {
       XCTAssertTrue(r.stdout.contains("  \(command) "), "\(command) missing from:\n\(r.stdout)")
     }

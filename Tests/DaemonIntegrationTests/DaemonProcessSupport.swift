@@ -34,8 +34,11 @@ final class DaemonProcess {
   /// Starts `blockscoped --socket DIR/d.sock --store DIR/store` (plus `arguments`) and waits for
   /// its "listening" line.
   /// `launcher`: a program that runs the daemon (e.g. `/usr/bin/prlimit --nofile=N`).
+  /// `environment`: added to this process's, in which XDG_CONFIG_HOME and XDG_DATA_HOME are
+  /// DIR/xdg-config and DIR/xdg-data and BLOCKSCOPE_DATA is unset, so that the user's config
+  /// file and datasets do not reach the daemon.
   init(directory: String? = nil, store: String = "store", arguments: [String] = [],
-       launcher: [String] = [], waitForListening: Bool = true) throws {
+       launcher: [String] = [], waitForListening: Bool = true, environment: [String: String] = [:]) throws {
     self.directory = try directory ?? makeDaemonTempDirectory()
     socketPath = self.directory + "/d.sock"
     storePath = self.directory + "/" + store
@@ -47,6 +50,11 @@ final class DaemonProcess {
       process.executableURL = Self.binary
       process.arguments = daemonArguments
     }
+    var variables = ProcessInfo.processInfo.environment
+    variables["XDG_CONFIG_HOME"] = self.directory + "/xdg-config"
+    variables["XDG_DATA_HOME"] = self.directory + "/xdg-data"
+    variables["BLOCKSCOPE_DATA"] = nil
+    process.environment = variables.merging(environment) { $1 }
     stderrPath = self.directory + "/stderr-\(UUID().uuidString).txt"
     guard FileManager.default.createFile(atPath: stderrPath, contents: nil),
           let stderrFile = FileHandle(forWritingAtPath: stderrPath)

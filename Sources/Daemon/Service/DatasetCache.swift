@@ -3,12 +3,14 @@ import Foundation
 import Wire
 
 /// Datasets, each loaded once (on first use) and kept: training jobs and analyses share them.
-/// A failed load is not remembered (the files may appear later).
+/// A failed load is not remembered, and where to read a dataset from is decided on every use
+/// (`DatasetLocations.directory`): files fetched or copied while the daemon runs are found.
+/// DATA_UNAVAILABLE messages say how to get the dataset.
 final class DatasetCache: @unchecked Sendable {
   /// DATASETS lists these.
   static let listed = ["fashion-mnist", "cifar10", "cifar100", "synthetic"]
 
-  private let paths: [String: String]
+  private let locations: DatasetLocations
   private let syntheticTrain: Int
   private let syntheticTest: Int
   private let lock = NSLock()
@@ -17,11 +19,12 @@ final class DatasetCache: @unchecked Sendable {
   private var loading: [String: NSLock] = [:]
 
   init(options: ServiceOptions) {
-    var paths: [String: String] = [:]
+    var locations = options.datasetLocations
     for (name, path) in options.datasetPaths {
-      paths[DatasetLoader.canonicalName(name) ?? name] = path
+      let canonical = DatasetLoader.canonicalName(name).map(DatasetLocations.filesName) ?? name
+      locations.explicit[canonical] = DatasetLocations.Location(path, .commandLine)
     }
-    self.paths = paths
+    self.locations = locations
     syntheticTrain = max(1, options.syntheticTrainCount)
     syntheticTest = max(1, options.syntheticTestCount)
   }
@@ -36,14 +39,33 @@ final class DatasetCache: @unchecked Sendable {
 
   /// The directory the daemon reads a dataset from, if it has one.
   func path(of name: String) -> String? {
-    if let path = paths[name] { return path }
-    if name == "cifar100-coarse", let path = paths["cifar100"] { return path }
-    if name == "fashion-mnist" { return FashionMNIST.defaultDirectory }
-    return nil
+    location(of: name)?.path
+  }
+
+  /// Where `name` is read from now; `recorded`: a checkpoint's directory, the last resort.
+  func location(of name: String, recorded: String? = nil) -> DatasetLocations.Location? {
+    guard name != "synthetic" else { return nil }
+    return locations.directory(for: name, recorded: recorded, exists: Self.isDirectory)
+  }
+
+  static func isDirectory(_ path: String) -> Bool {
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+  }
+
+  /// DATA_UNAVAILABLE's text: the problem at `location` (if any) and how to get the dataset.
+  /// A fallback directory that does not exist (Debian's Fashion-MNIST) is no problem to
+  /// report: the dataset is simply not configured.
+  func unavailableMessage(_ name: String, location: DatasetLocations.Location?, problem: String?) -> String {
+    if let location, location.source == .system, !Self.isDirectory(location.path) {
+      return locations.unavailableMessage(name, location: nil, problem: nil)
+    }
+    return locations.unavailableMessage(name, location: location, problem: problem)
   }
 
   /// The whole dataset (both splits). `recorded`: the directory a checkpoint names, used when
-  /// the daemon has none for this dataset. DATA_UNAVAILABLE when its files cannot be read.
+  /// the daemon has none for this dataset. DATA_UNAVAILABLE, saying how to get the dataset,
+  /// when its files cannot be read.
   func splits(_ name: String, recorded: String? = nil) throws(WireError) -> DatasetSplits {
     let name = try canonical(name, key: "dataset")
     let gate: NSLock = lock.withLock {
@@ -59,16 +81,15 @@ final class DatasetCache: @unchecked Sendable {
     if name == "synthetic" {
       splits = DatasetSplits.synthetic(trainCount: syntheticTrain, testCount: syntheticTest, seed: 0)
     } else {
+      guard let location = location(of: name, recorded: recorded) else {
+        throw WireError(.dataUnavailable, unavailableMessage(name, location: nil, problem: nil))
+      }
       do {
-        splits = try DatasetLoader.load(DataSpec(dataset: name, path: path(of: name) ?? recorded))
+        splits = try DatasetLoader.load(DataSpec(dataset: name, path: location.path))
       } catch let e as DatasetError {
-        if case .pathRequired = e {
-          throw WireError(.dataUnavailable, "\(name): no data directory configured for it "
-                          + "(blockscoped's dataset paths)")
-        }
-        throw WireError(.dataUnavailable, e.description)
+        throw WireError(.dataUnavailable, unavailableMessage(name, location: location, problem: e.description))
       } catch {
-        throw WireError(.dataUnavailable, "\(name): \(error)")
+        throw WireError(.dataUnavailable, unavailableMessage(name, location: location, problem: "\(name): \(error)"))
       }
     }
     lock.withLock { loaded[name] = splits }
@@ -87,13 +108,18 @@ final class DatasetCache: @unchecked Sendable {
   /// (so listing does not read 180 MB), Fashion-MNIST and synthetic are loaded.
   func list() -> [DatasetsResponse.Dataset] {
     Self.listed.map { name in
-      let path = self.path(of: name) ?? ""
+      let location = self.location(of: name)
+      // Not configured: the default directory, where it would be read from.
+      let path = location?.path ?? locations.defaultDirectory(for: name) ?? ""
       if let splits = lock.withLock({ loaded[name] }) {
         return entry(name, path: path, splits)
       }
       switch name {
       case "cifar10", "cifar100":
-        return probeCIFAR(name, path: path)
+        guard let location else {
+          return unavailable(name, path: path, reason: unavailableMessage(name, location: nil, problem: nil))
+        }
+        return probeCIFAR(name, location: location)
       default:
         do {
           return entry(name, path: path, try splits(name))
@@ -119,9 +145,10 @@ final class DatasetCache: @unchecked Sendable {
                                     channels: channels, height: side, width: side)
   }
 
-  private func probeCIFAR(_ name: String, path: String) -> DatasetsResponse.Dataset {
-    guard !path.isEmpty else {
-      return unavailable(name, path: path, reason: "no data directory configured for \(name)")
+  private func probeCIFAR(_ name: String, location: DatasetLocations.Location) -> DatasetsResponse.Dataset {
+    let path = location.path
+    func unavailable(_ problem: String) -> DatasetsResponse.Dataset {
+      self.unavailable(name, path: path, reason: unavailableMessage(name, location: location, problem: problem))
     }
     let ten = name == "cifar10"
     let record = ten ? 3073 : 3074
@@ -131,8 +158,11 @@ final class DatasetCache: @unchecked Sendable {
     let fm = FileManager.default
     let dir = [path, path + "/" + sub].first { fm.fileExists(atPath: $0 + "/" + trainFiles[0]) }
     guard let dir else {
-      return unavailable(name, path: path, reason: "\(path)/\(trainFiles[0]): missing "
-                         + "(nor \(path)/\(sub)/\(trainFiles[0]))")
+      if !Self.isDirectory(path) {
+        return unavailable(fm.fileExists(atPath: path) ? "\(path): not a directory"
+                                                       : "\(path): missing (the data directory does not exist)")
+      }
+      return unavailable("\(path)/\(trainFiles[0]): missing (nor \(path)/\(sub)/\(trainFiles[0]))")
     }
     func count(_ files: [String]) -> Result<Int, WireError> {
       var total = 0
@@ -155,7 +185,7 @@ final class DatasetCache: @unchecked Sendable {
                                       testCount: test, classes: ten ? 10 : 100, channels: 3,
                                       height: 32, width: 32)
     case (.failure(let e), _), (_, .failure(let e)):
-      return unavailable(name, path: path, reason: e.message)
+      return unavailable(e.message)
     }
   }
 }

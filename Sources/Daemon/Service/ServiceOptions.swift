@@ -6,9 +6,14 @@ public struct ServiceOptions: Sendable {
   public var storeDirectory: String
   /// Budget of the one Gram cache shared by every HEATMAP.
   public var cacheBytes: Int
-  /// Dataset directories by name (`"cifar10": DIR`); names as `DatasetLoader.canonicalName`
-  /// reads them. Fashion-MNIST defaults to `FashionMNIST.defaultDirectory`
-  /// (/usr/share/datasets/fashion-mnist); `cifar100-coarse` uses `cifar100`'s.
+  /// Where datasets are read from: the directories blockscoped was told (--data,
+  /// BLOCKSCOPE_DATA, the config file) and the default directory; see `DatasetLocations`.
+  /// Empty by default: no default directory, Fashion-MNIST from
+  /// `FashionMNIST.defaultDirectory` (/usr/share/datasets/fashion-mnist).
+  public var datasetLocations: DatasetLocations
+  /// Dataset directories by name (`"cifar10": DIR`) that win over `datasetLocations` (as
+  /// --data would); names as `DatasetLoader.canonicalName` reads them; `cifar100-coarse` uses
+  /// `cifar100`'s.
   public var datasetPaths: [String: String]
   /// Kernel threads while a training job runs (CKernels has one process-wide pool, so this is
   /// the process's thread count from then on); nil: leave it. A TRAIN's `threads` wins.
@@ -25,10 +30,12 @@ public struct ServiceOptions: Sendable {
   public var syntheticTestCount: Int
 
   public init(storeDirectory: String, cacheBytes: Int = 2 << 30,
-              datasetPaths: [String: String] = [:], trainingThreads: Int? = nil) {
+              datasetPaths: [String: String] = [:], datasetLocations: DatasetLocations = DatasetLocations(),
+              trainingThreads: Int? = nil) {
     self.storeDirectory = storeDirectory
     self.cacheBytes = cacheBytes
     self.datasetPaths = datasetPaths
+    self.datasetLocations = datasetLocations
     self.trainingThreads = trainingThreads
     self.loadedModels = 4
     self.progressInterval = 0.1
