@@ -68,6 +68,12 @@ final class ServiceStudyTests: ServiceTestCase {
     guard let index = send(service, .studyResults, StudyRequest(study: "grid"))
       .doc(.studyResultsOK, as: StudyResultsResponse.self) else { return }
     let kinds = Dictionary(grouping: index.results, by: \.kind).mapValues(\.count)
+    // Every result says whether a failed (near-chance) net is in it.
+    let failed = Set(end.models.filter(\.nearChance).map(\.model))
+    for r in index.results {
+      let expected = r.models.contains { m in failed.contains { m == $0 || m == $0 + ".e1" } }
+      XCTAssertEqual(r.nearChance, expected, r.key)
+    }
     XCTAssertEqual(kinds["heatmap"], 4)
     XCTAssertEqual(kinds["heatmap_no_pc1"], 4)
     XCTAssertEqual(kinds["pc"], 4)

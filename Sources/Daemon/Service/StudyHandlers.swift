@@ -74,8 +74,18 @@ extension DaemonService {
   func studyResults(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
     let r = try request.decode(StudyRequest.self)
     let s = try studies.study(r.study)
-    let doc = StudyResultsResponse(status: studies.status(s), declaration: s.record.declaration,
-                                   classes: s.planner.classes, results: studies.files.results(s.name))
+    let status = studies.status(s)
+    // A failed net's results are flagged (PAPER.md section 9); snapshots count as their model.
+    let nearChance = Set(status.models.filter(\.nearChance).map(\.model))
+    let results = studies.files.results(s.name).map { r -> StudyResultsResponse.Result in
+      var r = r
+      r.nearChance = r.models.contains { m in
+        nearChance.contains(m) || nearChance.contains { m.hasPrefix($0 + ".e") }
+      }
+      return r
+    }
+    let doc = StudyResultsResponse(status: status, declaration: s.record.declaration,
+                                   classes: s.planner.classes, results: results)
     try respond(reply, .studyResultsOK, doc)
   }
 

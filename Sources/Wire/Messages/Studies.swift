@@ -277,8 +277,11 @@ public struct StudyResultsResponse: Codable, Hashable, Sendable {
     public var axis: String?
     public var groups: [String]?
     public var bytes: Int
+    /// One of its models is near chance (a failed net): its "blocks" are not the paper's.
+    /// Set by STUDY_RESULTS, not stored.
+    public var nearChance: Bool?
     public init(key: String, kind: String, models: [String], type: String, epoch: Int? = nil,
-                axis: String? = nil, groups: [String]? = nil, bytes: Int) {
+                axis: String? = nil, groups: [String]? = nil, bytes: Int, nearChance: Bool? = nil) {
       self.key = key
       self.kind = kind
       self.models = models
@@ -287,13 +290,17 @@ public struct StudyResultsResponse: Codable, Hashable, Sendable {
       self.axis = axis
       self.groups = groups
       self.bytes = bytes
+      self.nearChance = nearChance
     }
-    enum CodingKeys: String, CodingKey { case key, kind, models, type, epoch, axis, groups, bytes }
+    enum CodingKeys: String, CodingKey {
+      case key, kind, models, type, epoch, axis, groups, bytes, nearChance = "near_chance"
+    }
     public init(from decoder: Decoder) throws {
       let c = try decoder.container(keyedBy: CodingKeys.self)
       self.init(key: try c.value(.key), kind: try c.value(.kind), models: try c.value(.models),
                 type: try c.value(.type), epoch: try c.ifPresent(.epoch), axis: try c.ifPresent(.axis),
-                groups: try c.ifPresent(.groups), bytes: try c.value(.bytes))
+                groups: try c.ifPresent(.groups), bytes: try c.value(.bytes),
+                nearChance: try c.ifPresent(.nearChance))
     }
   }
   public var status: StudyStatusResponse
