@@ -1,6 +1,6 @@
 // What a study report page shows: the data embedded in it as one JSON object (keys in
 // snake_case: `ReportData.encoded()` converts). Built from a study's results (Wire documents)
-// by `StudyReportBuilder`; drawn by the page's script (Resources/report.js). Full-precision
+// by `StudyReportBuilder`; drawn by the page's script (ReportScript.swift). Full-precision
 // values stay in the .npy/.csv files the page links to; the page carries heatmaps quantised
 // for display.
 

@@ -9,7 +9,8 @@
 //   scatter, class-differences for charts) and data-epoch when it shows a snapshot;
 // - every control: data-control; toggle buttons data-value and aria-pressed;
 // - every figure: data-figure="1".."7" (the across-architecture section "x");
-// - window.blockscopeReport = {data, state, lastDrawMs, draws, ready, errors}.
+// - window.blockscopeReport = {data, state, lastDrawMs, lastDraw, lastUpdateMs, draws, drawMode,
+//   update, ready, errors}.
 enum ReportScript {
   static let js = #"""
 (function () {
@@ -20,7 +21,7 @@ const data = JSON.parse(document.getElementById('report-data').textContent);
 const study = data.study || {};
 const models = data.models || [];
 const nameLists = data.name_lists || {};
-const api = { data: data, state: null, lastDrawMs: null, lastDraw: null, draws: [], ready: false, errors: [], drawMode: 'pixels' };
+const api = { data: data, state: null, lastDrawMs: null, lastDraw: null, lastUpdateMs: null, draws: [], ready: false, errors: [], drawMode: 'pixels' };
 window.blockscopeReport = api;
 
 const num = function (a, b) { return a - b; };
@@ -87,6 +88,7 @@ function clear(node) { while (node.firstChild) node.removeChild(node.firstChild)
 function pct(x, digits) { return (x === null || x === undefined) ? '\u2014' : (100 * x).toFixed(digits === undefined ? 1 : digits) + ' %'; }
 function fix(x, d) { return (x === null || x === undefined || !isFinite(x)) ? '\u2014' : Number(x).toFixed(d); }
 function short(x) { return String(Number(x)); }
+function plural(n, word) { return n + ' ' + word + (n === 1 ? '' : 's'); }
 function fracLabel(f) { return (f >= 0.1 || f === 0) ? Math.round(f * 100) + ' %' : +(f * 100).toFixed(1) + ' %'; }
 function archName(m) { return (m.plain ? 'Plain-' : 'ResNet-') + m.depth + ' \u00d7' + short(m.width); }
 function modelLabel(m) { return archName(m) + ' \u00b7 ' + fracLabel(m.fraction) + ' data \u00b7 seed ' + m.seed; }
@@ -246,10 +248,12 @@ const LUT32 = new Uint32Array(257);
 // Draws a heatmap on its canvas at the canvas' CSS size x devicePixelRatio, cell by cell: cell
 // (r, c) covers device pixels [xs[c], xs[c+1]) x [ys[r], ys[r+1]) exactly (integer edges, no
 // smoothing, no scaled bitmap), then the stage boundaries as thin lines.
-// Two equivalent ways to fill the cells (api.drawMode): 'pixels' (default) writes each cell's
-// colour into a device-resolution buffer and puts it once; 'rects' calls fillRect per run of
-// equal colour, one fillStyle per colour. They give the same pixels; 'pixels' is about ten
-// times faster on a 200 x 200 heatmap in Chromium.
+// Two equivalent ways to fill the cells (api.drawMode), giving the same pixels (the browser
+// test checks it): 'pixels' (default) writes each cell's lookup-table colour into a buffer of
+// the canvas' device pixels and puts it once; 'rects' calls fillRect per run of equal-coloured
+// cells of a row, one fillStyle per colour. A 198 x 198 heatmap on a 483 px canvas took
+// 2-4 ms with 'pixels' and 6-50 ms with 'rects' in headless Chromium on a busy 2-core machine
+// (fillRect costs 1-10 us a call), so 'pixels' is what keeps a slider move within one frame.
 function drawHeatmap(canvas, h, d, rowList, colList) {
   const dpr = window.devicePixelRatio || 1;
   const cssW = canvas.clientWidth || canvas.parentNode.clientWidth || 300;
@@ -257,13 +261,17 @@ function drawHeatmap(canvas, h, d, rowList, colList) {
   const H = Math.max(1, Math.round(cssW * h.rows / h.columns * dpr));
   if (canvas.width !== W) canvas.width = W;
   if (canvas.height !== H) canvas.height = H;
-  const ctx = canvas.getContext('2d', { alpha: false });
+  // CPU-backed (willReadFrequently): the pixel buffer goes straight in, no GPU upload.
+  const ctx = canvas.getContext('2d', { alpha: false, willReadFrequently: true });
   const xs = edges(h.columns, W), ys = edges(h.rows, H);
   if (api.drawMode === 'rects') fillRects(ctx, h, d, xs, ys); else fillPixels(canvas, ctx, W, H, h, d, xs, ys);
   const lw = Math.max(1, Math.round(dpr));
   ctx.fillStyle = 'rgba(255,255,255,0.7)';
   for (const b of stageBoundaries(colList)) ctx.fillRect(xs[b] - (lw >> 1), 0, lw, H);
   for (const b of stageBoundaries(rowList)) ctx.fillRect(0, ys[b] - (lw >> 1), W, lw);
+  // Reading one pixel makes the browser rasterise what was recorded now, inside the measured
+  // time (lastDrawMs), rather than later, unmeasured, before the next paint.
+  ctx.getImageData(0, 0, 1, 1);
 }
 function fillRects(ctx, h, d, xs, ys) {
   const runs = colourRuns(h, d);
@@ -335,6 +343,11 @@ function HeatmapPanel(id) {
   heatmapPanels.push(this);
 }
 HeatmapPanel.prototype.set = function (spec) {
+  // Nothing to do when the panel already shows this (the common case: another figure's control
+  // moved).
+  const sig = [spec.model, spec.kind, spec.epoch, spec.title, spec.missing, currentEpoch(), state.seed].join('|');
+  if (this.spec && sig === this.sig && this.spec.heatmap === spec.heatmap) { this.draw(false); return; }
+  this.sig = sig;
   const r = this.root;
   r.setAttribute('data-model', spec.model || '');
   r.setAttribute('data-kind', spec.kind);
@@ -444,7 +457,11 @@ function ChartPanel(id, kind) {
   this.root = el('div', { cls: 'chart', data: { panel: id, model: '', kind: kind } });
   this.render = null;
 }
-ChartPanel.prototype.set = function (model, epoch, render) {
+ChartPanel.prototype.set = function (model, epoch, render, key) {
+  // Charts are rebuilt only when what they show changed (key: model, epoch, title inputs).
+  const k = [model, epoch, key, currentEpoch()].join('|');
+  if (this.render && k === this.key) return;
+  this.key = k;
   this.root.setAttribute('data-model', model || '');
   if (epoch !== null && epoch !== undefined) this.root.setAttribute('data-epoch', String(epoch)); else this.root.removeAttribute('data-epoch');
   this.render = render;
@@ -461,7 +478,9 @@ function chartPanel(id, kind) { const p = new ChartPanel(id, kind); chartPanels.
 // with a heatmap's columns above it) or over any numeric domain.
 function xyChart(container, o) {
   const W = Math.max(120, Math.round(container.clientWidth || 300));
-  const left = 40, right = 38, top = 8, bottom = o.xLabels ? 30 : 18;
+  // The plot area spans what a heatmap's canvas spans in a panel (.plot: 40 px axis + 4 px gap
+  // on the left, 4 px gap + 34 px colour bar on the right), so x lines up with its columns.
+  const left = 44, right = 38, top = 8, bottom = o.xLabels ? 30 : 18;
   const H = o.height || 150;
   const pw = W - left - right, ph = H - top - bottom;
   const x0 = o.xDomain[0], x1 = o.xDomain[1], y0 = o.yDomain[0], y1 = o.yDomain[1];
@@ -606,12 +625,12 @@ function crossSpec(c, kind, missing) {
 
 // ---------------------------------------------------------------- controls
 const controls = [];
-function rangeControl(name, label, stops, get, set, ends) {
+function rangeControl(name, label, stops, get, set, ends, ticks) {
   const input = el('input', { type: 'range', min: 0, max: Math.max(0, stops.length - 1), step: 1, value: get(), data: { control: name }, 'aria-label': label });
   const out = el('output', { text: stops[get()] || '' });
   const wrap = el('div', { cls: 'control' },
     el('div', { cls: 'control-label' }, label + ':', out), input,
-    el('div', { cls: 'ticks' }, stops.map(function (s) { return el('span', { text: s }); })),
+    el('div', { cls: 'ticks' }, (ticks || stops).map(function (s) { return el('span', { text: s }); })),
     ends ? el('div', { cls: 'ends' }, el('span', { text: ends[0] }), el('span', { text: ends[1] })) : null);
   input.addEventListener('input', function () { set(Number(input.value)); out.textContent = stops[Number(input.value)] || ''; update(); });
   controls.push({ name: name, sync: function () { input.value = get(); out.textContent = stops[get()] || ''; } });
@@ -722,9 +741,9 @@ function fig1() {
   const sec = figure(1, 'depth and width', 'Within-model CKA between every pair of representations (rows and columns from input to output). Left: deeper networks at the smallest width; right: wider networks at the largest depth; both on the largest data fraction. A bright square (the block structure) grows with depth and width.');
   const minW = minOf(widths), maxD = maxOf(depths), maxF = maxOf(fractions);
   const ctl = el('div', { cls: 'row two' });
-  ctl.appendChild(el('div', { cls: 'controls' }, rangeControl('fig1-depth', 'Depth', depths.map(function (d) { return 'ResNet-' + d; }),
-    function () { return state.fig1Depth; }, function (v) { state.fig1Depth = v; }, ['shallow', 'deep'])));
-  ctl.appendChild(el('div', { cls: 'controls' }, rangeControl('fig1-width', 'Width', widths.map(function (w) { return '\u00d7' + short(w); }),
+  ctl.appendChild(el('div', { cls: 'controls' }, rangeControl('fig1-depth', 'Depth (width \u00d7' + short(minW) + ')', depths.map(function (d) { return 'ResNet-' + d; }),
+    function () { return state.fig1Depth; }, function (v) { state.fig1Depth = v; }, ['shallow', 'deep'], depths.map(String))));
+  ctl.appendChild(el('div', { cls: 'controls' }, rangeControl('fig1-width', 'Width (ResNet-' + maxD + ')', widths.map(function (w) { return '\u00d7' + short(w); }),
     function () { return state.fig1Width; }, function (v) { state.fig1Width = v; }, ['narrow', 'wide'])));
   sec.appendChild(ctl);
   const row = el('div', { cls: 'row two' });
@@ -990,8 +1009,8 @@ function scatterPanel(id, sc, title) {
   for (let i = 0; i < n; i++) sq += (xs[i] - ys[i]) * (xs[i] - ys[i]);
   const rms = Math.sqrt(sq / Math.max(1, n));
   wrap.appendChild(el('div', { cls: 'caption' },
-    el('div', null, el('span', { cls: 'who', text: 'x: ' + sc.x.label }), ' (' + sc.x.models.length + ' models, mean accuracy ' + pct(sc.x.mean_accuracy) + ')'),
-    el('div', null, el('span', { cls: 'who', text: 'y: ' + sc.y.label }), ' (' + sc.y.models.length + ' models, mean accuracy ' + pct(sc.y.mean_accuracy) + ')'),
+    el('div', null, el('span', { cls: 'who', text: 'x: ' + sc.x.label }), ' (' + plural(sc.x.models.length, 'model') + ', mean accuracy ' + pct(sc.x.mean_accuracy) + ')'),
+    el('div', null, el('span', { cls: 'who', text: 'y: ' + sc.y.label }), ' (' + plural(sc.y.models.length, 'model') + ', mean accuracy ' + pct(sc.y.mean_accuracy) + ')'),
     el('div', null, n + ' test examples \u00b7 RMS difference ' + fix(rms, 3) + ' \u00b7 ' + pct(sc.significant_fraction) + ' differ significantly (BH)')));
   const draw = function () {
     const dpr = window.devicePixelRatio || 1;
@@ -1009,7 +1028,9 @@ function scatterPanel(id, sc, title) {
     const rnd = function () { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
     const jitter = 0.035, pad = 0.05;
     const sz = Math.max(1, Math.round(1.6 * dpr));
-    ctx.fillStyle = 'rgba(61, 90, 152, 0.22)';
+    // Fewer dots, more opaque: 200 examples at 0.7, 2000 at 0.27, 10000 at 0.12.
+    const alpha = Math.min(0.7, Math.max(0.08, 12 / Math.sqrt(Math.max(1, n))));
+    ctx.fillStyle = 'rgba(61, 90, 152, ' + alpha.toFixed(3) + ')';
     for (let i = 0; i < n; i++) {
       const x = (xs[i] + (rnd() - 0.5) * 2 * jitter + pad) / (1 + 2 * pad);
       const y = (ys[i] + (rnd() - 0.5) * 2 * jitter + pad) / (1 + 2 * pad);
@@ -1218,7 +1239,10 @@ function safe(name, f) {
     return function () {};
   }
 }
+// Re-renders every figure from the state; panels whose content did not change keep their
+// drawing. api.lastUpdateMs: the whole update (every figure, captions and charts included).
 function update() {
+  const t0 = performance.now();
   for (const c of controls) c.sync();
   for (const r of renders) {
     try { r[1](); } catch (e) {
@@ -1226,6 +1250,7 @@ function update() {
       console.error('blockscope report: ' + r[0] + ': ' + (e && e.stack || e));
     }
   }
+  api.lastUpdateMs = performance.now() - t0;
 }
 header();
 [['fig1', fig1], ['fig2', fig2], ['fig3', fig3], ['fig4', fig4], ['fig5', fig5], ['fig6', fig6], ['fig7', fig7], ['figx', figX], ['table', modelTable]]

@@ -32,14 +32,15 @@ nav.toc { margin: 10px 0 0; display: flex; flex-wrap: wrap; gap: 4px 14px; font-
 .globalbar .legend { margin-left: auto; display: flex; align-items: center; gap: 8px; color: var(--muted); font-size: 12px; }
 .globalbar .legend canvas { width: 160px; height: 12px; border: 1px solid var(--rule); }
 
-section.figure { margin: 36px 0 0; padding-top: 18px; border-top: 1px solid var(--rule); }
+section.figure { margin: 28px 0 0; padding: 18px 6px 8px; border-top: 1px solid var(--rule); }
 section.figure > .lead { color: var(--muted); margin: 2px 0 12px; max-width: 900px; }
 .controls { display: flex; flex-wrap: wrap; align-items: flex-end; gap: 10px 28px; margin: 6px 0 12px; }
-.control { display: flex; flex-direction: column; gap: 2px; min-width: 180px; }
+.control { display: flex; flex-direction: column; gap: 2px; min-width: 200px; }
+.control:has(input[type=range]) { width: 300px; }
 .control > .control-label { font-size: 12px; color: var(--muted); }
 .control > .control-label output { color: var(--ink); font-weight: 600; margin-left: 4px; }
 .control input[type=range] { width: 100%; margin: 2px 0 0; accent-color: var(--accent); }
-.control .ticks { display: flex; justify-content: space-between; font-size: 11px; color: var(--faint); }
+.control .ticks { display: flex; justify-content: space-between; font-size: 11px; color: var(--faint); padding: 0 2px; }
 .control .ends { display: flex; justify-content: space-between; font-size: 11px; color: var(--muted); font-style: italic; }
 .toggle { display: inline-flex; border: 1px solid var(--rule); border-radius: 6px; overflow: hidden; }
 .toggle button { font: inherit; font-size: 13px; padding: 4px 12px; border: 0; background: #fff; color: var(--ink); cursor: pointer; }
@@ -82,7 +83,8 @@ select { font: inherit; font-size: 13px; padding: 3px 6px; border: 1px solid var
 .caption .badge { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 9px; background: #e7ecf5; color: var(--accent); margin-left: 4px; }
 .warning { margin-top: 6px; padding: 6px 8px; background: var(--warn-bg); border-left: 3px solid var(--warn-rule); color: var(--warn-ink); font-size: 12px; border-radius: 3px; }
 .figure-note { color: var(--muted); font-style: italic; margin: 6px 0; }
-.chart { margin-top: 6px; }
+.chart { margin-top: 8px; }
+.chart .panel-title { font-weight: 600; font-size: 12px; margin: 0 0 2px; color: var(--ink); }
 .chart svg { display: block; width: 100%; overflow: visible; }
 svg text { font-size: 10px; fill: var(--muted); font-family: inherit; }
 svg .axis { stroke: #aab2bb; stroke-width: 1; }
@@ -104,7 +106,7 @@ svg .sig { fill: var(--ink); font-size: 12px; font-weight: 700; }
 
 table.models { border-collapse: collapse; width: 100%; font-size: 12px; margin-top: 8px; }
 table.models th, table.models td { border-bottom: 1px solid var(--rule); padding: 4px 6px; text-align: left; vertical-align: top; }
-table.models td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.models td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.models th button { font: inherit; font-weight: 600; background: none; border: 0; padding: 0; cursor: pointer; color: var(--ink); }
 table.models th[aria-sort=ascending] button::after { content: " \25B2"; font-size: 9px; }
 table.models th[aria-sort=descending] button::after { content: " \25BC"; font-size: 9px; }

@@ -156,7 +156,34 @@ final class ReportPageTests: XCTestCase {
         try FixtureFiles.csv(values, rows: h.rows, columns: h.columns, names: names).write(to: root.appendingPathComponent(path))
       }
     }
-    print("report fixture: \(root.appendingPathComponent("index.html").path) (\(html.utf8.count) bytes)")
+    // A sparse study as a report sees it early on: one seed, no plain nets, no snapshots, most
+    // models not trained yet, no populations.
+    let sparseDir = root.appendingPathComponent("sparse", isDirectory: true)
+    try fm.createDirectory(at: sparseDir, withIntermediateDirectories: true)
+    try Data(try ReportPage.html(Self.sparse()).utf8).write(to: sparseDir.appendingPathComponent("index.html"))
+    print("report fixture: \(root.appendingPathComponent("index.html").path) (\(html.utf8.count) bytes), sparse/index.html")
+  }
+
+  /// One seed, two depths, one width and fraction; only the shallow model trained (and without
+  /// probes), the deep one queued.
+  static func sparse() -> ReportData {
+    var d = SyntheticReport.make(depths: [8, 20], widths: [1], fractions: [0.25], seeds: [0], plainWidths: [],
+                                 snapshotEpochs: [], populations: false)
+    for i in d.models.indices where d.models[i].depth == 20 {
+      let m = d.models[i]
+      d.models[i] = ModelEntry(model: m.model, depth: m.depth, width: m.width, fraction: m.fraction, seed: m.seed,
+                               plain: m.plain, state: "queued")
+    }
+    for i in d.models.indices { d.models[i].probes = nil }
+    d.crossArchitecture = []
+    d.notes.append("Analyses still running: 1 of 2 models trained.")
+    return d
+  }
+
+  func testSparsePageRenders() throws {
+    let html = try ReportPage.html(Self.sparse())
+    XCTAssertTrue(html.contains("\"state\":\"queued\""))
+    XCTAssertFalse(html.contains("\"populations\":[{"))
   }
 }
 
