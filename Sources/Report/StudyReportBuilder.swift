@@ -23,9 +23,9 @@ public struct FetchedResult: Sendable {
 public struct StudyReportBuilder {
   public let index: StudyResultsResponse
   public let results: [FetchedResult]
-  /// Test accuracy after each epoch (index epoch - 1) of each trained model, from DESCRIBE's
-  /// history: the snapshots' accuracies.
-  public let histories: [String: [Double]]
+  /// Test accuracy by epoch of each trained model, from DESCRIBE's history: the snapshots'
+  /// accuracies.
+  public let histories: [String: [Int: Double]]
   /// Heatmap cells above which the page carries 8-bit values instead of 16-bit ones.
   public var sixteenBitCellBudget = 2_000_000
 
@@ -34,10 +34,13 @@ public struct StudyReportBuilder {
   private var notes: [String] = []
   private var bits = 16
 
-  public init(index: StudyResultsResponse, results: [FetchedResult], histories: [String: [Double]] = [:]) {
+  /// `notes`: what the caller could not fetch.
+  public init(index: StudyResultsResponse, results: [FetchedResult], histories: [String: [Int: Double]] = [:],
+              notes: [String] = []) {
     self.index = index
     self.results = results
     self.histories = histories
+    self.notes = notes
   }
 
   public mutating func build(generated: String) -> ReportData {
@@ -101,9 +104,13 @@ public struct StudyReportBuilder {
       if let b = doc.blockStructure {
         e.hasBlockStructure = b.hasBlockStructure
         e.blockScore = b.blockScore
-        e.blockRanges = b.ranges.map {
-          BlockRange(first: $0.first, last: $0.last, firstName: doc.rowNames[$0.first], lastName: doc.rowNames[$0.last],
+        let names = doc.rowNames
+        e.blockRanges = b.ranges.filter { 0 <= $0.first && $0.first <= $0.last && $0.last < names.count }.map {
+          BlockRange(first: $0.first, last: $0.last, firstName: names[$0.first], lastName: names[$0.last],
                      blocksSpanned: $0.blocksSpanned, meanCka: $0.meanCka, contrast: $0.contrast)
+        }
+        if e.blockRanges.count != b.ranges.count {
+          notes.append("\(m.model): a block range outside its heatmap's \(names.count) representations was left out")
         }
       }
     }
@@ -112,7 +119,8 @@ public struct StudyReportBuilder {
       e.pcNames = names
       e.pc1Fraction = fractions
       e.pc1Cosine = cosine
-      let list = nameLists[names]!.names
+      // Inside / outside the blocks needs the heatmap's verdict.
+      let list = e.heatmap == nil ? [] : nameLists[names]?.names ?? []
       var inside: [Double] = [], outside: [Double] = []
       for (i, name) in list.enumerated() {
         guard let f = fractions[i] else { continue }
@@ -140,7 +148,7 @@ public struct StudyReportBuilder {
     for epoch in index.declaration.snapshotEpochs.sorted() {
       let snap = RecipeName.snapshot(m.model, epoch: epoch)
       var s = Snapshot(epoch: epoch)
-      if let h = histories[m.model], epoch >= 1, epoch <= h.count { s.testAccuracy = h[epoch - 1] }
+      s.testAccuracy = histories[m.model]?[epoch]
       if let r = byKey["snapshot_heatmap/\(snap)"], let (h, doc) = heatmap(r) {
         s.heatmap = h
         s.hasBlockStructure = doc.blockStructure?.hasBlockStructure
@@ -199,10 +207,7 @@ public struct StudyReportBuilder {
     guard let doc = decode(CompareOutputsResponse.self, r), doc.groups.count == 2,
           let comparison = doc.comparisons.first else { return nil }
     let labels = r.entry.groups ?? doc.groups.map(\.group)
-    let nullFirstGroups = Set(labels.map { $0 + " (seeds A)" })
-    guard let null = results.first(where: { candidate in
-            candidate.entry.kind == "population_null"
-              && nullFirstGroups.contains(candidate.entry.groups?.first ?? "") }),
+    guard labels.count == 2, let nullKey = r.entry.null, let null = byKey[nullKey],
           let nullDoc = decode(CompareOutputsResponse.self, null), nullDoc.groups.count == 2,
           let nullComparison = nullDoc.comparisons.first else {
       notes.append("\(r.entry.key): its seed-vs-seed null is not stored yet; not shown")

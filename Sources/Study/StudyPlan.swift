@@ -28,11 +28,13 @@ public struct PlannedAnalysis: Sendable, Equatable {
   public var groups: [String]?
   /// The grid model it belongs to (per-model analyses and snapshots), for progress per model.
   public var owner: String?
+  /// For a population comparison: the key of its seed-vs-seed null.
+  public var null: String?
 
   /// The entry STUDY_RESULTS lists once it is stored.
   public func result(bytes: Int) -> StudyResultsResponse.Result {
     StudyResultsResponse.Result(key: key, kind: kind, models: models, type: type.responseType!.name,
-                                epoch: epoch, axis: axis, groups: groups, bytes: bytes)
+                                epoch: epoch, axis: axis, groups: groups, null: null, bytes: bytes)
   }
 }
 
@@ -177,8 +179,9 @@ public struct StudyPlanner: Sendable {
       let members = groups[g]!
       let accuracies = members.compactMap { facts[$0.name]?.testAccuracy }
       guard accuracies.count == members.count, members.allSatisfy({ facts[$0.name]?.trained == true }) else { continue }
+      // A failed seed would make a population of failed nets and others: none is compared.
+      guard !accuracies.contains(where: isNearChance) else { continue }
       let mean = accuracies.reduce(0, +) / Double(accuracies.count)
-      guard !isNearChance(mean) else { continue }
       ready.append((g, members.map(\.name), mean))
     }
     let examples = ExampleSelection(split: .test, count: d.populationTestExamples)
@@ -188,13 +191,15 @@ public struct StudyPlanner: Sendable {
       for j in ready.indices where j > i {
         let (a, am, aAcc) = ready[i], (b, bm, bAcc) = ready[j]
         guard abs(aAcc - bAcc) <= d.similarAccuracy else { continue }
-        let r = CompareOutputsRequest(groups: [.init(name: a.label, models: am), .init(name: b.label, models: bm)],
-                                      examples: examples, perExample: true)
-        out.append(plan("population/\(a.key)+\(b.key)", "population", am + bm, .compareOutputs, r,
-                        groups: [a.label, b.label]))
         // The null of the deeper group (the paper's Figure 7b: two disjoint groups of the same
         // deep architecture).
         let (n, nm) = a.depth >= b.depth ? (a, am) : (b, bm)
+        let r = CompareOutputsRequest(groups: [.init(name: a.label, models: am), .init(name: b.label, models: bm)],
+                                      examples: examples, perExample: true)
+        var comparison = plan("population/\(a.key)+\(b.key)", "population", am + bm, .compareOutputs, r,
+                              groups: [a.label, b.label])
+        comparison.null = "population_null/\(n.key)"
+        out.append(comparison)
         if !nulls.contains(n) {
           nulls.insert(n)
           let half = nm.count / 2
@@ -236,6 +241,6 @@ public struct StudyPlanner: Sendable {
     // Wire's request types always encode (plain numbers, strings, arrays).
     let doc = (try? Payload.encode(request).doc) ?? []
     return PlannedAnalysis(key: key, kind: kind, models: models, type: type, request: doc, epoch: epoch,
-                           axis: axis, groups: groups, owner: owner)
+                           axis: axis, groups: groups, owner: owner, null: nil)
   }
 }

@@ -27,22 +27,30 @@ struct ReportCommand: ParsableCommand {
       let dataDirectory = Files.join(out, "data")
       try Files.makeDirectory(dataDirectory)
       var fetched: [FetchedResult] = []
+      var notes: [String] = []
       for (i, entry) in index.results.enumerated() {
         if !global.json { printError("fetching \(i + 1)/\(index.results.count): \(entry.key)") }
-        let r = try client.request(.studyResult, StudyResultRequest(study: name.study, key: entry.key))
+        let r: DaemonResponse
+        do {
+          r = try client.request(.studyResult, StudyResultRequest(study: name.study, key: entry.key))
+        } catch let error as DaemonError where !error.closesConnection {
+          // One unreadable result (CORRUPT, ...) is a note on the page, not the end of the report.
+          notes.append("\(entry.key): not shown: \(error)")
+          continue
+        }
         var result = FetchedResult(entry: entry, payload: r.payload)
         if entry.type == MessageType.heatmapOK.name {
           (result.npy, result.csv) = try writeHeatmapFiles(entry, r, dataDirectory)
         }
         fetched.append(result)
       }
-      var histories: [String: [Double]] = [:]
+      var histories: [String: [Int: Double]] = [:]
       for m in index.status.models where m.epoch > 0 && !index.declaration.snapshotEpochs.isEmpty {
         if let d = try? client.request(.describe, ModelRequest(model: m.model)).decode(DescribeResponse.self) {
-          histories[m.model] = d.history.map(\.testAccuracy)
+          histories[m.model] = Dictionary(d.history.map { ($0.epoch, $0.testAccuracy) }, uniquingKeysWith: { a, _ in a })
         }
       }
-      var builder = StudyReportBuilder(index: index, results: fetched, histories: histories)
+      var builder = StudyReportBuilder(index: index, results: fetched, histories: histories, notes: notes)
       let data = builder.build(generated: rfc3339Now())
       let html: String
       do {

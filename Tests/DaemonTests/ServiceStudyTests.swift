@@ -183,4 +183,32 @@ final class ServiceStudyTests: ServiceTestCase {
     let index = send(service, .studyResults, StudyRequest(study: "s")).doc(.studyResultsOK, as: StudyResultsResponse.self)
     XCTAssertEqual(index?.results.map(\.kind).sorted(), ["heatmap", "heatmap"])
   }
+
+  /// A study that reuses models trained without its snapshot epochs cannot have their snapshot
+  /// analyses: it ends `incomplete` with those errors, never `finished`.
+  func testMissingSnapshotsMakeTheStudyIncomplete() throws {
+    let service = try makeService()
+    var first = declaration()
+    first.depths = [8]
+    first.seeds = [0]
+    first.snapshotEpochs = []
+    first.analyses = [.heatmap]
+    _ = send(service, .studyCreate, StudyCreateRequest(study: "plain-run", declaration: first)).payload(.studyCreateOK)
+    XCTAssertEqual(waitForEnd(service, "plain-run")?.state, .finished)
+    var second = first
+    second.snapshotEpochs = [1]
+    _ = send(service, .studyCreate, StudyCreateRequest(study: "with-snapshots", declaration: second)).payload(.studyCreateOK)
+    guard let end = waitForEnd(service, "with-snapshots") else { return }
+    XCTAssertEqual(end.state, .incomplete)
+    XCTAssertEqual(end.errors.map(\.key), ["snapshot_heatmap/\(end.models[0].model).e1"])
+    XCTAssertTrue(end.errors[0].message.contains("was not kept"), end.errors[0].message)
+    XCTAssertTrue(end.models[0].reused)
+    // Declaring the same grid in another order is the same study.
+    var reordered = declaration()
+    reordered.depths = [14, 8]
+    _ = send(service, .studyCreate, StudyCreateRequest(study: "order", declaration: declaration())).payload(.studyCreateOK)
+    _ = send(service, .studyCancel, StudyRequest(study: "order")).payload(.studyCancelOK)
+    XCTAssertNotNil(send(service, .studyCreate, StudyCreateRequest(study: "order", declaration: reordered))
+      .payload(.studyCreateOK))
+  }
 }

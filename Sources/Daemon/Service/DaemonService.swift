@@ -128,8 +128,9 @@ public final class DaemonService: RequestService, @unchecked Sendable {
     stopping = true
     activity.unlock()
     stoppingFlag.withLock { $0 = true }
-    let checkpointed = jobs.shutdown()
+    // The study runner first: it would otherwise resubmit work the job manager is stopping.
     studies.shutdown()
+    let checkpointed = jobs.shutdown()
     activity.lock()
     while activeRequests > 0 { activity.wait() }
     if lockDescriptor >= 0 {

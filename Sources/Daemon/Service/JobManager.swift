@@ -122,8 +122,7 @@ final class JobManager: @unchecked Sendable {
       jobs[id] = job
       guard !record.entry.state.hasEnded else { continue }
       job.file.entry.state = .interrupted
-      job.file.entry.error = record.entry.state == .running
-        ? "the daemon stopped while the job was running" : "the daemon stopped before the job started"
+      job.file.entry.error = record.entry.state == .running ? Self.stoppedWhileRunning : Self.stoppedBeforeStart
       // A checkpoint written after the record's last update (a crash between the two) counts.
       if let header = try? store.header(of: record.entry.model).header, header.job == id {
         job.file.entry.epoch = header.epochsCompleted
@@ -292,11 +291,26 @@ final class JobManager: @unchecked Sendable {
     return try body()
   }
 
-  /// The newest job (highest id) that trains `model`, if any.
-  func latestEntry(model: String) -> JobEntry? {
+  /// The newest job (highest id) of every model that has one.
+  func latestEntries() -> [String: JobEntry] {
     cond.lock()
     defer { cond.unlock() }
-    return jobs.values.filter { $0.file.entry.model == model }.max { $0.id < $1.id }?.file.entry
+    var out: [String: JobEntry] = [:]
+    for job in jobs.values where (out[job.file.entry.model]?.job ?? 0) < job.id {
+      out[job.file.entry.model] = job.file.entry
+    }
+    return out
+  }
+
+  /// Why a job is `interrupted` when the daemon stopped under it (the other reason is a
+  /// checkpoint that could not be saved).
+  static let stoppedWhileRunning = "the daemon stopped while the job was running"
+  static let stoppedBeforeStart = "the daemon stopped before the job started"
+
+  /// Interrupted only because the daemon stopped: resuming it is safe to do unasked (a study
+  /// does). An interruption by a failed save (a full disk) would fail again.
+  static func stoppedByDaemon(_ entry: JobEntry) -> Bool {
+    entry.state == .interrupted && (entry.error == stoppedWhileRunning || entry.error == stoppedBeforeStart)
   }
 
   /// Lock held.
@@ -323,7 +337,7 @@ final class JobManager: @unchecked Sendable {
         guard let job = jobs[id] else { continue }
         job.file.entry.state = .interrupted
         job.file.entry.ended = rfc3339()
-        job.file.entry.error = "the daemon stopped before the job started"
+        job.file.entry.error = Self.stoppedBeforeStart
         try? persist(job.file)
         answers += job.watcherReplies.map { ($0, job.file.entry) }
         job.watcherReplies = []
@@ -380,7 +394,7 @@ final class JobManager: @unchecked Sendable {
         file.entry.error = why
         if why == nil && job.stop.current == .shutdown {
           interruptedByShutdown += 1
-          file.entry.error = "the daemon stopped while the job was running"
+          file.entry.error = Self.stoppedWhileRunning
         }
       case .failed(let why):
         file.entry.state = .failed

@@ -15,6 +15,14 @@ extension DaemonService {
       throw invalid("declaration.\(error.field)", error.message)
     }
     declaration.dataset = try datasets.canonical(declaration.dataset, key: "declaration.dataset")
+    // The same grid in another order is the same study.
+    declaration.depths.sort()
+    declaration.widths.sort()
+    declaration.fractions.sort()
+    declaration.seeds.sort()
+    declaration.plainWidths.sort()
+    declaration.snapshotEpochs.sort()
+    declaration.analyses = StudyDeclaration.AnalysisKind.allCases.filter(declaration.analyses.contains)
     // DATA_UNAVAILABLE now, naming the fix, rather than in every job.
     let splits = try datasets.splits(declaration.dataset)
     for fraction in declaration.fractions where fraction < 1 {

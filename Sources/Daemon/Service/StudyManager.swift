@@ -2,19 +2,39 @@ import Foundation
 import Study
 import Wire
 
-/// One declared study as the manager holds it.
+/// One declared study as the manager holds it. Its record changes (cancel, resume, errors)
+/// while other threads read it, so it is read and replaced under its own lock.
 final class DeclaredStudy: @unchecked Sendable {
-  var record: StudyRecord
+  private let lock = NSLock()
+  private var _record: StudyRecord
   let planner: StudyPlanner
+  let name: String
+  /// Set when STUDY_DELETE removed it: the runner must not touch it again.
+  private var _deleted = false
+
   init(record: StudyRecord, planner: StudyPlanner) {
-    self.record = record
+    _record = record
     self.planner = planner
+    name = record.study
   }
-  var name: String { record.study }
+
+  var record: StudyRecord {
+    get { lock.withLock { _record } }
+    set { lock.withLock { _record = newValue } }
+  }
+
+  var deleted: Bool {
+    get { lock.withLock { _deleted } }
+    set { lock.withLock { _deleted = newValue } }
+  }
+
+  /// Neither cancelled nor deleted.
+  var isActive: Bool { lock.withLock { !_deleted && !_record.cancelled } }
+
+  /// Its grid's models and their snapshots.
   var modelNames: Set<String> {
-    Set(planner.models.flatMap { m in
-      [m.name] + record.declaration.snapshotEpochs.map { RecipeName.snapshot(m.name, epoch: $0) }
-    })
+    let snapshots = planner.declaration.snapshotEpochs
+    return Set(planner.models.flatMap { m in [m.name] + snapshots.map { RecipeName.snapshot(m.name, epoch: $0) } })
   }
 }
 
@@ -39,15 +59,22 @@ final class StudyManager: @unchecked Sendable {
   var timings: [String: (seconds: Double, count: Int)] = [:]
   let runnerExited = DispatchSemaphore(value: 0)
   var started = false
+  /// Held while the runner decides on and submits one model's training, and while STUDY_CANCEL
+  /// marks a study cancelled and cancels its jobs: a job is never submitted for a study that
+  /// was cancelled a moment before. Taken before JobManager's lock, never inside `cond`.
+  let trainingGate = NSLock()
 
   init(directory: String, service: DaemonService) throws(WireError) {
     files = try StudyFiles(directory: directory)
     self.service = service
     for record in files.loadRecords() {
       do {
+        try record.declaration.validate()
         let state = try makeState(record)
         studies[record.study] = state
         order.append(record.study)
+      } catch let e as StudyValidationError {
+        FileHandle.standardError.write(Data("blockscoped: study \(record.study) is not loaded: its declaration's \(e)\n".utf8))
       } catch {
         FileHandle.standardError.write(Data("blockscoped: study \(record.study) is not loaded: \(wireError(error).message)\n".utf8))
       }
@@ -64,8 +91,12 @@ final class StudyManager: @unchecked Sendable {
     thread.start()
   }
 
+  /// The dataset is loaded only for a record that does not say its classes (a new study).
   private func makeState(_ record: StudyRecord) throws(WireError) -> DeclaredStudy {
-    let classes = try service.datasets.splits(record.declaration.dataset).train.numClasses
+    var classes = record.classes ?? 0
+    if record.classes == nil { classes = try service.datasets.splits(record.declaration.dataset).train.numClasses }
+    var record = record
+    record.classes = classes
     return DeclaredStudy(record: record, planner: StudyPlanner(declaration: record.declaration, classes: classes))
   }
 
@@ -92,8 +123,13 @@ final class StudyManager: @unchecked Sendable {
       }
       return existing
     }
-    var record = StudyRecord(study: name, declaration: declaration, created: rfc3339(), cancelled: false, errors: [])
-    let state = try makeState(record)
+    if FileManager.default.fileExists(atPath: files.studyDirectory(name)) {
+      throw WireError(.alreadyExists, "\(files.studyDirectory(name)) exists but is not a study this daemon "
+                      + "could load (see its log); move it away or choose another name")
+    }
+    let state = try makeState(StudyRecord(study: name, declaration: declaration, created: rfc3339(),
+                                          cancelled: false, errors: []))
+    var record = state.record
     record.reused = state.planner.models.filter { modelFacts($0.name, recipe: $0.recipe).trained }.map(\.name)
     state.record = record
     try files.save(record)
@@ -118,31 +154,30 @@ final class StudyManager: @unchecked Sendable {
   }
 
   /// STUDY_CANCEL: the study stops taking work; its models' queued or running jobs are
-  /// cancelled unless another active study needs them; its running analysis stops.
+  /// cancelled unless another active study needs them (their ids are recorded, so that such a
+  /// study can resume them later); its running analysis stops.
   func cancel(_ name: String) throws(WireError) -> DeclaredStudy {
+    let s = try study(name)
+    trainingGate.lock()
+    defer { trainingGate.unlock() }
     cond.lock()
-    guard let s = studies[name] else {
-      cond.unlock()
-      throw notFound("no study named \"\(name)\"")
-    }
     var record = s.record
     record.cancelled = true
-    do {
-      try files.save(record)
-    } catch {
-      cond.unlock()
-      throw error
-    }
-    s.record = record
     if let c = current, c.study == name { c.stop.withLock { $0 = true } }
-    let neededElsewhere = studies.values.filter { $0 !== s && !$0.record.cancelled }
+    let neededElsewhere = studies.values.filter { $0 !== s && $0.isActive }
       .reduce(into: Set<String>()) { $0.formUnion($1.modelNames) }
     cond.unlock()
+    let entries = service.jobs.latestEntries()
+    var cancelled = record.cancelledJobs ?? []
     for model in s.planner.models.map(\.name) where !neededElsewhere.contains(model) {
-      if let entry = service.jobs.latestEntry(model: model), !entry.state.hasEnded {
-        _ = try? service.jobs.cancel(entry.job, reply: InternalReply())
+      if let entry = entries[model], !entry.state.hasEnded,
+         (try? service.jobs.cancel(entry.job, reply: InternalReply())) != nil {
+        cancelled.append(entry.job)
       }
     }
+    record.cancelledJobs = cancelled
+    s.record = record
+    try files.save(record)
     return s
   }
 
@@ -161,6 +196,7 @@ final class StudyManager: @unchecked Sendable {
     var record = s.record
     record.cancelled = false
     record.errors = []
+    record.cancelledJobs = []
     do {
       try files.save(record)
     } catch {
@@ -169,9 +205,10 @@ final class StudyManager: @unchecked Sendable {
     }
     s.record = record
     cond.unlock()
+    let entries = service.jobs.latestEntries()
     let facts = self.facts(s)
     for m in s.planner.models where facts[m.name]?.trained != true {
-      guard let entry = service.jobs.latestEntry(model: m.name) else { continue }
+      guard let entry = entries[m.name] else { continue }
       switch entry.state {
       case .cancelled, .interrupted:
         _ = try? service.jobs.resume(entry.job, epochs: nil)
@@ -193,6 +230,14 @@ final class StudyManager: @unchecked Sendable {
   /// and then its models (and snapshots) that no other study uses, unless `keepModels`.
   func delete(_ name: String, keepModels: Bool) throws(WireError) -> StudyDeleteResponse {
     let s = try cancel(name)
+    // Its jobs stop within a training step; their models can only be removed then.
+    let deadline = Date().addingTimeInterval(120)
+    while Date() < deadline {
+      let entries = service.jobs.latestEntries()
+      if !s.planner.models.contains(where: { entries[$0.name].map { !$0.state.hasEnded } ?? false }) { break }
+      Thread.sleep(forTimeInterval: 0.05)
+    }
+    trainingGate.lock()
     cond.lock()
     while let c = current, c.study == name { cond.wait() }
     let usedElsewhere = studies.values.filter { $0 !== s }.reduce(into: Set<String>()) { $0.formUnion($1.modelNames) }
@@ -200,11 +245,14 @@ final class StudyManager: @unchecked Sendable {
       try files.remove(name)
     } catch {
       cond.unlock()
+      trainingGate.unlock()
       throw error
     }
+    s.deleted = true
     studies[name] = nil
     order.removeAll { $0 == name }
     cond.unlock()
+    trainingGate.unlock()
     var deleted: [String] = [], kept: [String] = [], freed = 0
     for model in s.modelNames.sorted() {
       guard (try? FileStamp.of(service.store.path(model))) != nil else { continue }

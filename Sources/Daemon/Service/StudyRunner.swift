@@ -25,9 +25,9 @@ extension StudyManager {
   /// One unit of work: training submitted for every active study, then the first analysis that
   /// is ready run. False when there was none.
   private func step() -> Bool {
-    for s in all() where !s.record.cancelled {
+    for s in all() where s.isActive {
+      ensureTraining(s)
       let facts = self.facts(s)
-      ensureTraining(s, facts)
       let errors = Set(s.record.errors.map(\.key))
       for a in s.planner.all(facts) where !errors.contains(a.key) {
         guard !files.hasResult(s.name, key: a.key) else { continue }
@@ -45,18 +45,43 @@ extension StudyManager {
     return false
   }
 
-  /// Submits (or resumes after a restart) the training of every model that is neither trained
-  /// nor being trained. Cancelled and failed jobs wait for STUDY_RESUME.
-  private func ensureTraining(_ s: DeclaredStudy, _ facts: [String: ModelFacts]) {
+  /// Submits the training of every model that is neither trained nor being trained, and
+  /// resumes jobs that only the daemon's stop interrupted, and jobs another study cancelled.
+  /// Jobs the user cancelled, failed ones, and ones a failed save interrupted wait for
+  /// STUDY_RESUME (recorded as the study's errors).
+  private func ensureTraining(_ s: DeclaredStudy) {
     let errors = Set(s.record.errors.map(\.key))
-    for m in s.planner.models where facts[m.name]?.trained != true && !errors.contains("train/\(m.name)") {
-      if let entry = service.jobs.latestEntry(model: m.name) {
+    let cancelledByStudies = all().reduce(into: Set<UInt64>()) { $0.formUnion($1.record.cancelledJobs ?? []) }
+    for m in s.planner.models where !errors.contains("train/\(m.name)") {
+      trainingGate.lock()
+      defer { trainingGate.unlock() }
+      guard s.isActive, !service.isStopping else { return }
+      // The job before the file: a job is marked finished only after its last save.
+      let entry = service.jobs.latestEntries()[m.name]
+      if modelFacts(m.name, recipe: m.recipe).trained { continue }
+      if let entry {
         switch entry.state {
-        case .queued, .running, .cancelled, .failed: continue
-        case .interrupted:
-          _ = try? service.jobs.resume(entry.job, epochs: nil)
+        case .queued, .running, .failed:
           continue
-        case .finished: break
+        case .cancelled:
+          if cancelledByStudies.contains(entry.job) { _ = try? service.jobs.resume(entry.job, epochs: nil) }
+          continue
+        case .interrupted:
+          if JobManager.stoppedByDaemon(entry) {
+            do {
+              _ = try service.jobs.resume(entry.job, epochs: nil)
+            } catch {
+              if !service.isStopping {
+                record(s, StudyError(key: "train/\(m.name)", message: "resuming job \(entry.job): \(error.message)"))
+              }
+            }
+          } else {
+            record(s, StudyError(key: "train/\(m.name)", message: "job \(entry.job) was interrupted: "
+                                 + "\(entry.error ?? "?"); STUDY_RESUME continues it"))
+          }
+          continue
+        case .finished:
+          break
         }
       }
       if (try? FileStamp.of(service.store.path(m.name))) != nil {
@@ -76,12 +101,13 @@ extension StudyManager {
     }
   }
 
-  /// Records a failure (persisted; STUDY_RESUME clears it).
+  /// Records a failure (persisted; STUDY_RESUME clears it). Nothing for a deleted study.
   private func record(_ s: DeclaredStudy, _ error: StudyError) {
     cond.lock()
     defer { cond.unlock() }
-    guard !s.record.errors.contains(where: { $0.key == error.key }) else { return }
+    guard !s.deleted, studies[s.name] === s else { return }
     var r = s.record
+    guard !r.errors.contains(where: { $0.key == error.key }) else { return }
     r.errors.append(error)
     if (try? files.save(r)) != nil { s.record = r }
   }
@@ -89,7 +115,7 @@ extension StudyManager {
   private func run(_ s: DeclaredStudy, _ a: PlannedAnalysis) {
     let stop = Locked(false)
     cond.lock()
-    guard !stopping, !s.record.cancelled else {
+    guard !stopping, s.isActive else {
       cond.unlock()
       return
     }
@@ -101,6 +127,8 @@ extension StudyManager {
     service.handle(request, reply: reply, transport: TransportStatus(connections: 0, socketPath: ""))
     switch reply.outcome {
     case .response(let type, let payload)?:
+      // Cancelled (or deleted) while it ran: not stored (SPEC: STUDY_CANCEL).
+      guard s.isActive else { break }
       do {
         try files.saveResult(s.name, a.result(bytes: payload.encodedCount), type: type, payload: payload)
         let seconds = Date().timeIntervalSince(began)
@@ -113,7 +141,8 @@ extension StudyManager {
       }
     case .failure(let e)?:
       // Stopped by STUDY_CANCEL or shutdown: not a failure; it runs again later.
-      if !stop.current && !service.isStopping {
+      let stopped = stop.current || service.isStopping || e.code == .shuttingDown || e.code == .cancelled
+      if !stopped {
         record(s, StudyError(key: a.key, message: "\(e.code.name): \(e.message)"))
       }
     case nil:

@@ -30,6 +30,9 @@ extension StudyManager {
   }
 
   func status(_ s: DeclaredStudy) -> StudyStatusResponse {
+    // The jobs before the files: a job is marked finished only after its last save, so a
+    // model is never seen "finished without a file".
+    let jobs = service.jobs.latestEntries()
     let facts = self.facts(s)
     cond.lock()
     let record = s.record
@@ -53,7 +56,7 @@ extension StudyManager {
                                 state: .queued, epoch: 0, epochs: m.recipe.epochs,
                                 testAccuracy: f.testAccuracy, nearChance: s.planner.isNearChance(f.testAccuracy),
                                 analysesDone: done, analysesTotal: own.count)
-      let job = service.jobs.latestEntry(model: m.name)
+      let job = jobs[m.name]
       st.job = job?.job
       if f.trained {
         st.epoch = m.recipe.epochs
@@ -72,7 +75,7 @@ extension StudyManager {
         switch job.state {
         case .running: st.state = .training
         case .queued: st.state = .queued
-        case .interrupted: st.state = .interrupted
+        case .interrupted: st.state = JobManager.stoppedByDaemon(job) && !record.cancelled ? .interrupted : .failed
         case .cancelled: st.state = .cancelled
         case .failed: st.state = .failed
         case .finished: st.state = .failed
@@ -95,9 +98,12 @@ extension StudyManager {
     let runnable = pending.contains { a in a.models.allSatisfy { facts[$0]?.trained == true } }
     let active = runnable || analysing != nil
       || models.contains { [.queued, .training, .interrupted, .analysing].contains($0.state) }
+    // Finished: every model trained and every analysis stored, with no error left over (an
+    // analysis that failed, a snapshot that was never kept).
     let state: Wire.StudyState = record.cancelled ? .cancelled
-      : (pending.isEmpty && models.allSatisfy { $0.state == .done }) ? .finished
-      : active ? .running : .incomplete
+      : active ? .running
+      : (pending.isEmpty && record.errors.isEmpty && models.allSatisfy { $0.state == .done }) ? .finished
+      : .incomplete
     // ETA: training cost left at the measured seconds per unit of cost, plus the analyses
     // left at their measured mean time.
     var eta: Double?

@@ -18,6 +18,12 @@ struct StudyRecord: Codable, Sendable {
   var errors: [StudyError]
   /// Models already trained when the study was declared (reused, not trained for it).
   var reused: [String]?
+  /// The dataset's classes, found when the study was declared (chance is 1/classes): a
+  /// restarted daemon plans the study without loading its dataset.
+  var classes: Int?
+  /// Jobs this study cancelled (STUDY_CANCEL): another study that needs their models resumes
+  /// them; a job the user cancelled stays cancelled.
+  var cancelledJobs: [UInt64]?
 }
 
 /// The on-disk side of studies:
@@ -81,6 +87,9 @@ struct StudyFiles: Sendable {
         continue
       }
       removeStaleTemporaries(in: studyDirectory(name))
+      for kind in (try? FileManager.default.contentsOfDirectory(atPath: resultsDirectory(name))) ?? [] {
+        removeStaleTemporaries(in: resultsDirectory(name) + "/" + kind)
+      }
       out.append(record)
     }
     return out
@@ -121,8 +130,8 @@ struct StudyFiles: Sendable {
     FileManager.default.fileExists(atPath: resultPath(study, key: key))
   }
 
-  /// The index of every stored result (entries whose file cannot be read are skipped and
-  /// logged: a later run recomputes them).
+  /// The index of every stored result. A file that cannot be read is moved aside (and logged),
+  /// so the runner computes it again.
   func results(_ study: String) -> [StudyResultsResponse.Result] {
     let root = resultsDirectory(study)
     var out: [StudyResultsResponse.Result] = []
@@ -135,7 +144,10 @@ struct StudyFiles: Sendable {
           entry.bytes = (try? FileStamp.of(path))??.size ?? 0
           out.append(entry)
         } catch {
-          FileHandle.standardError.write(Data("blockscoped: \(path): \(error.message)\n".utf8))
+          // Moved aside, so that the runner computes it again (the file is kept for a look).
+          let aside = root + "/" + kind + "/.corrupt-" + file
+          _ = rename(path, aside)
+          FileHandle.standardError.write(Data("blockscoped: \(path): \(error.message); moved to \(aside), to be computed again\n".utf8))
         }
       }
     }

@@ -276,12 +276,15 @@ public struct StudyResultsResponse: Codable, Hashable, Sendable {
     /// `fraction`, `plain`); for populations, the groups' labels.
     public var axis: String?
     public var groups: [String]?
+    /// For a population comparison: the key of its seed-vs-seed null.
+    public var null: String?
     public var bytes: Int
     /// One of its models is near chance (a failed net): its "blocks" are not the paper's.
     /// Set by STUDY_RESULTS, not stored.
     public var nearChance: Bool?
     public init(key: String, kind: String, models: [String], type: String, epoch: Int? = nil,
-                axis: String? = nil, groups: [String]? = nil, bytes: Int, nearChance: Bool? = nil) {
+                axis: String? = nil, groups: [String]? = nil, null: String? = nil, bytes: Int,
+                nearChance: Bool? = nil) {
       self.key = key
       self.kind = kind
       self.models = models
@@ -289,17 +292,18 @@ public struct StudyResultsResponse: Codable, Hashable, Sendable {
       self.epoch = epoch
       self.axis = axis
       self.groups = groups
+      self.null = null
       self.bytes = bytes
       self.nearChance = nearChance
     }
     enum CodingKeys: String, CodingKey {
-      case key, kind, models, type, epoch, axis, groups, bytes, nearChance = "near_chance"
+      case key, kind, models, type, epoch, axis, groups, null, bytes, nearChance = "near_chance"
     }
     public init(from decoder: Decoder) throws {
       let c = try decoder.container(keyedBy: CodingKeys.self)
       self.init(key: try c.value(.key), kind: try c.value(.kind), models: try c.value(.models),
                 type: try c.value(.type), epoch: try c.ifPresent(.epoch), axis: try c.ifPresent(.axis),
-                groups: try c.ifPresent(.groups), bytes: try c.value(.bytes),
+                groups: try c.ifPresent(.groups), null: try c.ifPresent(.null), bytes: try c.value(.bytes),
                 nearChance: try c.ifPresent(.nearChance))
     }
   }
