@@ -8,43 +8,7 @@ import XCTest
 /// middle of training lose no finished epoch and leave a resumable job; a corrupt checkpoint in
 /// the store is listed as corrupt while the other models are served; CANCEL lands within one
 /// training step. Tiny models (ResNet-8, width 0.5) on the synthetic dataset keep them short.
-final class DaemonDurabilityTests: XCTestCase {
-  private var daemons: [DaemonProcess] = []
-  private var nextID: UInt64 = 100
-
-  override func setUpWithError() throws {
-    try XCTSkipUnless(DaemonProcess.isBuilt, "blockscoped not built at \(DaemonProcess.binary.path)")
-  }
-
-  override func tearDown() {
-    for daemon in daemons { daemon.cleanUp() }
-    daemons = []
-  }
-
-  /// A daemon on a new temporary directory, or restarted on `directory` (same socket and store).
-  private func start(directory: String? = nil) throws -> DaemonProcess {
-    let daemon = try DaemonProcess(directory: directory)
-    daemons.append(daemon)
-    return daemon
-  }
-
-  private func newID() -> UInt64 {
-    nextID += 1
-    return nextID
-  }
-
-  /// One QUIET request; its response doc, or a failure naming the ERROR the daemon answered.
-  private func call<T: Decodable>(_ client: WireTestClient, _ type: MessageType, _ doc: some Encodable = EmptyDoc(),
-                                  as _: T.Type, timeout: Double = 60) throws -> T {
-    let id = newID()
-    try client.send(type, id: id, doc: doc, flags: .quiet)
-    let frame = try client.final(of: id, timeout: timeout)
-    guard frame.type == type.responseType else {
-      throw WireTestFailure("\(type.name) answered \(frameSummary(frame))")
-    }
-    return try frame.decodeDoc(T.self)
-  }
-
+final class DaemonDurabilityTests: DaemonProcessTestCase {
   /// The ERROR a request is answered with (a failure if it succeeds).
   private func callFailing(_ client: WireTestClient, _ type: MessageType, _ doc: some Encodable) throws -> ErrorDoc {
     let id = newID()

@@ -163,3 +163,42 @@ extension WireTestClient {
     try self.init(path: path, clientName: "daemon-integration-tests", defaultTimeout: 20)
   }
 }
+
+/// Tests that start built daemons (cleaned up after each test) and make QUIET requests to them.
+class DaemonProcessTestCase: XCTestCase {
+  private var daemons: [DaemonProcess] = []
+  private var nextID: UInt64 = 100
+
+  override func setUpWithError() throws {
+    try XCTSkipUnless(DaemonProcess.isBuilt, "blockscoped not built at \(DaemonProcess.binary.path)")
+  }
+
+  override func tearDown() {
+    for daemon in daemons { daemon.cleanUp() }
+    daemons = []
+  }
+
+  /// A daemon on a new temporary directory, or restarted on `directory` (same socket and store).
+  func start(directory: String? = nil) throws -> DaemonProcess {
+    let daemon = try DaemonProcess(directory: directory)
+    daemons.append(daemon)
+    return daemon
+  }
+
+  func newID() -> UInt64 {
+    nextID += 1
+    return nextID
+  }
+
+  /// One QUIET request; its response doc, or a failure naming the ERROR the daemon answered.
+  func call<T: Decodable>(_ client: WireTestClient, _ type: MessageType, _ doc: some Encodable = EmptyDoc(),
+                          as _: T.Type, timeout: Double = 60) throws -> T {
+    let id = newID()
+    try client.send(type, id: id, doc: doc, flags: .quiet)
+    let frame = try client.final(of: id, timeout: timeout)
+    guard frame.type == type.responseType else {
+      throw WireTestFailure("\(type.name) answered \(frameSummary(frame))")
+    }
+    return try frame.decodeDoc(T.self)
+  }
+}

@@ -7,34 +7,7 @@ import XCTest
 /// A study survives kill -9 of the built blockscoped in the middle of training and in the middle
 /// of an analysis: after each restart the study continues, and at the end no model was trained
 /// twice and every stored result reads back whole (SPEC section 8).
-final class DaemonStudyDurabilityTests: XCTestCase {
-  private var daemons: [DaemonProcess] = []
-  private var nextID: UInt64 = 100
-
-  override func setUpWithError() throws {
-    try XCTSkipUnless(DaemonProcess.isBuilt, "blockscoped not built at \(DaemonProcess.binary.path)")
-  }
-
-  override func tearDown() {
-    for daemon in daemons { daemon.cleanUp() }
-    daemons = []
-  }
-
-  private func start(directory: String? = nil) throws -> DaemonProcess {
-    let daemon = try DaemonProcess(directory: directory)
-    daemons.append(daemon)
-    return daemon
-  }
-
-  private func call<T: Decodable>(_ client: WireTestClient, _ type: MessageType, _ doc: some Encodable = EmptyDoc(),
-                                  as _: T.Type, timeout: Double = 60) throws -> T {
-    nextID += 1
-    try client.send(type, id: nextID, doc: doc, flags: .quiet)
-    let frame = try client.final(of: nextID, timeout: timeout)
-    guard frame.type == type.responseType else { throw WireTestFailure("\(type.name) answered \(frameSummary(frame))") }
-    return try frame.decodeDoc(T.self)
-  }
-
+final class DaemonStudyDurabilityTests: DaemonProcessTestCase {
   private func status(_ client: WireTestClient) throws -> StudyStatusResponse {
     try call(client, .studyStatus, StudyRequest(study: "durable"), as: StudyStatusResponse.self)
   }
