@@ -1348,6 +1348,34 @@ class LiveDaemonTests(unittest.TestCase):
         self.assertEqual((end["state"], end["epoch"], end["epochs"]), ("finished", 3, 3), end)
         self.assertEqual([h["epoch"] for h in c.describe("resumed")["history"]], [1, 2, 3])
 
+    def test_study_create_status_results_delete(self):
+        c = self.client()
+        declaration = dict(dataset="synthetic", depths=[8], widths=[0.5], fractions=[0.1],
+                           seeds=[0, 1], epochs=1, test_examples=200, analyses=["heatmap", "cross_seed"],
+                           heatmap_examples=128, heatmap_batch=64)
+        created = c.study_create("py", declaration)
+        self.assertEqual(len(created["models"]), 2)
+        with self.assertRaises(bc.BlockscopeError) as cm:
+            c.study_create("bad", dict(declaration, depths=[9]))
+        self.assertEqual(cm.exception.name, "INVALID_ARGUMENT")
+        self.assertIn("declaration.depths", cm.exception.message)
+        deadline = time.monotonic() + 120
+        status = c.study_status("py")
+        while status["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = c.study_status("py")
+        self.assertEqual(status["state"], "finished", status)
+        self.assertEqual([s["study"] for s in c.study_list()], ["py"])
+        index = c.study_results("py")
+        self.assertEqual(sorted(r["kind"] for r in index["results"]), ["cross_seed", "heatmap", "heatmap"])
+        key = next(r["key"] for r in index["results"] if r["kind"] == "cross_seed")
+        doc, tensors = c.study_result("py", key)
+        self.assertEqual(len(doc["row_names"]), self.REPRESENTATIONS)
+        self.assertIn("cka", tensors)
+        deleted = c.study_delete("py")
+        self.assertEqual(len(deleted["models_deleted"]), 2)
+        self.assertEqual(c.study_list(), [])
+
 
 if __name__ == "__main__":
     unittest.main()
