@@ -29,6 +29,13 @@ public struct GridPoint: Hashable, Sendable, Comparable {
   /// the number of training examples).
   public var relativeCost: Double { Double(depth) * width * width * fraction }
 
+  /// Training cost of `epochs` epochs in units of one image through a depth-1, width-1 net:
+  /// the training images (forward and backward, about 3 forward passes each) plus each epoch's
+  /// evaluation (one forward pass per test image), which dominates on small fractions.
+  public func trainingCost(trainImages: Int, evaluatedImages: Int, epochs: Int) -> Double {
+    Double(depth) * width * width * (3 * fraction * Double(trainImages) + Double(evaluatedImages)) * Double(epochs)
+  }
+
   public static func < (a: GridPoint, b: GridPoint) -> Bool {
     (a.seed, a.relativeCost, a.depth, a.width, a.fraction, a.plain ? 1 : 0)
       < (b.seed, b.relativeCost, b.depth, b.width, b.fraction, b.plain ? 1 : 0)

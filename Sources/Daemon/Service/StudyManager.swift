@@ -93,10 +93,14 @@ final class StudyManager: @unchecked Sendable {
 
   /// The dataset is loaded only for a record that does not say its classes (a new study).
   private func makeState(_ record: StudyRecord) throws(WireError) -> DeclaredStudy {
-    var classes = record.classes ?? 0
-    if record.classes == nil { classes = try service.datasets.splits(record.declaration.dataset).train.numClasses }
     var record = record
-    record.classes = classes
+    if record.classes == nil || record.trainCount == nil || record.testCount == nil {
+      let splits = try service.datasets.splits(record.declaration.dataset)
+      record.classes = splits.train.numClasses
+      record.trainCount = splits.train.count
+      record.testCount = splits.test.count
+    }
+    let classes = record.classes ?? 0
     return DeclaredStudy(record: record, planner: StudyPlanner(declaration: record.declaration, classes: classes))
   }
 

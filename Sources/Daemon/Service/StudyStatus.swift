@@ -49,7 +49,10 @@ extension StudyManager {
       let f = facts[m.name] ?? ModelFacts(trained: false)
       let own = planned.filter { $0.owner == m.name }
       let done = own.filter { stored.contains($0.key) }.count
-      let cost = m.point.relativeCost * Double(m.recipe.epochs)
+      let trainCount = record.trainCount ?? 50_000, testCount = record.testCount ?? 10_000
+      let cost = m.point.trainingCost(trainImages: trainCount,
+                                      evaluatedImages: min(m.recipe.testExamples ?? testCount, testCount),
+                                      epochs: m.recipe.epochs)
       totalCost += cost
       var st = StudyModelStatus(model: m.name, depth: m.point.depth, width: m.point.width,
                                 fraction: m.point.fraction, seed: m.point.seed, plain: m.point.plain,

@@ -21,6 +21,9 @@ struct StudyRecord: Codable, Sendable {
   /// The dataset's classes, found when the study was declared (chance is 1/classes): a
   /// restarted daemon plans the study without loading its dataset.
   var classes: Int?
+  /// The dataset's split sizes (for the training cost behind progress and ETA).
+  var trainCount: Int?
+  var testCount: Int?
   /// Jobs this study cancelled (STUDY_CANCEL): another study that needs their models resumes
   /// them; a job the user cancelled stays cancelled.
   var cancelledJobs: [UInt64]?
