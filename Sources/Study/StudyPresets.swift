@@ -1,7 +1,7 @@
 import Wire
 
 /// Named declarations: `demo` (the embedded Fashion-MNIST, about 20 minutes on two cores) and
-/// `paper` (CIFAR-10 at laptop scale: the paper's Figures 1-7 from about 2.5 hours of training).
+/// `paper` (CIFAR-10 at laptop scale: the paper's Figures 1-7; see the README for its cost).
 public enum StudyPresets {
   public static let names = ["demo", "paper"]
 
@@ -40,9 +40,7 @@ public enum StudyPresets {
   /// fractions 12 % and 3 % (Figure 2; smaller than the paper's 25 % and 6 %: less data brings
   /// the block regime to smaller, cheaper nets, PAPER.md section 9), plain nets at width 1
   /// (Figure 5), two seeds (Figures 6 and 7), snapshots (how blocks arise): 36 models. Each
-  /// epoch is evaluated on 2000 test images (all 10,000 would double the cost). Estimated
-  /// training time about 2.5 hours on two quiet cores (seconds ~ 3.35 x epochs x depth x width^2
-  /// x (fraction + evaluated images / 150,000), from ResNet-20's 746 images/s).
+  /// epoch is evaluated on 2000 test images (all 10,000 would double the training cost).
   public static var paper: StudyDeclaration {
     var d = StudyDeclaration(dataset: "cifar10", depths: [14, 26, 44])
     d.widths = [1, 2]
