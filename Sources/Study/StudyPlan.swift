@@ -45,11 +45,15 @@ public struct StudyPlanner: Sendable {
   public let models: [StudyModel]
   /// The dataset's classes (chance is 1/classes).
   public let classes: Int
+  /// Every model's own analyses, then the cross-model ones: they depend on the declaration
+  /// alone, so they are planned (and their request docs encoded) once.
+  private var fixed: [PlannedAnalysis] = []
 
   public init(declaration: StudyDeclaration, classes: Int) {
     self.declaration = declaration
     self.models = declaration.models()
     self.classes = classes
+    fixed = models.flatMap(perModel) + crossModel()
   }
 
   /// Test accuracy below chance plus the declared margin: the model failed to train.
@@ -218,7 +222,7 @@ public struct StudyPlanner: Sendable {
   /// Every analysis known now, in the order to run them: each model's own analyses, then the
   /// cross-model ones, then populations (the runner takes the first whose models are trained).
   public func all(_ facts: [String: ModelFacts]) -> [PlannedAnalysis] {
-    models.flatMap(perModel) + crossModel() + populations(facts)
+    fixed + populations(facts)
   }
 
   /// Probe layers: the output of every block (its add, or `out` for plain nets) and the BN

@@ -26,8 +26,10 @@ extension StudyManager {
   /// is ready run. False when there was none.
   private func step() -> Bool {
     for s in all() where s.isActive {
-      ensureTraining(s)
+      // The jobs before the files: a job is marked finished only after its last save.
+      let jobs = service.jobs.latestEntries()
       let facts = self.facts(s)
+      ensureTraining(s, jobs: jobs, facts: facts)
       let errors = Set(s.record.errors.map(\.key))
       for a in s.planner.all(facts) where !errors.contains(a.key) {
         guard !files.hasResult(s.name, key: a.key) else { continue }
@@ -49,17 +51,16 @@ extension StudyManager {
   /// resumes jobs that only the daemon's stop interrupted, and jobs another study cancelled.
   /// Jobs the user cancelled, failed ones, and ones a failed save interrupted wait for
   /// STUDY_RESUME (recorded as the study's errors).
-  private func ensureTraining(_ s: DeclaredStudy) {
+  /// `jobs` was read before `facts` (see `step`); a job submitted here is one of a model
+  /// neither of them had, so neither is stale for the models this loop looks at.
+  private func ensureTraining(_ s: DeclaredStudy, jobs: [String: JobEntry], facts: [String: ModelFacts]) {
     let errors = Set(s.record.errors.map(\.key))
     let cancelledByStudies = all().reduce(into: Set<UInt64>()) { $0.formUnion($1.record.cancelledJobs ?? []) }
-    for m in s.planner.models where !errors.contains("train/\(m.name)") {
+    for m in s.planner.models where !errors.contains("train/\(m.name)") && facts[m.name]?.trained != true {
       trainingGate.lock()
       defer { trainingGate.unlock() }
       guard s.isActive, !service.isStopping else { return }
-      // The job before the file: a job is marked finished only after its last save.
-      let entry = service.jobs.latestEntries()[m.name]
-      if modelFacts(m.name, recipe: m.recipe).trained { continue }
-      if let entry {
+      if let entry = jobs[m.name] {
         switch entry.state {
         case .queued, .running, .failed:
           continue

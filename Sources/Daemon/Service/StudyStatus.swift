@@ -45,11 +45,12 @@ extension StudyManager {
     for a in planned where files.hasResult(s.name, key: a.key) { stored.insert(a.key) }
     var models: [StudyModelStatus] = []
     var doneCost = 0.0, totalCost = 0.0, secondsPerCost: [Double] = []
+    let byOwner = Dictionary(grouping: planned.filter { $0.owner != nil }, by: { $0.owner! })
+    let trainCount = record.trainCount ?? 50_000, testCount = record.testCount ?? 10_000
     for m in s.planner.models {
       let f = facts[m.name] ?? ModelFacts(trained: false)
-      let own = planned.filter { $0.owner == m.name }
+      let own = byOwner[m.name] ?? []
       let done = own.filter { stored.contains($0.key) }.count
-      let trainCount = record.trainCount ?? 50_000, testCount = record.testCount ?? 10_000
       let cost = m.point.trainingCost(trainImages: trainCount,
                                       evaluatedImages: min(m.recipe.testExamples ?? testCount, testCount),
                                       epochs: m.recipe.epochs)
