@@ -229,16 +229,12 @@ public struct StudyReportBuilder {
       return nil
     }
     let nullClasses = Dictionary(nullComparison.classes.map { ($0.classIndex, $0) }, uniquingKeysWith: { a, _ in a })
+    // A class the null does not have (it cannot: both use the same examples) would draw at 0.
     let classes = comparison.classes.map { c in
       PopulationComparison.ClassDifference(
         classIndex: c.classIndex, accuracyA: c.meanAccuracyA, accuracyB: c.meanAccuracyB,
-        nullAccuracyA: nullClasses[c.classIndex]?.meanAccuracyA ?? .nan,
-        nullAccuracyB: nullClasses[c.classIndex]?.meanAccuracyB ?? .nan, significant: c.significant)
-    }.map { c -> PopulationComparison.ClassDifference in
-      var c = c
-      if !c.nullAccuracyA.isFinite { c.nullAccuracyA = 0 }
-      if !c.nullAccuracyB.isFinite { c.nullAccuracyB = 0 }
-      return c
+        nullAccuracyA: nullClasses[c.classIndex]?.meanAccuracyA ?? 0,
+        nullAccuracyB: nullClasses[c.classIndex]?.meanAccuracyB ?? 0, significant: c.significant)
     }
     var notes: [String] = []
     if abs(s.x.meanAccuracy - s.y.meanAccuracy) > index.declaration.similarAccuracy {

@@ -167,6 +167,12 @@ struct HeatmapResult {
                  columnNames: doc.columnNames, title: title, subtitle: subtitle)
   }
 
+  /// The matrix as .npy (NaN where undefined) and as CSV with the representation names.
+  func writeMatrix(npy: String, csv: String) throws {
+    try Npy.write(NpyArray(doubles: values.map { $0 ?? .nan }, shape: [rows, columns]), to: npy)
+    try Files.write(CSV.matrix(values, rowNames: doc.rowNames, columnNames: doc.columnNames), to: csv)
+  }
+
   /// Writes the files; returns their paths by kind (png, npy, csv, json, standard_errors).
   func write(to directory: String, request: HeatmapRequest) throws -> [String: String] {
     try Files.makeDirectory(directory)
@@ -182,8 +188,7 @@ struct HeatmapResult {
       files["standard_errors"] = path
     }
     try PNGWriter.write(image.render(), to: files["png"]!)
-    try Npy.write(NpyArray(doubles: values.map { $0 ?? .nan }, shape: [rows, columns]), to: files["npy"]!)
-    try Files.write(CSV.matrix(values, rowNames: doc.rowNames, columnNames: doc.columnNames), to: files["csv"]!)
+    try writeMatrix(npy: files["npy"]!, csv: files["csv"]!)
 
     var object = try response.jsonOutput(files: [
       HeatmapResponse.ckaTensor: files["npy"]!,

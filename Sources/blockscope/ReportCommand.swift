@@ -73,21 +73,13 @@ struct ReportCommand: ParsableCommand {
     }
   }
 
-  /// `data/heatmap__MODEL.npy` and `.csv` (paths relative to the page).
+  /// `data/heatmap__MODEL.npy` and `.csv` (paths relative to the page); none for a result whose
+  /// matrix does not match its names.
   private func writeHeatmapFiles(_ entry: StudyResultsResponse.Result, _ r: DaemonResponse,
                                  _ directory: String) throws -> (String?, String?) {
-    let doc = try r.decode(HeatmapResponse.self)
-    let rows = doc.rowNames.count, columns = doc.columnNames.count
-    guard let cka = r.tensor(HeatmapResponse.ckaTensor)?.doubles, cka.count == rows * columns,
-          let defined = r.tensor(HeatmapResponse.definedTensor)?.uint8s, defined.count == cka.count else {
-      return (nil, nil)
-    }
-    let values: [Double?] = zip(cka, defined).map { $1 != 0 ? $0 : nil }
+    guard let heatmap = try? HeatmapResult(r) else { return (nil, nil) }
     let base = entry.key.replacingOccurrences(of: "/", with: "__")
-    try Npy.write(NpyArray(doubles: values.map { $0 ?? .nan }, shape: [rows, columns]),
-                  to: Files.join(directory, base + ".npy"))
-    try Files.write(CSV.matrix(values, rowNames: doc.rowNames, columnNames: doc.columnNames),
-                    to: Files.join(directory, base + ".csv"))
+    try heatmap.writeMatrix(npy: Files.join(directory, base + ".npy"), csv: Files.join(directory, base + ".csv"))
     return ("data/\(base).npy", "data/\(base).csv")
   }
 }

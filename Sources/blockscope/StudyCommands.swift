@@ -24,9 +24,7 @@ struct StudyArgument: ParsableArguments {
   var study: String
 
   func validate() throws {
-    if !ModelRequest.isValidName(study) {
-      throw ValidationError("study '\(study)' is not a name: 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '.'")
-    }
+    try validateModelName(study, what: "study")
   }
 }
 

@@ -178,22 +178,18 @@ struct StudyFiles: Sendable {
       guard let data = try? handle.read(upToCount: count), data.count == count else { throw corrupt("truncated") }
       return [UInt8](data)
     }
-    func u32(_ b: [UInt8], _ at: Int) -> Int {
-      Int(b[at]) | Int(b[at + 1]) << 8 | Int(b[at + 2]) << 16 | Int(b[at + 3]) << 24
-    }
     let m = Self.resultMagic.count
     let head = try read(m + 4)
     guard Array(head[0..<m]) == Self.resultMagic else { throw corrupt("not a result file") }
-    let n = u32(head, m)
+    let n = Int(head[m]) | Int(head[m + 1]) << 8 | Int(head[m + 2]) << 16 | Int(head[m + 3]) << 24
     guard n <= 1 << 20 else { throw corrupt("its index entry is \(n) bytes") }
     guard let entry = try? JSONDecoder().decode(StudyResultsResponse.Result.self, from: Data(try read(n))) else {
       throw corrupt("its index entry does not decode")
     }
-    let header = try read(FrameHeader.encodedSize)
-    let length = u32(header, 0)
+    let header = FrameHeader.decode(try read(FrameHeader.encodedSize))
+    let length = Int(header.length)
     guard length >= FrameHeader.headerSize, length <= FrameHeader.maxLength else { throw corrupt("its frame length is wrong") }
-    let rawType = UInt16(header[8]) | UInt16(header[9]) << 8
-    guard let type = MessageType(rawValue: rawType), type.isResponse else { throw corrupt("its frame is not a response") }
+    guard let type = MessageType(rawValue: header.rawType), type.isResponse else { throw corrupt("its frame is not a response") }
     guard wanted else { return (entry, type, nil) }
     let body = try read(length - FrameHeader.headerSize)
     guard (try? handle.read(upToCount: 1))??.isEmpty ?? true else { throw corrupt("bytes after its frame") }
