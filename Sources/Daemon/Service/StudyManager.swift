@@ -209,6 +209,9 @@ final class StudyManager: @unchecked Sendable {
     }
     s.record = record
     cond.unlock()
+    // Under the training gate: the runner does not resume or submit these jobs meanwhile.
+    trainingGate.lock()
+    defer { trainingGate.unlock() }
     let entries = service.jobs.latestEntries()
     let facts = self.facts(s)
     for m in s.planner.models where facts[m.name]?.trained != true {

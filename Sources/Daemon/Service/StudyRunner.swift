@@ -60,7 +60,9 @@ extension StudyManager {
       trainingGate.lock()
       defer { trainingGate.unlock() }
       guard s.isActive, !service.isStopping else { return }
-      if let entry = jobs[m.name] {
+      // Its state now (STUDY_RESUME may have resumed it since the snapshot); the snapshot only
+      // says which job is the model's.
+      if let entry = jobs[m.name].flatMap({ service.jobs.entry($0.job) }) {
         switch entry.state {
         case .queued, .running, .failed:
           continue
