@@ -61,7 +61,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "blockscope-engine",
-      dependencies: ["Engine", "Analysis", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+      dependencies: ["Engine", "Analysis", "CKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
     // CKernels' AVX-512 variants compiled against SIMDe (Debian's libsimde-dev), so the tests
     // check them against the references on CPUs without AVX-512 too.
@@ -73,7 +73,7 @@ let package = Package(
       cSettings: [.unsafeFlags(["-O1", "-std=gnu11", "-Wno-unused-function", "-Wno-psabi"])]
     ),
     .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "CKernelsAVX512Emulation"]),
-    .testTarget(name: "EngineTests", dependencies: ["Engine", "CKernels"]),
+    .testTarget(name: "EngineTests", dependencies: ["Engine", "CKernels", "CZlib"]),
     .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Engine", "CKernels"]),
     // Runs the built blockscope-engine binary (a dependency, so `swift build --build-tests`
     // builds it next to the test bundle).

@@ -1,19 +1,22 @@
 // Batch norm over NHWC rows, threaded: per-task double partial sums reduced in task order,
 // then one elementwise pass. ReLU can be fused into the output pass.
-#include "ckernels.h"
-#include "profile.h"
-#include "scratch.h"
+#include "context_internal.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 // Row tasks: at most one per thread, and at least ~1024 rows each (smaller ones cost more to
 // hand out than they save).
-static int row_tasks(size_t rows) {
-  int t = bs_threads();
-  size_t max_t = rows / 1024 + 1;
-  if ((size_t)t > max_t) t = (int)max_t;
-  return t < 1 ? 1 : t;
+// Tasks for a pass over rows: at most `cap`, at least 1024 rows each.
+static int row_tasks(size_t rows, int cap) {
+  const size_t max_t = rows / 1024 + 1;
+  return (size_t)cap > max_t ? (int)max_t : (cap < 1 ? 1 : cap);
+}
+
+static void *checked_malloc(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  BS_CHECK(p, "out of memory in a batch norm");
+  return p;
 }
 
 typedef struct {
@@ -24,54 +27,57 @@ typedef struct {
   float *y;
 } bn_ctx;
 
-static void sums_task(void *p, int t, int ntasks) {
+static void sums_task(void *p, int t, int ntasks, bs_worker *w) {
   const bn_ctx *c = p;
+  const bs_kernels *k = bs_worker_kernels(w);
   size_t r0, r1;
   bs_split(c->rows, t, ntasks, &r0, &r1);
   double *s = c->partial + (size_t)t * 2 * c->C;
   memset(s, 0, 2 * (size_t)c->C * sizeof(double));
   if (c->dy)
-    bs_bn_backward_sums(c->dy + r0 * c->C, c->x + r0 * c->C, r1 - r0, c->C, c->mean, s,
+    k->bs_bn_backward_sums(c->dy + r0 * c->C, c->x + r0 * c->C, r1 - r0, c->C, c->mean, s,
                         s + c->C);
   else
-    bs_channel_sums(c->x + r0 * c->C, r1 - r0, c->C, s, s + c->C);
+    k->bs_channel_sums(c->x + r0 * c->C, r1 - r0, c->C, s, s + c->C);
 }
 
-static void scale_shift_task(void *p, int t, int ntasks) {
+static void scale_shift_task(void *p, int t, int ntasks, bs_worker *w) {
   const bn_ctx *c = p;
   size_t r0, r1;
   bs_split(c->rows, t, ntasks, &r0, &r1);
-  bs_scale_shift(c->x + r0 * c->C, r1 - r0, c->C, c->scale, c->shift, c->relu,
+  bs_worker_kernels(w)->bs_scale_shift(c->x + r0 * c->C, r1 - r0, c->C, c->scale, c->shift, c->relu,
                  c->y + r0 * c->C);
 }
 
-static void axpby_task(void *p, int t, int ntasks) {
+static void axpby_task(void *p, int t, int ntasks, bs_worker *w) {
   const bn_ctx *c = p;
   size_t r0, r1;
   bs_split(c->rows, t, ntasks, &r0, &r1);
-  bs_channel_axpby(c->dy + r0 * c->C, c->x + r0 * c->C, r1 - r0, c->C, c->k1, c->k2, c->k3,
+  bs_worker_kernels(w)->bs_channel_axpby(c->dy + r0 * c->C, c->x + r0 * c->C, r1 - r0, c->C, c->k1, c->k2, c->k3,
                    c->y + r0 * c->C);
 }
 
 // Runs the reduction (sums of x, or of dy and dy*(x-mean) when dy is set) into out[2][C].
-static void reduce(bn_ctx *c, double *out) {
-  const int nt = row_tasks(c->rows);
-  c->partial = malloc((size_t)nt * 2 * c->C * sizeof(double));
-  bs_parallel_for(nt, sums_task, c);
+// Per-channel sums in BS_PARTITION_TASKS (or fewer) partials whatever the thread count,
+// reduced in task order.
+static void reduce(bs_context *ctx, bn_ctx *c, double *out) {
+  const int nt = row_tasks(c->rows, BS_PARTITION_TASKS);
+  c->partial = checked_malloc((size_t)nt * 2 * c->C * sizeof(double));
+  bs_parallel_for(ctx, nt, sums_task, c);
   memset(out, 0, 2 * (size_t)c->C * sizeof(double));
   for (int t = 0; t < nt; t++)
     for (int i = 0; i < 2 * c->C; i++) out[i] += c->partial[(size_t)t * 2 * c->C + i];
   free(c->partial);
 }
 
-void bs_bn_forward_train(const float *x, size_t rows, int C, const float *gamma,
+void bs_bn_forward_train(bs_context *ctx, const float *x, size_t rows, int C, const float *gamma,
                          const float *beta, float eps, float momentum, int relu,
                          float *run_mean, float *run_var, float *mean, float *invstd, float *y) {
-  BS_PROF_BEGIN;
-  double *sums = malloc(2 * (size_t)C * sizeof(double));
-  float *scale = malloc(2 * (size_t)C * sizeof(float)), *shift = scale + C;
+  BS_PROF_BEGIN(ctx);
+  double *sums = checked_malloc(2 * (size_t)C * sizeof(double));
+  float *scale = checked_malloc(2 * (size_t)C * sizeof(float)), *shift = scale + C;
   bn_ctx c = {.x = x, .rows = rows, .C = C};
-  reduce(&c, sums);
+  reduce(ctx, &c, sums);
   const double n = rows > 0 ? (double)rows : 1.0;
   for (int ch = 0; ch < C; ch++) {
     const double m = sums[ch] / n;
@@ -90,26 +96,26 @@ void bs_bn_forward_train(const float *x, size_t rows, int C, const float *gamma,
   c.shift = shift;
   c.relu = relu;
   c.y = y;
-  bs_parallel_for(row_tasks(rows), scale_shift_task, &c);
+  bs_parallel_for(ctx, row_tasks(rows, ctx->threads), scale_shift_task, &c);
   free(sums);
   free(scale);
-  BS_PROF_END(BS_PROF_BN_FWD);
+  BS_PROF_END(ctx, BS_PROF_BN_FWD);
 }
 
-void bs_bn_forward_infer(const float *x, size_t rows, int C, const float *gamma,
+void bs_bn_forward_infer(bs_context *ctx, const float *x, size_t rows, int C, const float *gamma,
                          const float *beta, const float *run_mean, const float *run_var,
                          float eps, int relu, float *y) {
-  BS_PROF_BEGIN;
-  float *scale = malloc(2 * (size_t)C * sizeof(float)), *shift = scale + C;
+  BS_PROF_BEGIN(ctx);
+  float *scale = checked_malloc(2 * (size_t)C * sizeof(float)), *shift = scale + C;
   for (int ch = 0; ch < C; ch++) {
     const double is = 1.0 / sqrt((double)run_var[ch] + eps);
     scale[ch] = (float)(gamma[ch] * is);
     shift[ch] = (float)(beta[ch] - (double)run_mean[ch] * gamma[ch] * is);
   }
   bn_ctx c = {.x = x, .rows = rows, .C = C, .scale = scale, .shift = shift, .relu = relu, .y = y};
-  bs_parallel_for(row_tasks(rows), scale_shift_task, &c);
+  bs_parallel_for(ctx, row_tasks(rows, ctx->threads), scale_shift_task, &c);
   free(scale);
-  BS_PROF_END(BS_PROF_BN_FWD);
+  BS_PROF_END(ctx, BS_PROF_BN_FWD);
 }
 
 // With xc = x - mean, xhat = xc*invstd, y = gamma*xhat + beta:
@@ -117,14 +123,14 @@ void bs_bn_forward_infer(const float *x, size_t rows, int C, const float *gamma,
 //   dx = gamma*invstd * (dy - dbeta/n - xc * invstd^2 * sum(dy*xc)/n)
 //      = k1*dy + k2*x + k3 with k1 = gamma*invstd, k2 = -k1*invstd^2*S/n,
 //        k3 = -k1*dbeta/n - k2*mean.
-void bs_bn_backward(const float *dy, const float *x, size_t rows, int C, const float *gamma,
+void bs_bn_backward(bs_context *ctx, const float *dy, const float *x, size_t rows, int C, const float *gamma,
                     const float *mean, const float *invstd, float *dgamma, float *dbeta,
                     float *dx) {
-  BS_PROF_BEGIN;
-  double *sums = malloc(2 * (size_t)C * sizeof(double));
-  float *k = malloc(3 * (size_t)C * sizeof(float));
+  BS_PROF_BEGIN(ctx);
+  double *sums = checked_malloc(2 * (size_t)C * sizeof(double));
+  float *k = checked_malloc(3 * (size_t)C * sizeof(float));
   bn_ctx c = {.x = x, .dy = dy, .mean = mean, .rows = rows, .C = C};
-  reduce(&c, sums);
+  reduce(ctx, &c, sums);
   const double n = rows > 0 ? (double)rows : 1.0;
   for (int ch = 0; ch < C; ch++) {
     const double is = invstd[ch], sdy = sums[ch], sdyxc = sums[C + ch];
@@ -140,8 +146,8 @@ void bs_bn_backward(const float *dy, const float *x, size_t rows, int C, const f
   c.k2 = k + C;
   c.k3 = k + 2 * C;
   c.y = dx;
-  bs_parallel_for(row_tasks(rows), axpby_task, &c);
+  bs_parallel_for(ctx, row_tasks(rows, ctx->threads), axpby_task, &c);
   free(sums);
   free(k);
-  BS_PROF_END(BS_PROF_BN_BWD);
+  BS_PROF_END(ctx, BS_PROF_BN_BWD);
 }

@@ -1,8 +1,8 @@
 // Direct 3x3 convolution (pad 1, stride 1 or 2) of one NHWC image, AVX2 + FMA: an "implicit
 // GEMM" with no im2col buffer.
 //
-// The image is first copied into a zero-bordered [H+2][W+2][Ci] buffer (per-thread scratch
-// slot 2), so that every output pixel reads all 9 taps unconditionally. Then, for each block
+// The image is first copied into a zero-bordered [H+2][W+2][Ci] buffer (the caller's
+// scratch), so that every output pixel reads all 9 taps unconditionally. Then, for each block
 // of 16 output channels (2 vectors; the last block may be 8 = 1 vector), the OH*OW output
 // pixels, in row-major order, are cut into tiles of P consecutive pixels (P <= 6 with 2
 // vectors, <= 12 with 1, split evenly: 1024 -> 171 tiles of 6 or 5, 64 -> 6*9 + 5*2; a tile
@@ -18,7 +18,6 @@
 // the error is at most 9*Ci*u * (|bias| + sum |x*w|), like the reference's.
 #include "ckernels.h"
 #include "conv_direct.h"
-#include "scratch.h"
 #include "simd_avx2.h"
 #include <string.h>
 
@@ -93,10 +92,11 @@ static BS_AVX2 void tile_nv1(int P, const float *const *xs, size_t xrow, int n, 
 
 // x: [H][W][Ci], wp packed (bs_conv3x3_direct_pack), bias: [Co] or NULL -> y: [OH][OW][Co]
 BS_AVX2 void bs_conv3x3_direct_avx2(const float *x, int H, int W, int Ci, int Co, int stride,
-                                    const float *wp, const float *bias, float *y) {
+                                    const float *wp, const float *bias, float *y,
+                                    float *scratch) {
   const int OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1, Co8 = (Co + 7) / 8 * 8;
   const size_t xrow = (size_t)(W + 2) * Ci, xstep = (size_t)stride * Ci, ystep = (size_t)Co;
-  float *xp = bs_scratch(2, (size_t)(H + 2) * xrow);
+  float *xp = scratch;   // [H + 2][W + 2][Ci]
   bs_conv3x3_pad_copy(x, H, W, Ci, xp);
   const int n = 3 * Ci;
   const size_t npix = (size_t)OH * OW;
@@ -134,7 +134,7 @@ BS_AVX2 void bs_conv3x3_direct_avx2(const float *x, int H, int W, int Ci, int Co
 // chunk's dy and input rows stay in L1 while every (channel block, ky, j tile) sweeps them;
 // the accumulators are loaded from and stored back to dwt once per chunk. With Co > 16 the
 // chunk's dy columns of one channel block are first copied to a dense [pixels][16] buffer
-// (scratch slot 3): read in place, they are Co floats apart, and with Co*4 bytes a multiple of
+// (in the scratch after the padded image): read in place, they are Co floats apart, and with Co*4 bytes a multiple of
 // 512 a chunk's rows all fall into 8 of L1's 64 sets and keep evicting each other (8x8x128 ->
 // 128: 47 GFLOP/s in place, 58 copied; copying costs more than it saves at Co = 16).
 //
@@ -220,13 +220,13 @@ static BS_AVX2 void dw_nv1_tail(DW_ARGS) {
 
 // x: [H][W][Ci], dy: [OH][OW][Co] -> dwt: [3][3][Ci][Co] (+=)
 BS_AVX2 void bs_conv3x3_direct_dw_avx2(const float *x, const float *dy, int H, int W, int Ci,
-                                       int Co, int stride, float *dwt) {
+                                       int Co, int stride, float *dwt, float *scratch) {
   const int OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1, Co8 = (Co + 7) / 8 * 8;
   const size_t xrow = (size_t)(W + 2) * Ci, xstep = (size_t)stride * Ci, Cs = (size_t)Co;
-  float *xp = bs_scratch(2, (size_t)(H + 2) * xrow);
+  float *xp = scratch;   // [H + 2][W + 2][Ci]
   bs_conv3x3_pad_copy(x, H, W, Ci, xp);
   const int n = 3 * Ci, chunk = OW >= 128 ? 1 : 128 / OW, copy = Co > 16;
-  float *gbuf = copy ? bs_scratch(3, (size_t)chunk * OW * 16) : NULL;
+  float *gbuf = copy ? scratch + bs_conv3x3_padded_floats(H, W, Ci) : NULL;
   for (int oy0 = 0; oy0 < OH; oy0 += chunk) {
     const int rows = OH - oy0 < chunk ? OH - oy0 : chunk;
     for (int c0 = 0; c0 < Co8; c0 += 16) {

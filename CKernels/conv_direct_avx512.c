@@ -8,7 +8,6 @@
 // these variants.
 #include "ckernels.h"
 #include "conv_direct.h"
-#include "scratch.h"
 #include "simd_avx512.h"
 #include <string.h>
 
@@ -49,10 +48,10 @@ static BS_AVX512 void tile_p(int P, const float *xp, size_t xstep, size_t xrow, 
 // x: [H][W][Ci], wp packed (bs_conv3x3_direct_pack), bias: [Co] or NULL -> y: [OH][OW][Co]
 BS_AVX512 void bs_conv3x3_direct_avx512(const float *x, int H, int W, int Ci, int Co,
                                         int stride, const float *wp, const float *bias,
-                                        float *y) {
+                                        float *y, float *scratch) {
   const int OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1, Co8 = (Co + 7) / 8 * 8;
   const size_t xrow = (size_t)(W + 2) * Ci, xstep = (size_t)stride * Ci, ystep = (size_t)Co;
-  float *xp = bs_scratch(2, (size_t)(H + 2) * xrow);
+  float *xp = scratch;   // [H + 2][W + 2][Ci]
   bs_conv3x3_pad_copy(x, H, W, Ci, xp);
   const int n = 3 * Ci, ntiles = (OW + PMAX - 1) / PMAX;
   for (int c0 = 0; c0 < Co8; c0 += 16) {
@@ -104,10 +103,10 @@ static BS_AVX512 void dw_j(int J, const float *xr, size_t xrstep, size_t xstep, 
 
 // x: [H][W][Ci], dy: [OH][OW][Co] -> dwt: [3][3][Ci][Co] (+=)
 BS_AVX512 void bs_conv3x3_direct_dw_avx512(const float *x, const float *dy, int H, int W,
-                                           int Ci, int Co, int stride, float *dwt) {
+                                           int Ci, int Co, int stride, float *dwt, float *scratch) {
   const int OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1;
   const size_t xrow = (size_t)(W + 2) * Ci, xstep = (size_t)stride * Ci, Cs = (size_t)Co;
-  float *xp = bs_scratch(2, (size_t)(H + 2) * xrow);
+  float *xp = scratch;   // [H + 2][W + 2][Ci]
   bs_conv3x3_pad_copy(x, H, W, Ci, xp);
   const int n = 3 * Ci, chunk = OW >= 128 ? 1 : 128 / OW, ntiles = (n + JMAX - 1) / JMAX;
   for (int oy0 = 0; oy0 < OH; oy0 += chunk) {

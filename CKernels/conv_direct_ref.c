@@ -16,6 +16,12 @@ size_t bs_conv3x3_direct_packed_floats(int Ci, int Co) {
   return (size_t)((Co + 7) / 8 * 8) * 9 * (size_t)Ci;
 }
 
+// The padded image, then the AVX2 weight gradient's gather buffer (chunk * OW <= max(W, 128)
+// pixels of 16 floats).
+size_t bs_conv3x3_direct_scratch_floats(int H, int W, int Ci) {
+  return bs_conv3x3_padded_floats(H, W, Ci) + (size_t)(W > 128 ? W : 128) * 16;
+}
+
 void bs_conv3x3_direct_pack(const float *w, int Ci, int Co, float *wp) {
   const int Co8 = (Co + 7) / 8 * 8;
   memset(wp, 0, bs_conv3x3_direct_packed_floats(Ci, Co) * sizeof(float));
@@ -32,7 +38,8 @@ void bs_conv3x3_direct_pack(const float *w, int Ci, int Co, float *wp) {
 // x: [H][W][Ci], wp packed, bias: [Co] or NULL -> y: [OH][OW][Co]
 // Each output is bias (or 0) plus the products in (ky, kx, ci) order, padding taps skipped.
 void bs_conv3x3_direct_ref(const float *x, int H, int W, int Ci, int Co, int stride,
-                           const float *wp, const float *bias, float *y) {
+                           const float *wp, const float *bias, float *y, float *scratch) {
+  (void)scratch;   // reads x in place
   const int OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1, Co8 = (Co + 7) / 8 * 8;
   for (int oy = 0; oy < OH; oy++)
     for (int ox = 0; ox < OW; ox++)
@@ -71,7 +78,8 @@ void bs_conv3x3_pad_copy(const float *x, int H, int W, int Ci, float *xp) {
 // Each dwt element adds its products in (oy, ox) order to its previous value, padding taps
 // skipped.
 void bs_conv3x3_direct_dw_ref(const float *x, const float *dy, int H, int W, int Ci, int Co,
-                              int stride, float *dwt) {
+                              int stride, float *dwt, float *scratch) {
+  (void)scratch;
   const int OH = (H - 1) / stride + 1, OW = (W - 1) / stride + 1;
   for (int ky = 0; ky < 3; ky++)
     for (int kx = 0; kx < 3; kx++)

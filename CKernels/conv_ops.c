@@ -24,9 +24,7 @@
 //   32x32x24 -> 24 s1         41.2 / 60.8           46.4 / 60.0           45.2 / 57.1
 //   16x16x17 -> 13 s1         17.0 / 47.3           27.9 / 49.8           27.3 / 43.5
 //   16x16x128 -> 128 s1       66.0 / 79.5           65.1 / 69.1           64.6 / 69.8
-#include "ckernels.h"
-#include "profile.h"
-#include "scratch.h"
+#include "context_internal.h"
 #include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -50,7 +48,7 @@ static int is_pointwise(const bs_conv_shape *s) {
 // ---------------------------------------------------------------------------------------------
 // Algorithm selection
 // ---------------------------------------------------------------------------------------------
-static int conv_algorithm = BS_CONV_AUTO;
+static int default_algorithm = BS_CONV_AUTO;
 static pthread_once_t algorithm_once = PTHREAD_ONCE_INIT;
 
 const char *bs_conv_algorithm_name(int algorithm) {
@@ -67,21 +65,16 @@ static void read_algorithm_env(void) {
   if (!env || !*env) return;
   for (int a = 0; a < BS_CONV_ALGORITHM_COUNT; a++)
     if (strcmp(env, bs_conv_algorithm_name(a)) == 0) {
-      conv_algorithm = a;
+      default_algorithm = a;
       return;
     }
   fprintf(stderr, "blockscope: BLOCKSCOPE_CONV=%s is not one of auto, gemm, direct; using auto\n",
           env);
 }
 
-int bs_conv_algorithm(void) {
+int bs_default_conv_algorithm(void) {
   pthread_once(&algorithm_once, read_algorithm_env);
-  return conv_algorithm;
-}
-
-void bs_set_conv_algorithm(int algorithm) {
-  pthread_once(&algorithm_once, read_algorithm_env);
-  if (algorithm >= 0 && algorithm < BS_CONV_ALGORITHM_COUNT) conv_algorithm = algorithm;
+  return default_algorithm;
 }
 
 // The shapes bs_conv3x3_direct implements.
@@ -112,8 +105,8 @@ enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_WEIGHTS };
 // Ci = 3, 16 and 32 win clearly, 64 breaks even, 128 loses. (One layer timed alone in a loop
 // favours sgemm from Ci = 32 up, 1.3-1.7x; likely because such a loop finds its operands in
 // cache, which a network's sequence of layers does not. The network is what runs.)
-static int auto_direct(const bs_conv_shape *s, int pass) {
-  switch (bs_active_isa()) {
+static int auto_direct(const bs_context *ctx, const bs_conv_shape *s, int pass) {
+  switch (ctx->isa) {
   case BS_ISA_AVX2: return pass != PASS_WEIGHTS || s->stride * s->Ci < 128 || s->Co < 128;
   case BS_ISA_AVX512: return s->Ci <= 64;
   default: return 0;
@@ -121,21 +114,36 @@ static int auto_direct(const bs_conv_shape *s, int pass) {
 }
 
 // Whether `pass` of convolution s runs through bs_conv3x3_direct(_dw).
-static int use_direct(const bs_conv_shape *s, int pass) {
+static int use_direct(const bs_context *ctx, const bs_conv_shape *s, int pass) {
   if (!is_direct_shape(s)) return 0;
   if (pass == PASS_BACKWARD_DATA && s->stride != 1) return 0;   // col2im path stays
-  switch (bs_conv_algorithm()) {
+  switch (ctx->conv_algorithm) {
   case BS_CONV_DIRECT: return 1;
   case BS_CONV_GEMM: return 0;
-  default: return auto_direct(s, pass);
+  default: return auto_direct(ctx, s, pass);
   }
 }
 
-// Packed weights for bs_conv3x3_direct (malloc'd; the caller frees).
+// Packed weights for bs_conv3x3_direct (malloc'd; the caller frees). Aborts when out of
+// memory, as every allocation of the layer ops does (their callers cannot recover mid-step).
 static float *pack_direct(const float *w, int Ci, int Co) {
   float *wp = malloc(bs_conv3x3_direct_packed_floats(Ci, Co) * sizeof(float));
+  BS_CHECK(wp, "out of memory packing convolution weights");
   bs_conv3x3_direct_pack(w, Ci, Co, wp);
   return wp;
+}
+
+static void *checked_malloc(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  BS_CHECK(p, "out of memory in a convolution");
+  return p;
+}
+
+// A worker's scratch; aborts when out of memory (see pack_direct).
+static float *scratch(bs_worker *w, bs_scratch_owner owner, size_t floats) {
+  float *p = bs_worker_scratch(w, owner, floats);
+  BS_CHECK(p, "out of memory for convolution scratch");
+  return p;
 }
 
 // Images per chunk: enough rows for an efficient sgemm, an im2col buffer that stays in L2.
@@ -178,32 +186,34 @@ static void flip_kernel(const bs_conv_shape *s, const float *w, float *wf) {
 }
 
 // y[n] = conv3x3(x[n]) (+ bias), image by image
-static void conv_forward_direct_task(void *p, int t, int ntasks) {
+static void conv_forward_direct_task(void *p, int t, int ntasks, bs_worker *w) {
   const conv_ctx *c = p;
   const bs_conv_shape *s = c->s;
   size_t n0, n1;
   bs_split((size_t)s->N, t, ntasks, &n0, &n1);
   const size_t in_img = (size_t)s->H * s->W * s->Ci, out_img = (size_t)s->OH * s->OW * s->Co;
+  float *work = scratch(w, BS_SCRATCH_CONV_DIRECT,
+                        bs_conv3x3_direct_scratch_floats(s->H, s->W, s->Ci));
   for (size_t n = n0; n < n1; n++)
-    bs_conv3x3_direct(c->x + n * in_img, s->H, s->W, s->Ci, s->Co, s->stride, c->wp, c->bias,
-                      c->y + n * out_img);
+    bs_worker_kernels(w)->bs_conv3x3_direct(c->x + n * in_img, s->H, s->W, s->Ci, s->Co,
+                                            s->stride, c->wp, c->bias, c->y + n * out_img, work);
 }
 
-// The sgemm A operand for m images starting at x: im2col into scratch slot 0
+// The sgemm A operand for m images starting at x: im2col into the worker's columns
 // ([m*OH*OW][KH*KW*Ci]), or x itself for a 1x1 stride-1 convolution.
-static const float *im2col_chunk(const bs_conv_shape *s, const float *x, int m) {
+static const float *im2col_chunk(bs_worker *w, const bs_conv_shape *s, const float *x, int m) {
   if (is_pointwise(s)) return x;
   const size_t in_img = (size_t)s->H * s->W * s->Ci;
   const size_t col_img = (size_t)s->OH * s->OW * s->KH * s->KW * s->Ci;
-  float *col = bs_scratch(0, (size_t)m * col_img);
+  float *col = scratch(w, BS_SCRATCH_CONV_COLUMNS, (size_t)m * col_img);
   for (int i = 0; i < m; i++)
-    bs_im2col(x + i * in_img, s->H, s->W, s->Ci, s->KH, s->KW, s->stride, s->pad,
-              col + i * col_img);
+    bs_worker_kernels(w)->bs_im2col(x + i * in_img, s->H, s->W, s->Ci, s->KH, s->KW, s->stride,
+                                    s->pad, col + i * col_img);
   return col;
 }
 
 // y[n0:n1] = im2col(x[n0:n1]) * W^T (+ bias)
-static void conv_forward_task(void *p, int t, int ntasks) {
+static void conv_forward_task(void *p, int t, int ntasks, bs_worker *w) {
   const conv_ctx *c = p;
   const bs_conv_shape *s = c->s;
   size_t n0, n1;
@@ -212,7 +222,7 @@ static void conv_forward_task(void *p, int t, int ntasks) {
   const size_t in_img = (size_t)s->H * s->W * s->Ci, out_img = (size_t)rows * s->Co;
   for (size_t n = n0; n < n1; n += g) {
     const int m = (int)((n + g <= n1) ? g : n1 - n);
-    const float *a = im2col_chunk(s, c->x + n * in_img, m);
+    const float *a = im2col_chunk(w, s, c->x + n * in_img, m);
     float *y = c->y + n * out_img;
     float beta = 0.0f;
     if (c->bias) {
@@ -224,26 +234,28 @@ static void conv_forward_task(void *p, int t, int ntasks) {
   }
 }
 
-void bs_conv_forward(const bs_conv_shape *s, const float *x, const float *w, const float *bias,
-                     float *y) {
-  BS_PROF_BEGIN;
+// Images in BS_PARTITION_TASKS parts whatever the thread count (the sgemm chunks follow them).
+void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, const float *w,
+                     const float *bias, float *y) {
+  BS_PROF_BEGIN(ctx);
   conv_ctx c = {.s = s, .x = x, .w = w, .bias = bias, .y = y};
-  int ntasks = bs_threads();
+  int ntasks = BS_PARTITION_TASKS;
   if (ntasks > s->N) ntasks = s->N;
-  if (use_direct(s, PASS_FORWARD)) {
+  if (use_direct(ctx, s, PASS_FORWARD)) {
     float *wp = pack_direct(w, s->Ci, s->Co);
     c.wp = wp;
-    bs_parallel_for(ntasks, conv_forward_direct_task, &c);
+    bs_parallel_for(ctx, ntasks, conv_forward_direct_task, &c);
     free(wp);
   } else {
-    bs_parallel_for(ntasks, conv_forward_task, &c);
+    bs_parallel_for(ctx, ntasks, conv_forward_task, &c);
   }
-  BS_PROF_END(BS_PROF_CONV_FWD);
+  BS_PROF_END(ctx, BS_PROF_CONV_FWD);
 }
 
 // dW_t = sum over chunks dy^T * im2col(x);  dx = col2im(dy * W)
-static void conv_backward_task(void *p, int t, int ntasks) {
+static void conv_backward_task(void *p, int t, int ntasks, bs_worker *w) {
   const conv_ctx *c = p;
+  const bs_kernels *k = bs_worker_kernels(w);
   const bs_conv_shape *s = c->s;
   size_t n0, n1;
   bs_split((size_t)s->N, t, ntasks, &n0, &n1);
@@ -262,16 +274,22 @@ static void conv_backward_task(void *p, int t, int ntasks) {
     dwt = c->dwt_partial + (size_t)t * s->Co * K;
     memset(dwt, 0, (size_t)s->Co * K * sizeof(float));
   }
+  float *work = dwt || c->wfp ? scratch(w, BS_SCRATCH_CONV_DIRECT,
+                                         bs_conv3x3_direct_scratch_floats(
+                                             s->H > s->OH ? s->H : s->OH,
+                                             s->W > s->OW ? s->W : s->OW,
+                                             s->Ci > s->Co ? s->Ci : s->Co))
+                                 : NULL;
   for (size_t n = n0; n < n1; n += g) {
     const int m = (int)((n + g <= n1) ? g : n1 - n);
     const float *dy = c->dy + n * out_img;
     if (dwt) {
       // dwt [K x Co] += the image's weight gradient, image by image
       for (int i = 0; i < m; i++)
-        bs_conv3x3_direct_dw(c->x + (n + i) * in_img, dy + (size_t)i * out_img, s->H, s->W,
-                             s->Ci, s->Co, s->stride, dwt);
+        k->bs_conv3x3_direct_dw(c->x + (n + i) * in_img, dy + (size_t)i * out_img, s->H, s->W,
+                                s->Ci, s->Co, s->stride, dwt, work);
     } else {
-      const float *a = im2col_chunk(s, c->x + n * in_img, m);
+      const float *a = im2col_chunk(w, s, c->x + n * in_img, m);
       // dw [Co x K] += dy^T [Co x M] * col [M x K]
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->Co, K, m * rows, 1.0f, dy, s->Co,
                   a, K, 1.0f, dw, K);
@@ -285,24 +303,24 @@ static void conv_backward_task(void *p, int t, int ntasks) {
     } else if (c->wfp) {
       // dx = conv3x3(dy, flipped kernel), image by image
       for (int i = 0; i < m; i++)
-        bs_conv3x3_direct(dy + (size_t)i * out_img, s->OH, s->OW, s->Co, s->Ci, 1, c->wfp, NULL,
-                          dx + (size_t)i * in_img);
+        k->bs_conv3x3_direct(dy + (size_t)i * out_img, s->OH, s->OW, s->Co, s->Ci, 1, c->wfp,
+                             NULL, dx + (size_t)i * in_img, work);
     } else if (c->w_flipped) {
       // dx [M x Ci] = im2col(dy) [M x KH*KW*Co] * Wf^T [KH*KW*Co x Ci]
       const int Kt = s->KH * s->KW * s->Co;
-      float *dcol = bs_scratch(1, (size_t)m * rows * Kt);
+      float *dcol = scratch(w, BS_SCRATCH_CONV_DX_COLUMNS, (size_t)m * rows * Kt);
       for (int i = 0; i < m; i++)
-        bs_im2col(dy + (size_t)i * out_img, s->OH, s->OW, s->Co, s->KH, s->KW, 1, s->pad,
+        k->bs_im2col(dy + (size_t)i * out_img, s->OH, s->OW, s->Co, s->KH, s->KW, 1, s->pad,
                   dcol + (size_t)i * rows * Kt);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m * rows, s->Ci, Kt, 1.0f, dcol, Kt,
                   c->w_flipped, Kt, 0.0f, dx, s->Ci);
     } else {
-      float *dcol = bs_scratch(1, (size_t)m * rows * K);
+      float *dcol = scratch(w, BS_SCRATCH_CONV_DX_COLUMNS, (size_t)m * rows * K);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m * rows, K, s->Co, 1.0f, dy,
                   s->Co, c->w, K, 0.0f, dcol, K);
       memset(dx, 0, (size_t)m * in_img * sizeof(float));
       for (int i = 0; i < m; i++)
-        bs_col2im(dcol + (size_t)i * rows * K, s->H, s->W, s->Ci, s->KH, s->KW, s->stride,
+        k->bs_col2im(dcol + (size_t)i * rows * K, s->H, s->W, s->Ci, s->KH, s->KW, s->stride,
                   s->pad, dx + (size_t)i * in_img);
     }
   }
@@ -311,50 +329,55 @@ static void conv_backward_task(void *p, int t, int ntasks) {
       for (int o = 0; o < s->Co; o++) dw[(size_t)o * K + k] = dwt[(size_t)k * s->Co + o];
 }
 
-void bs_conv_backward(const bs_conv_shape *s, const float *x, const float *w, const float *dy,
-                      float *dw, float *dbias, float *dx) {
-  BS_PROF_BEGIN;
+// The weight gradient sums over images: BS_PARTITION_TASKS partial sums whatever the thread
+// count, reduced in task order.
+void bs_conv_backward(bs_context *ctx, const bs_conv_shape *s, const float *x, const float *w,
+                      const float *dy, float *dw, float *dbias, float *dx) {
+  BS_PROF_BEGIN(ctx);
   const size_t K = (size_t)s->KH * s->KW * s->Ci;
   if (s->N == 0) {
     memset(dw, 0, (size_t)s->Co * K * sizeof(float));
     if (dbias) memset(dbias, 0, (size_t)s->Co * sizeof(float));
-    BS_PROF_END(BS_PROF_CONV_BWD);
+    BS_PROF_END(ctx, BS_PROF_CONV_BWD);
     return;
   }
-  int ntasks = bs_threads();
+  int ntasks = BS_PARTITION_TASKS;
   if (ntasks > s->N) ntasks = s->N;
-  float *dw_partial = ntasks == 1 ? dw : malloc((size_t)ntasks * s->Co * K * sizeof(float));
-  float *db_partial = !dbias ? NULL
+  float *dw_partial =
+      ntasks == 1 ? dw : checked_malloc((size_t)ntasks * s->Co * K * sizeof(float));
+  float *db_partial = !dbias        ? NULL
                       : ntasks == 1 ? dbias
-                                    : malloc((size_t)ntasks * s->Co * sizeof(float));
+                                    : checked_malloc((size_t)ntasks * s->Co * sizeof(float));
   float *w_flipped = NULL, *wfp = NULL;
   if (dx && backward_data_as_forward(s)) {
-    w_flipped = malloc((size_t)s->Co * K * sizeof(float));
+    w_flipped = checked_malloc((size_t)s->Co * K * sizeof(float));
     flip_kernel(s, w, w_flipped);
-    if (use_direct(s, PASS_BACKWARD_DATA)) {   // the flipped kernel: 3x3, pad 1, stride 1
+    if (use_direct(ctx, s, PASS_BACKWARD_DATA)) {   // the flipped kernel: 3x3, pad 1, stride 1
       wfp = pack_direct(w_flipped, s->Co, s->Ci);
       free(w_flipped);
       w_flipped = NULL;
     }
   }
-  float *dwt_partial =
-      use_direct(s, PASS_WEIGHTS) ? malloc((size_t)ntasks * s->Co * K * sizeof(float)) : NULL;
+  float *dwt_partial = use_direct(ctx, s, PASS_WEIGHTS)
+                           ? checked_malloc((size_t)ntasks * s->Co * K * sizeof(float))
+                           : NULL;
   conv_ctx c = {.s = s, .x = x, .w = w, .dy = dy, .w_flipped = w_flipped, .wfp = wfp,
                 .dwt_partial = dwt_partial, .dw_partial = dw_partial, .db_partial = db_partial,
                 .dx = dx};
-  bs_parallel_for(ntasks, conv_backward_task, &c);
+  bs_parallel_for(ctx, ntasks, conv_backward_task, &c);
   free(w_flipped);
   free(wfp);
   free(dwt_partial);
-  if (ntasks > 1) {   // reduce in task order: deterministic for a fixed thread count
+  if (ntasks > 1) {   // reduce in task order
+    bs_add_t *add = ctx->kernels.bs_add;
     memcpy(dw, dw_partial, (size_t)s->Co * K * sizeof(float));
-    for (int t = 1; t < ntasks; t++) bs_add(dw, dw_partial + (size_t)t * s->Co * K, s->Co * K, dw);
+    for (int t = 1; t < ntasks; t++) add(dw, dw_partial + (size_t)t * s->Co * K, s->Co * K, dw);
     free(dw_partial);
     if (dbias) {
       memcpy(dbias, db_partial, (size_t)s->Co * sizeof(float));
-      for (int t = 1; t < ntasks; t++) bs_add(dbias, db_partial + (size_t)t * s->Co, s->Co, dbias);
+      for (int t = 1; t < ntasks; t++) add(dbias, db_partial + (size_t)t * s->Co, s->Co, dbias);
       free(db_partial);
     }
   }
-  BS_PROF_END(BS_PROF_CONV_BWD);
+  BS_PROF_END(ctx, BS_PROF_CONV_BWD);
 }

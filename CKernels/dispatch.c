@@ -1,6 +1,6 @@
-// CPU detection once, the variant table from kernels.inc, and the dispatched entry points.
-// BLOCKSCOPE_ISA=ref|avx2|avx512 forces a variant (falling back, with a recorded reason, when
-// the CPU cannot run it).
+// CPU detection once, the variant table from kernels.inc, and kernel tables per ISA (each
+// context holds one). BLOCKSCOPE_ISA=ref|avx2|avx512 chooses the default ISA (falling back,
+// with a recorded reason, when the CPU cannot run it).
 #include "ckernels.h"
 #include <pthread.h>
 #include <stdio.h>
@@ -18,11 +18,12 @@ const bs_kernel_entry *bs_kernel_table(int *count) {
   return kernel_table;
 }
 
-static bs_isa active_isa = BS_ISA_REF;
+static bs_isa default_isa = BS_ISA_REF;
 static char override_error[160];
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 int bs_isa_supported(bs_isa isa) {
+#if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   switch (isa) {
   case BS_ISA_REF: return 1;
@@ -33,6 +34,9 @@ int bs_isa_supported(bs_isa isa) {
            __builtin_cpu_supports("fma");
   default: return 0;
   }
+#else
+  return isa == BS_ISA_REF;   // the SIMD variants are x86 only
+#endif
 }
 
 const char *bs_isa_name(bs_isa isa) {
@@ -43,11 +47,6 @@ const char *bs_isa_name(bs_isa isa) {
   default: return "?";
   }
 }
-
-// For each op: the pointer to its active variant, chosen by select_variants().
-#define BS_DEFINE_PTR(name, params, args) static name##_t *name##_impl;
-BS_OPS(BS_DEFINE_PTR)
-#undef BS_DEFINE_PTR
 
 static void *best_variant(const char *op, bs_isa isa) {
   void *best = NULL;
@@ -62,11 +61,12 @@ static void *best_variant(const char *op, bs_isa isa) {
   return best;
 }
 
-static void select_variants(bs_isa isa) {
-#define BS_SELECT(name, params, args) name##_impl = (name##_t *)best_variant(#name, isa);
+int bs_kernels_select(bs_isa isa, bs_kernels *k) {
+  if ((int)isa < 0 || isa >= BS_ISA_COUNT || !bs_isa_supported(isa)) return -1;
+#define BS_SELECT(name, params, args) k->name = (name##_t *)best_variant(#name, isa);
   BS_OPS(BS_SELECT)
 #undef BS_SELECT
-  active_isa = isa;
+  return 0;
 }
 
 static void detect(void) {
@@ -88,33 +88,15 @@ static void detect(void) {
     else
       isa = (bs_isa)want;
   }
-  select_variants(isa);
+  default_isa = isa;
 }
 
-void bs_init(void) { pthread_once(&init_once, detect); }
-
-bs_isa bs_active_isa(void) {
-  bs_init();
-  return active_isa;
+bs_isa bs_default_isa(void) {
+  pthread_once(&init_once, detect);
+  return default_isa;
 }
 
 const char *bs_isa_override_error(void) {
-  bs_init();
+  pthread_once(&init_once, detect);
   return override_error[0] ? override_error : NULL;
 }
-
-int bs_set_isa(bs_isa isa) {
-  bs_init();
-  if ((int)isa < 0 || isa >= BS_ISA_COUNT || !bs_isa_supported(isa)) return -1;
-  select_variants(isa);
-  return 0;
-}
-
-// The dispatched entry points.
-#define BS_DEFINE_ENTRY(name, params, args)                                                      \
-  void name params {                                                                             \
-    if (__builtin_expect(name##_impl == NULL, 0)) bs_init();                                     \
-    name##_impl args;                                                                            \
-  }
-BS_OPS(BS_DEFINE_ENTRY)
-#undef BS_DEFINE_ENTRY

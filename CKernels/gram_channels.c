@@ -15,8 +15,7 @@
 // The transpose was a scalar gather loop until 2026-12-05: in perf samples of bench-cka
 // (ResNet-56, 10 x 256 images) this file's task fell from 11.4 % of all samples to about 1 %
 // plus 3 % in bs_transpose_avx2.
-#include "ckernels.h"
-#include "scratch.h"
+#include "context_internal.h"
 #include "task_partials.h"
 #include <string.h>
 
@@ -29,11 +28,12 @@ typedef struct {
   const float *weights;
   float *partials;   // [ntasks][2][m][m]: per task, sum_c Kc and sum_c w_c Kc (upper triangles)
   double *mean_sums;
-  volatile int failed;   // a task could not get its scratch buffer
+  atomic_int failed;   // a task could not get its scratch buffer
 } channels_ctx;
 
-static void channels_task(void *p, int t, int ntasks) {
+static void channels_task(void *p, int t, int ntasks, bs_worker *wk) {
   channels_ctx *c = p;
+  const bs_kernels *kn = bs_worker_kernels(wk);
   size_t c0, c1;
   bs_split((size_t)c->channels, t, ntasks, &c0, &c1);
   const int m = c->m, C = c->channels;
@@ -42,22 +42,22 @@ static void channels_task(void *p, int t, int ntasks) {
   if (c0 == c1) return;
   const size_t P = c->positions, g = c1 - c0, d = P * (size_t)C;
   // buf[k][i][p] = x[i][p][c0 + k]; then one channel's Gram in Kc.
-  float *buf = bs_scratch(0, g * (size_t)m * P);
-  float *Kc = bs_scratch(1, (size_t)m * m + P);
+  float *buf = bs_worker_scratch(wk, BS_SCRATCH_CHANNEL_PANEL, g * (size_t)m * P);
+  float *Kc = bs_worker_scratch(wk, BS_SCRATCH_CHANNEL_GRAM, (size_t)m * m + P);
   float *row0 = Kc ? Kc + (size_t)m * m : NULL;
   if (!buf || !Kc) {
-    c->failed = 1;
+    atomic_store(&c->failed, 1);
     return;
   }
   // Image i's [P][C] block, columns c0..c1, transposed to buf[.][i][.] (row stride m * P).
   for (int i = 0; i < m; i++)
-    bs_transpose(c->x + (size_t)i * d + c0, P, g, C, buf + (size_t)i * P, (size_t)m * P);
+    kn->bs_transpose(c->x + (size_t)i * d + c0, P, g, C, buf + (size_t)i * P, (size_t)m * P);
   for (size_t k = 0; k < g; k++) {
     float *xc = buf + k * (size_t)m * P;
     // Keep row 0 to recover the column means after centring (mean = x - (x - mean)), as
     // bs_gram_centered does: a pass down the columns here would stride through the buffer.
     memcpy(row0, xc, P * sizeof(float));
-    bs_center_columns(xc, m, P, P, xc, P);
+    kn->bs_center_columns(xc, m, P, P, xc, P);
     double s1 = 0, s2 = 0;
     for (size_t q = 0; q < P; q++) {
       const double mean = (double)row0[q] - (double)xc[q];
@@ -67,7 +67,7 @@ static void channels_task(void *p, int t, int ntasks) {
     c->mean_sums[2 * (c0 + k)] = s1;
     c->mean_sums[2 * (c0 + k) + 1] = s2;
     memset(Kc, 0, sizeof(float) * m * m);
-    bs_dots_acc(xc, m, (int)P, xc, m, (int)P, (int)P, 1, Kc, m);
+    kn->bs_dots_acc(xc, m, (int)P, xc, m, (int)P, (int)P, 1, Kc, m);
     const float w = c->weights ? c->weights[c0 + k] : 0.0f;
     for (int i = 0; i < m; i++)
       for (int j = i; j < m; j++) {
@@ -80,20 +80,20 @@ static void channels_task(void *p, int t, int ntasks) {
 
 // x: [m][positions][channels], weights: [channels] or NULL -> K, Kw: [m][m] (full, symmetric),
 // mean_sums: [channels][2]. See ckernels.h.
-int bs_gram_centered_channels(const float *x, int m, size_t positions, int channels,
-                              const float *weights, float *K, float *Kw, double *mean_sums) {
-  bs_init();
+int bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size_t positions,
+                              int channels, const float *weights, float *K, float *Kw,
+                              double *mean_sums) {
   if (m <= 0 || channels <= 0 || positions == 0) return -1;
-  int ntasks = bs_threads();
+  int ntasks = ctx->threads;
   if (ntasks > channels) ntasks = channels;
   if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
-  // The calling thread's slot 3 (the tasks use slots 0 and 1).
-  float *partials = bs_scratch(3, (size_t)ntasks * 2 * m * m);
+  float *partials = bs_worker_scratch(bs_context_caller(ctx), BS_SCRATCH_TASK_PARTIALS,
+                                      (size_t)ntasks * 2 * m * m);
   if (!partials) return -1;
   channels_ctx c = {.x = x, .m = m, .channels = channels, .positions = positions,
                     .weights = weights, .partials = partials, .mean_sums = mean_sums};
-  bs_parallel_for(ntasks, channels_task, &c);
-  if (c.failed) return -1;
+  bs_parallel_for(ctx, ntasks, channels_task, &c);
+  if (atomic_load(&c.failed)) return -1;
   // Task order, so that the sums do not depend on scheduling.
   bs_reduce_task_partials(partials, 2 * (size_t)m * m, ntasks, m, K);
   if (Kw) bs_reduce_task_partials(partials + (size_t)m * m, 2 * (size_t)m * m, ntasks, m, Kw);

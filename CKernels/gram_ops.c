@@ -4,11 +4,10 @@
 // and dots_{ref,avx2,avx512}.c (bs_dots_acc, in place of cblas_ssyrk / cblas_sgemm: faster
 // on these short, wide shapes, see dots_avx2.c and dots_avx512.c).
 //
-// Determinism: work is split into bs_threads() tasks by fixed ranges, each task accumulates
+// Determinism: work is split into the context's thread count of tasks by fixed ranges, each task accumulates
 // privately, and the partials are summed in task order, so results depend on the thread count
 // but not on scheduling.
-#include "ckernels.h"
-#include "scratch.h"
+#include "context_internal.h"
 #include "task_partials.h"
 #include <lapacke.h>
 #include <math.h>
@@ -25,20 +24,26 @@ typedef struct {
   size_t d;
   float *partials;   // [ntasks][m][m], one per task (a thread may run several tasks)
   double mean_sq[MAX_TASKS];
+  atomic_int failed;   // a task could not get its scratch
 } gram_ctx;
 
-static void gram_task(void *p, int t, int ntasks) {
+static void gram_task(void *p, int t, int ntasks, bs_worker *wk) {
   gram_ctx *c = p;
+  const bs_kernels *k = bs_worker_kernels(wk);
   size_t j0, j1;
   bs_split(c->d, t, ntasks, &j0, &j1);
   const int m = c->m;
-  float *panel = bs_scratch(0, (size_t)m * GRAM_PANEL);
+  float *panel = bs_worker_scratch(wk, BS_SCRATCH_GRAM_PANEL, (size_t)m * GRAM_PANEL);
+  if (!panel) {
+    atomic_store(&c->failed, 1);
+    return;
+  }
   float *K = c->partials + (size_t)t * m * m;
   memset(K, 0, sizeof(float) * m * m);
   for (size_t j = j0; j < j1; j += GRAM_PANEL) {
     const size_t w = j1 - j < GRAM_PANEL ? j1 - j : GRAM_PANEL;
     // This panel's columns, centred, copied into the compact panel in the same pass.
-    bs_center_columns(c->x + j, m, w, c->d, panel, w);
+    k->bs_center_columns(c->x + j, m, w, c->d, panel, w);
     // The column means, recovered from row 0 (x - (x - mean)), for the variance check.
     double ms = 0;
     for (size_t k = 0; k < w; k++) {
@@ -47,22 +52,24 @@ static void gram_task(void *p, int t, int ntasks) {
     }
     c->mean_sq[t] += ms;
     // K += panel panel^T, upper triangle only (the reduction below reads j >= i).
-    bs_dots_acc(panel, m, (int)w, panel, m, (int)w, (int)w, 1, K, m);
+    k->bs_dots_acc(panel, m, (int)w, panel, m, (int)w, (int)w, 1, K, m);
   }
 }
 
-int bs_gram_centered(const float *x, int m, size_t d, float *K, double *mean_sq) {
-  bs_init();
+int bs_gram_centered(bs_context *ctx, const float *x, int m, size_t d, float *K,
+                     double *mean_sq) {
   gram_ctx c = {.x = x, .m = m, .d = d};
-  int ntasks = bs_threads();
+  int ntasks = ctx->threads;
   if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
   // Below a few panels per task the split costs more than it saves.
   if ((size_t)ntasks * GRAM_PANEL > d) ntasks = (int)((d + GRAM_PANEL - 1) / GRAM_PANEL);
   if (ntasks < 1) ntasks = 1;
-  // The calling thread's slot 3 (the tasks use slot 0 only): grows once, no mmap per call.
-  c.partials = bs_scratch(3, (size_t)ntasks * m * m);
+  // The caller's partials buffer: grows once per context, no mmap per call.
+  c.partials = bs_worker_scratch(bs_context_caller(ctx), BS_SCRATCH_TASK_PARTIALS,
+                                 (size_t)ntasks * m * m);
   if (!c.partials) return -1;
-  bs_parallel_for(ntasks, gram_task, &c);
+  bs_parallel_for(ctx, ntasks, gram_task, &c);
+  if (atomic_load(&c.failed)) return -1;
   bs_reduce_task_partials(c.partials, (size_t)m * m, ntasks, m, K);
   if (mean_sq) {
     *mean_sq = 0;
@@ -78,17 +85,23 @@ typedef struct {
   size_t len;
   ptrdiff_t stride_a, stride_b;   // > 0: the vectors sit at this constant stride (no gather)
   double *accs;   // [ntasks][na][nb or na], one per task
+  atomic_int failed;   // a task could not get its scratch
 } dots_ctx;
 
-static void dots_task(void *p, int t, int ntasks) {
+static void dots_task(void *p, int t, int ntasks, bs_worker *wk) {
   dots_ctx *c = p;
+  const bs_kernels *kn = bs_worker_kernels(wk);
   const size_t nchunks = (c->len + DOTS_CHUNK - 1) / DOTS_CHUNK;
   size_t k0, k1;
   bs_split(nchunks, t, ntasks, &k0, &k1);
   const int na = c->na, nb = c->b ? c->nb : c->na;
-  float *pa = bs_scratch(0, (size_t)na * DOTS_CHUNK);
-  float *pb = c->b ? bs_scratch(1, (size_t)nb * DOTS_CHUNK) : pa;
-  float *prod = bs_scratch(2, (size_t)na * nb);
+  float *pa = bs_worker_scratch(wk, BS_SCRATCH_DOTS_A, (size_t)na * DOTS_CHUNK);
+  float *pb = c->b ? bs_worker_scratch(wk, BS_SCRATCH_DOTS_B, (size_t)nb * DOTS_CHUNK) : pa;
+  float *prod = bs_worker_scratch(wk, BS_SCRATCH_DOTS_PRODUCT, (size_t)na * nb);
+  if (!pa || !pb || !prod) {
+    atomic_store(&c->failed, 1);
+    return;
+  }
   double *acc = c->accs + (size_t)t * na * nb;
   memset(acc, 0, sizeof(double) * na * nb);
   for (size_t k = k0; k < k1; k++) {
@@ -110,12 +123,12 @@ static void dots_task(void *p, int t, int ntasks) {
         for (int i = 0; i < nb; i++) memcpy(pb + (size_t)i * w, c->b[i] + off, (size_t)w * 4);
       }
       memset(prod, 0, sizeof(float) * (size_t)na * nb);
-      bs_dots_acc(A, na, lda, B, nb, ldb, w, 0, prod, nb);
+      kn->bs_dots_acc(A, na, lda, B, nb, ldb, w, 0, prod, nb);
       for (size_t i = 0; i < (size_t)na * nb; i++) acc[i] += prod[i];
     } else {
       // Upper triangle only: the entries below the diagonal are neither needed nor read.
       memset(prod, 0, sizeof(float) * (size_t)na * na);
-      bs_dots_acc(A, na, lda, A, na, lda, w, 1, prod, na);
+      kn->bs_dots_acc(A, na, lda, A, na, lda, w, 1, prod, na);
       for (int i = 0; i < na; i++)
         for (int j = i; j < na; j++) acc[(size_t)i * na + j] += prod[(size_t)i * na + j];
     }
@@ -132,22 +145,23 @@ static ptrdiff_t constant_stride(const float *const *v, int n, size_t len) {
   return s;
 }
 
-int bs_pairwise_dots(const float *const *a, int na, const float *const *b, int nb, size_t len,
-                     double *out) {
-  bs_init();
+int bs_pairwise_dots(bs_context *ctx, const float *const *a, int na, const float *const *b,
+                     int nb, size_t len, double *out) {
   const int cols = b ? nb : na;
   memset(out, 0, sizeof(double) * na * cols);
   if (na == 0 || cols == 0 || len == 0) return 0;
   dots_ctx c = {.a = a, .b = b, .na = na, .nb = nb, .len = len,
                .stride_a = constant_stride(a, na, len), .stride_b = b ? constant_stride(b, nb, len) : 0};
-  int ntasks = bs_threads();
+  int ntasks = ctx->threads;
   if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
   const size_t nchunks = (len + DOTS_CHUNK - 1) / DOTS_CHUNK;
   if ((size_t)ntasks > nchunks) ntasks = (int)nchunks;
-  // The calling thread's slot 3 (the tasks use slots 0-2): grows once, no mmap per call.
-  c.accs = (double *)bs_scratch(3, 2 * (size_t)ntasks * na * cols);
+  // The caller's partials buffer: grows once per context, no mmap per call.
+  c.accs = (double *)bs_worker_scratch(bs_context_caller(ctx), BS_SCRATCH_TASK_PARTIALS,
+                                       2 * (size_t)ntasks * na * cols);
   if (!c.accs) return -1;
-  bs_parallel_for(ntasks, dots_task, &c);
+  bs_parallel_for(ctx, ntasks, dots_task, &c);
+  if (atomic_load(&c.failed)) return -1;
   for (int t = 0; t < ntasks; t++)
     for (size_t i = 0; i < (size_t)na * cols; i++) out[i] += c.accs[(size_t)t * na * cols + i];
   if (!b)

@@ -1,7 +1,5 @@
 // Threaded elementwise ops, the linear layer and softmax cross-entropy.
-#include "ckernels.h"
-#include "profile.h"
-#include "scratch.h"
+#include "context_internal.h"
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -15,38 +13,42 @@ typedef struct {
 
 enum { ELT_RELU, ELT_RELU_BACKWARD, ELT_ADD_RELU, ELT_ADD };
 
-static void elt_task(void *p, int t, int ntasks) {
+static void elt_task(void *p, int t, int ntasks, bs_worker *w) {
   const elt_ctx *c = p;
+  const bs_kernels *k = bs_worker_kernels(w);
   size_t i0, i1;
   bs_split(c->n / 16, t, ntasks, &i0, &i1);   // 16-float aligned splits, tail to the last task
   i0 *= 16;
   i1 = (t == ntasks - 1) ? c->n : i1 * 16;
   const size_t n = i1 - i0;
   switch (c->kind) {
-  case ELT_RELU: bs_relu(c->a + i0, n, c->y + i0); break;
-  case ELT_RELU_BACKWARD: bs_relu_backward(c->a + i0, c->b + i0, n, c->y + i0); break;
-  case ELT_ADD_RELU: bs_add_relu(c->a + i0, c->b + i0, n, c->y + i0); break;
-  case ELT_ADD: bs_add(c->a + i0, c->b + i0, n, c->y + i0); break;
+  case ELT_RELU: k->bs_relu(c->a + i0, n, c->y + i0); break;
+  case ELT_RELU_BACKWARD: k->bs_relu_backward(c->a + i0, c->b + i0, n, c->y + i0); break;
+  case ELT_ADD_RELU: k->bs_add_relu(c->a + i0, c->b + i0, n, c->y + i0); break;
+  case ELT_ADD: k->bs_add(c->a + i0, c->b + i0, n, c->y + i0); break;
   }
 }
 
-static void elt(int kind, const float *a, const float *b, size_t n, float *y) {
-  BS_PROF_BEGIN;
+static void elt(bs_context *ctx, int kind, const float *a, const float *b, size_t n, float *y) {
+  BS_PROF_BEGIN(ctx);
   elt_ctx c = {.a = a, .b = b, .y = y, .n = n, .kind = kind};
-  int nt = bs_threads();
-  if (n < 65536) nt = 1;
-  bs_parallel_for(nt, elt_task, &c);
-  BS_PROF_END(BS_PROF_ELTWISE);
+  const int nt = n < 65536 ? 1 : ctx->threads;
+  bs_parallel_for(ctx, nt, elt_task, &c);
+  BS_PROF_END(ctx, BS_PROF_ELTWISE);
 }
 
-void bs_op_relu(const float *x, size_t n, float *y) { elt(ELT_RELU, x, NULL, n, y); }
-void bs_op_relu_backward(const float *y, const float *dy, size_t n, float *dx) {
-  elt(ELT_RELU_BACKWARD, y, dy, n, dx);
+void bs_op_relu(bs_context *ctx, const float *x, size_t n, float *y) {
+  elt(ctx, ELT_RELU, x, NULL, n, y);
 }
-void bs_op_add_relu(const float *a, const float *b, size_t n, float *y) {
-  elt(ELT_ADD_RELU, a, b, n, y);
+void bs_op_relu_backward(bs_context *ctx, const float *y, const float *dy, size_t n, float *dx) {
+  elt(ctx, ELT_RELU_BACKWARD, y, dy, n, dx);
 }
-void bs_op_add(const float *a, const float *b, size_t n, float *y) { elt(ELT_ADD, a, b, n, y); }
+void bs_op_add_relu(bs_context *ctx, const float *a, const float *b, size_t n, float *y) {
+  elt(ctx, ELT_ADD_RELU, a, b, n, y);
+}
+void bs_op_add(bs_context *ctx, const float *a, const float *b, size_t n, float *y) {
+  elt(ctx, ELT_ADD, a, b, n, y);
+}
 
 // x [N][In], w [Out][In], b [Out] -> y [N][Out]
 void bs_linear_forward(const float *x, int N, int In, int Out, const float *w, const float *b,

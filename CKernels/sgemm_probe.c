@@ -10,9 +10,10 @@ typedef struct {
   int n, reps;
 } probe_ctx;
 
-static void probe_task(void *p, int t, int ntasks) {
+static void probe_task(void *p, int t, int ntasks, bs_worker *w) {
   (void)t;
   (void)ntasks;
+  (void)w;
   const probe_ctx *c = p;
   const size_t nn = (size_t)c->n * c->n;
   float *a = aligned_alloc(64, nn * 3 * sizeof(float));
@@ -34,13 +35,13 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-double bs_sgemm_probe_gflops(int n, int reps) {
-  const int threads = bs_threads();
+double bs_sgemm_probe_gflops(bs_context *ctx, int n, int reps) {
+  const int threads = bs_context_threads(ctx);
   probe_ctx warm = {n, 1};
-  bs_parallel_for(threads, probe_task, &warm);
+  bs_parallel_for(ctx, threads, probe_task, &warm);
   probe_ctx c = {n, reps};
   const double t0 = now();
-  bs_parallel_for(threads, probe_task, &c);
+  bs_parallel_for(ctx, threads, probe_task, &c);
   const double dt = now() - t0;
   return 2.0 * n * n * (double)n * reps * threads / dt * 1e-9;
 }

@@ -7,11 +7,21 @@
 //
 // Two levels live here:
 //  * micro-kernels (this header's first half): single-threaded, one scalar `_ref` version kept
-//    forever plus SIMD variants; listed once in kernels.inc, dispatched by CPU detection, forced
-//    by BLOCKSCOPE_ISA=ref|avx2|avx512.
-//  * layer ops (second half): whole-batch forward/backward passes that split work over the
-//    thread pool and call the dispatched micro-kernels and single-threaded cblas_sgemm.
-//    For a fixed thread count every op is deterministic (fixed partition, fixed reduction order).
+//    forever plus SIMD variants; listed once in kernels.inc. A context's kernel table
+//    (bs_kernels) holds the variants of its ISA: detected, forced by BLOCKSCOPE_ISA, or set on
+//    the context.
+//  * layer ops (second half): whole-batch forward/backward passes that split work over a
+//    context's threads and call its micro-kernels and single-threaded cblas_sgemm.
+//
+// Every threaded op takes an explicit bs_context (as BLIS passes its cntx): the threads it runs
+// on, the kernel variants, the convolution algorithm, the scratch memory and the profile
+// counters all belong to the context, so requests with their own contexts do not change each
+// other's numbers or speed. No op reads or writes process-wide mutable state. Results are
+// deterministic: the training ops (convolution, batch norm) partition their reductions into a
+// fixed number of tasks, so their results do not depend on the thread count at all; the CKA
+// drivers partition by the thread count (their per-task partials are m x m matrices), so their
+// results are bit-identical for a given thread count and differ in the last bits between
+// thread counts.
 #ifndef BLOCKSCOPE_CKERNELS_H
 #define BLOCKSCOPE_CKERNELS_H
 
@@ -27,14 +37,13 @@ extern "C" {
 // ---------------------------------------------------------------------------------------------
 typedef enum { BS_ISA_REF = 0, BS_ISA_AVX2 = 1, BS_ISA_AVX512 = 2, BS_ISA_COUNT = 3 } bs_isa;
 
-// The ISA in use (detected once; BLOCKSCOPE_ISA overrides; an override the CPU cannot run
-// falls back to the best supported one and bs_isa_override_error() says why).
-bs_isa bs_active_isa(void);
+// The best ISA this CPU runs (detected once), or the one BLOCKSCOPE_ISA names; an override the
+// CPU cannot run falls back to the best supported one and bs_isa_override_error() says why.
+// New contexts start with it.
+bs_isa bs_default_isa(void);
 const char *bs_isa_name(bs_isa isa);
 // 1 if this CPU can run the variant.
 int bs_isa_supported(bs_isa isa);
-// Force a variant for the current process (tests). Returns 0 on success, -1 if unsupported.
-int bs_set_isa(bs_isa isa);
 // Non-NULL when BLOCKSCOPE_ISA held something unusable; the message names the value.
 const char *bs_isa_override_error(void);
 
@@ -44,6 +53,7 @@ const char *bs_isa_override_error(void);
 // ---------------------------------------------------------------------------------------------
 
 // Every micro-kernel: X(name, (parameters), (arguments)). The shape comment for each is below.
+// Micro-kernels never allocate: a kernel that needs working memory takes it as a parameter.
 //
 // bs_im2col: im2col for one NHWC image.
 //   x: [H][W][C]  ->  col: [OH*OW][KH*KW*C], zero padding `pad`, stride `stride`,
@@ -72,10 +82,12 @@ const char *bs_isa_override_error(void);
 // bs_conv3x3_direct: direct ("implicit GEMM") 3x3 convolution of one NHWC image, pad 1,
 //   stride 1 or 2, no im2col buffer. x: [H][W][Ci], wp: the weights as packed by
 //   bs_conv3x3_direct_pack, bias: [Co] or NULL -> y: [OH][OW][Co] (overwritten),
-//   OH = (H - 1)/stride + 1, OW likewise. May use the calling thread's scratch slot 2.
+//   OH = (H - 1)/stride + 1, OW likewise. scratch: bs_conv3x3_direct_scratch_floats(H, W, Ci)
+//   floats, 64-byte aligned (the padded image).
 // bs_conv3x3_direct_dw: the weight gradient of bs_conv3x3_direct's convolution for one image,
 //   ACCUMULATED, in the transposed layout [ky][kx][ci][co]. x: [H][W][Ci], dy: [OH][OW][Co]
-//   -> dwt: [3][3][Ci][Co] (+=). May use the calling thread's scratch slot 2.
+//   -> dwt: [3][3][Ci][Co] (+=). scratch: as bs_conv3x3_direct's (the padded image, a gather
+//   buffer).
 //
 // Gram kernels for CKA (gram_*.c; PAPER.md section 3). m examples, d features, ld row stride.
 // bs_center_columns: x: [m][ld] (first d columns) -> y: [m][ldy] (first d columns) = x - column
@@ -125,10 +137,11 @@ const char *bs_isa_override_error(void);
   X(bs_augment, (const uint8_t *src, int H, int W, int C, int pad, int oy, int ox, int flip,     \
                  float *dst), (src, H, W, C, pad, oy, ox, flip, dst))                             \
   X(bs_conv3x3_direct, (const float *x, int H, int W, int Ci, int Co, int stride,                 \
-                        const float *wp, const float *bias, float *y),                            \
-    (x, H, W, Ci, Co, stride, wp, bias, y))                                                       \
+                        const float *wp, const float *bias, float *y, float *scratch),            \
+    (x, H, W, Ci, Co, stride, wp, bias, y, scratch))                                              \
   X(bs_conv3x3_direct_dw, (const float *x, const float *dy, int H, int W, int Ci, int Co,         \
-                           int stride, float *dwt), (x, dy, H, W, Ci, Co, stride, dwt))     \
+                           int stride, float *dwt, float *scratch),                               \
+    (x, dy, H, W, Ci, Co, stride, dwt, scratch))                                                  \
   X(bs_center_columns, (const float *x, int m, size_t d, size_t ld, float *y, size_t ldy),        \
     (x, m, d, ld, y, ldy))                                                                        \
   X(bs_gram, (const float *x, int m, size_t d, size_t ld, float *K), (x, m, d, ld, K))            \
@@ -142,14 +155,26 @@ const char *bs_isa_override_error(void);
   X(bs_transpose, (const float *src, size_t rows, size_t cols, size_t lds, float *dst,           \
                    size_t ldd), (src, rows, cols, lds, dst, ldd))
 
-// For each op: a function type NAME_t, the variants NAME_ref / NAME_avx2 / NAME_avx512 (an
-// ISA without its own variant is absent from kernels.inc and falls back to the next lower one)
-// and the dispatched entry point NAME.
+// For each op: a function type NAME_t and the variants NAME_ref / NAME_avx2 / NAME_avx512 (an
+// ISA without its own variant is absent from kernels.inc and falls back to the next lower one).
 #define BS_DECLARE_OP(name, params, args)                                                        \
   typedef void name##_t params;                                                                  \
-  name##_t name##_ref, name##_avx2, name##_avx512, name;
+  name##_t name##_ref, name##_avx2, name##_avx512;
 BS_OPS(BS_DECLARE_OP)
 #undef BS_DECLARE_OP
+
+// One variant per op, all of one ISA (with the fallbacks above): a context's kernels. Call
+// through it: bs_context_kernels(ctx)->bs_relu(x, n, y).
+typedef struct {
+#define BS_KERNEL_FIELD(name, params, args) name##_t *name;
+  BS_OPS(BS_KERNEL_FIELD)
+#undef BS_KERNEL_FIELD
+} bs_kernels;
+// Fills *k with the variants of `isa`. 0, or -1 if this CPU cannot run it (k untouched).
+int bs_kernels_select(bs_isa isa, bs_kernels *k);
+
+// The working memory of bs_conv3x3_direct and bs_conv3x3_direct_dw for an H x W x Ci image.
+size_t bs_conv3x3_direct_scratch_floats(int H, int W, int Ci);
 
 // The packed weights of bs_conv3x3_direct (one layout for every variant): w [Co][3][3][Ci] ->
 // wp of bs_conv3x3_direct_packed_floats(Ci, Co) floats. Output channels rounded up to a
@@ -166,19 +191,63 @@ typedef struct {
 } bs_kernel_entry;
 const bs_kernel_entry *bs_kernel_table(int *count);
 
-// Detects the CPU once (idempotent; every entry point calls it lazily too).
-void bs_init(void);
+// ---------------------------------------------------------------------------------------------
+// Execution context: threads, kernel variants, convolution algorithm, scratch, profile.
+// ---------------------------------------------------------------------------------------------
+// A context is used by one thread at a time (a second thread entering its bs_parallel_for
+// aborts with a message, as does a task calling bs_parallel_for on its own context). Any
+// number of contexts may run at once, each on its own threads.
+typedef struct bs_context bs_context;
+// One thread of a context while it runs a task: its index and its scratch memory.
+typedef struct bs_worker bs_worker;
 
-// ---------------------------------------------------------------------------------------------
-// Thread pool. One process-wide pool of (threads - 1) workers plus the caller.
-// ---------------------------------------------------------------------------------------------
-// Set the number of threads (>= 1). Call before any op; default: online CPUs (BLOCKSCOPE_THREADS
-// overrides). OpenBLAS itself is always kept single-threaded: parallelism is ours.
-void bs_set_threads(int n);
-int bs_threads(void);
-// Runs fn(ctx, task, ntasks) for task = 0..ntasks-1 on the pool; returns when all are done.
-// Which thread runs which task is unspecified; results must depend only on the task index.
-void bs_parallel_for(int ntasks, void (*fn)(void *ctx, int task, int ntasks), void *ctx);
+#define BS_MAX_THREADS 64
+
+// The threads a context gets when its creator has no better idea: BLOCKSCOPE_THREADS, else the
+// online CPUs.
+int bs_default_threads(void);
+
+// A context that runs parallel sections on `threads` threads (the caller plus threads - 1
+// workers it starts on first use; clamped to [1, BS_MAX_THREADS]), with the kernel variants of
+// bs_default_isa(), the convolution algorithm BLOCKSCOPE_CONV names (default auto) and
+// profiling as BLOCKSCOPE_PROFILE says (default off). NULL when out of memory.
+bs_context *bs_context_create(int threads);
+// Stops and joins its workers and frees its scratch. NULL is ignored.
+void bs_context_destroy(bs_context *ctx);
+int bs_context_threads(const bs_context *ctx);
+bs_isa bs_context_isa(const bs_context *ctx);
+// Uses the variants of `isa` from now on. 0, or -1 if this CPU cannot run it.
+int bs_context_set_isa(bs_context *ctx, bs_isa isa);
+const bs_kernels *bs_context_kernels(const bs_context *ctx);
+// The calling thread's worker (worker 0): scratch for work outside parallel sections.
+bs_worker *bs_context_caller(bs_context *ctx);
+
+// Runs fn(arg, task, ntasks, worker) for task = 0..ntasks-1 on the context's threads and
+// returns when all are done. Which thread runs which task is unspecified: results must depend
+// on the task index only. `worker` is the running thread's (for scratch and kernels).
+typedef void bs_task_fn(void *arg, int task, int ntasks, bs_worker *worker);
+void bs_parallel_for(bs_context *ctx, int ntasks, bs_task_fn *fn, void *arg);
+
+// Scratch memory, one buffer per (worker, owner): named by who uses it, so that two users on
+// one thread never share a buffer. A buffer only grows and lives as long as its context.
+typedef enum {
+  BS_SCRATCH_CONV_COLUMNS,      // conv_ops.c: im2col of an input chunk
+  BS_SCRATCH_CONV_DX_COLUMNS,   // conv_ops.c: the backward-data pass's columns
+  BS_SCRATCH_CONV_DIRECT,       // conv_ops.c: bs_conv3x3_direct(_dw)'s working memory
+  BS_SCRATCH_GRAM_PANEL,        // gram_ops.c: a task's centred column panel
+  BS_SCRATCH_DOTS_A,            // gram_ops.c bs_pairwise_dots: gathered chunks of a
+  BS_SCRATCH_DOTS_B,            //   ... and of b
+  BS_SCRATCH_DOTS_PRODUCT,      //   ... one chunk's products
+  BS_SCRATCH_CHANNEL_PANEL,     // gram_channels.c: a task's transposed channels
+  BS_SCRATCH_CHANNEL_GRAM,      // gram_channels.c: one channel's Gram
+  BS_SCRATCH_TASK_PARTIALS,     // the CKA drivers' per-task partial results (caller only)
+  BS_SCRATCH_OWNER_COUNT
+} bs_scratch_owner;
+// A 64-byte aligned buffer of at least `floats` floats, valid until the worker's next call
+// with the same owner; NULL when out of memory.
+float *bs_worker_scratch(bs_worker *w, bs_scratch_owner owner, size_t floats);
+int bs_worker_index(const bs_worker *w);
+const bs_kernels *bs_worker_kernels(const bs_worker *w);
 
 // ---------------------------------------------------------------------------------------------
 // Layer ops (threaded). All tensors NHWC.
@@ -194,49 +263,51 @@ typedef struct {
 int bs_conv_shape_init(bs_conv_shape *s);
 
 // Forward: x [N][H][W][Ci], w [Co][KH][KW][Ci], bias [Co] or NULL -> y [N][OH][OW][Co].
-void bs_conv_forward(const bs_conv_shape *s, const float *x, const float *w, const float *bias,
-                     float *y);
-// Convolution algorithm. GEMM: im2col + single-threaded cblas_sgemm per image chunk, every
-// shape. DIRECT: for 3x3 pad-1 stride-1/2 convolutions, bs_conv3x3_direct for the forward
-// pass and (stride 1 only) the backward-data pass, bs_conv3x3_direct_dw for the weight
-// gradient; GEMM for everything else. AUTO (default): DIRECT for the passes and shapes where
+void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, const float *w,
+                     const float *bias, float *y);
+// Convolution algorithm (a context's). GEMM: im2col + single-threaded cblas_sgemm per image
+// chunk, every shape. DIRECT: for 3x3 pad-1 stride-1/2 convolutions, bs_conv3x3_direct for the
+// forward pass and (stride 1 only) the backward-data pass, bs_conv3x3_direct_dw for the
+// weight gradient; GEMM for everything else. AUTO (default): DIRECT for the passes and shapes where
 // it was measured faster (AVX2 and AVX-512 kernels; see conv_ops.c), GEMM otherwise.
-// BLOCKSCOPE_CONV=auto|gemm|direct sets the initial value (read once; anything else means
-// auto, with a warning on stderr).
+// BLOCKSCOPE_CONV=auto|gemm|direct sets the value new contexts start with (read once; anything
+// else means auto, with a warning on stderr).
 enum { BS_CONV_AUTO = 0, BS_CONV_GEMM = 1, BS_CONV_DIRECT = 2, BS_CONV_ALGORITHM_COUNT = 3 };
-// Sets the algorithm for the whole process (tests, benches); out-of-range values are ignored.
-void bs_set_conv_algorithm(int algorithm);
-int bs_conv_algorithm(void);
+// Sets the context's algorithm; out-of-range values are ignored.
+void bs_context_set_conv_algorithm(bs_context *ctx, int algorithm);
+int bs_context_conv_algorithm(const bs_context *ctx);
 const char *bs_conv_algorithm_name(int algorithm);   // "auto", "gemm", "direct"
 
 // Backward. dy [N][OH][OW][Co].
 //  dw [Co][KH][KW][Ci] (overwritten), dbias [Co] (overwritten, may be NULL),
 //  dx [N][H][W][Ci] (overwritten; NULL to skip, e.g. for the first layer).
-void bs_conv_backward(const bs_conv_shape *s, const float *x, const float *w, const float *dy,
+void bs_conv_backward(bs_context *ctx, const bs_conv_shape *s, const float *x, const float *w,
+                      const float *dy,
                       float *dw, float *dbias, float *dx);
 
 // Batch norm, training mode, over rows = N*H*W of C channels.
 // Computes batch mean/var (biased var for normalising), writes y = gamma*(x-mean)*invstd+beta
 // (ReLU'd if relu), stores mean/invstd [C] for backward, and updates the running statistics:
 // run = (1-momentum)*run + momentum*batch (running var uses the unbiased batch variance).
-void bs_bn_forward_train(const float *x, size_t rows, int C, const float *gamma,
+void bs_bn_forward_train(bs_context *ctx, const float *x, size_t rows, int C, const float *gamma,
                          const float *beta, float eps, float momentum, int relu,
                          float *run_mean, float *run_var, float *mean, float *invstd, float *y);
 // Batch norm, inference mode: y = gamma*(x-run_mean)/sqrt(run_var+eps)+beta (ReLU'd if relu).
-void bs_bn_forward_infer(const float *x, size_t rows, int C, const float *gamma,
+void bs_bn_forward_infer(bs_context *ctx, const float *x, size_t rows, int C, const float *gamma,
                          const float *beta, const float *run_mean, const float *run_var,
                          float eps, int relu, float *y);
 // Batch norm backward (training-mode statistics). dy [rows][C], x the BN input.
 // dgamma, dbeta [C] overwritten; dx [rows][C] overwritten (may alias dy).
-void bs_bn_backward(const float *dy, const float *x, size_t rows, int C, const float *gamma,
+void bs_bn_backward(bs_context *ctx, const float *dy, const float *x, size_t rows, int C,
+                    const float *gamma,
                     const float *mean, const float *invstd, float *dgamma, float *dbeta,
                     float *dx);
 
 // Threaded elementwise helpers over n floats.
-void bs_op_relu(const float *x, size_t n, float *y);
-void bs_op_relu_backward(const float *y, const float *dy, size_t n, float *dx);
-void bs_op_add_relu(const float *a, const float *b, size_t n, float *y);
-void bs_op_add(const float *a, const float *b, size_t n, float *y);
+void bs_op_relu(bs_context *ctx, const float *x, size_t n, float *y);
+void bs_op_relu_backward(bs_context *ctx, const float *y, const float *dy, size_t n, float *dx);
+void bs_op_add_relu(bs_context *ctx, const float *a, const float *b, size_t n, float *y);
+void bs_op_add(bs_context *ctx, const float *a, const float *b, size_t n, float *y);
 
 // Linear: x [N][In], w [Out][In], b [Out] -> y [N][Out].
 void bs_linear_forward(const float *x, int N, int In, int Out, const float *w, const float *b,
@@ -248,7 +319,8 @@ void bs_linear_backward(const float *x, int N, int In, int Out, const float *w, 
 // A batch of dataset images into a model input, threaded: image i is base[positions[i]]
 // ([H][W][C] u8) through bs_augment with (pad, oy[i], ox[i], flip[i]); oy/ox/flip may be NULL
 // (all zero: with pad 0 the plain u8 -> [0, 1] conversion). dst: [n][H][W][C] f32.
-void bs_augment_batch(const uint8_t *base, const int64_t *positions, int n, int H, int W, int C,
+void bs_augment_batch(bs_context *ctx, const uint8_t *base, const int64_t *positions, int n, int H,
+                      int W, int C,
                       int pad, const int32_t *oy, const int32_t *ox, const int32_t *flip,
                       float *dst);
 
@@ -259,7 +331,8 @@ double bs_softmax_xent(const float *logits, const int32_t *labels, int N, int K,
                        float *dlogits, int *correct);
 
 // ---------------------------------------------------------------------------------------------
-// CKA drivers (threaded; gram_ops.c). Results depend on the thread count, not on scheduling.
+// CKA drivers (threaded; gram_ops.c). Results depend on the context's thread count, not on
+// scheduling.
 // ---------------------------------------------------------------------------------------------
 // Gram matrix of column-centred features: x: [m][d] -> K: [m][m] = (x - 1 mean^T)(...)^T =
 // H (x x^T) H, full symmetric. Centring before the product keeps fp32 accurate (the raw Gram
@@ -267,19 +340,21 @@ double bs_softmax_xent(const float *logits, const int32_t *labels, int N, int K,
 // mean_sq (may be NULL) = sum over columns of the squared column mean, so that the raw energy
 // sum x^2 = m * mean_sq + trace(K) tells a constant representation from a varying one.
 // Returns 0, or -1 when out of memory.
-int bs_gram_centered(const float *x, int m, size_t d, float *K, double *mean_sq);
+int bs_gram_centered(bs_context *ctx, const float *x, int m, size_t d, float *K, double *mean_sq);
 // Two Grams for the price of one, from per-channel centred Grams Kc[c] of NHWC activations
 // (gram_channels.c): x: [m][positions][channels] -> K = sum_c Kc[c] (= bs_gram_centered's K)
 // and Kw = sum_c weights[c] Kc[c]; with weights a_c^2, Kw is the centred Gram of the
 // per-channel affine map a_c x + b_c (an inference BatchNorm: centring removes b_c). K, Kw:
 // [m][m] full symmetric (Kw and weights may be NULL). mean_sums: [channels][2] = the sum over
 // positions of channel c's column means and of their squares. 0, or -1 out of memory.
-int bs_gram_centered_channels(const float *x, int m, size_t positions, int channels,
+int bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size_t positions,
+                              int channels,
                               const float *weights, float *K, float *Kw, double *mean_sums);
 // All pairwise dot products of vectors of length len: out[i][j] = <a[i], b[j]>, fp32 products
 // over chunks of 4096 accumulated in double. b == NULL: a against itself (out: [na][na],
 // symmetric, computed once per pair). out: [na][nb or na]. Returns 0, or -1 out of memory.
-int bs_pairwise_dots(const float *const *a, int na, const float *const *b, int nb, size_t len,
+int bs_pairwise_dots(bs_context *ctx, const float *const *a, int na, const float *const *b, int nb,
+                     size_t len,
                      double *out);
 // Largest eigenvalue and its unit eigenvector of a symmetric K: [m][m] (LAPACKE_ssyevr).
 // u: [m]. Returns 0, or the LAPACK info / a negative code.
@@ -296,14 +371,16 @@ const char *bs_blas_core_name(void);
 const char *bs_blas_core_suggestion(void);
 int bs_blas_reexec_if_untuned(char *const *argv);
 
-// Per-op wall-clock accounting (also on with BLOCKSCOPE_PROFILE=1). enable(1) resets the
-// counters; read(op) gives op's name, seconds and calls, or -1 past the last op.
-void bs_profile_enable(int on);
-int bs_profile_read(int op, const char **name, double *seconds, long *calls);
+// A context's per-op wall-clock accounting (on from the start with BLOCKSCOPE_PROFILE=1).
+// enable(1) resets the counters; read(op) gives op's name, seconds and calls, or -1 past the
+// last op.
+void bs_context_profile_enable(bs_context *ctx, int on);
+int bs_context_profile_read(const bs_context *ctx, int op, const char **name, double *seconds,
+                            long *calls);
 
-// Throughput of cblas_sgemm as the ops use it (each pool thread its own single-threaded n^3
-// sgemm, `reps` times, all at once), in GFLOP/s over the whole pool. For benchmarks.
-double bs_sgemm_probe_gflops(int n, int reps);
+// Throughput of cblas_sgemm as the ops use it (each of the context's threads its own
+// single-threaded n^3 sgemm, `reps` times, all at once), in GFLOP/s over all of them.
+double bs_sgemm_probe_gflops(bs_context *ctx, int n, int reps);
 
 #ifdef __cplusplus
 }

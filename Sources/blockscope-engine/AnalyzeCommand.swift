@@ -47,7 +47,7 @@ struct AnalyzeCommand: ParsableCommand {
   }
 
   func run() throws {
-    if let threads { bs_set_threads(Int32(threads)) }
+    let context = KernelContext(threads: threads)
     let (model, ckpt, splits) = try source.load()
     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
     let test = splits.test.selecting(Array(0..<min(examples, splits.test.count)))
@@ -64,7 +64,7 @@ struct AnalyzeCommand: ParsableCommand {
     let request = HeatmapRequest(estimator: CKAEstimator(rawValue: estimator)!,
                                  plan: MinibatchPlan(batchSize: batchSize, passes: passes, seed: seed),
                                  bootstrap: bootstrap)
-    let engine = MinibatchCKA(cache: GramCache(budgetBytes: 2 << 30))
+    let engine = MinibatchCKA(cache: GramCache(budgetBytes: 2 << 30), context: context)
     let sel = selector(layers)
     let heatmap = try engine.heatmap(rows: model, sel, data: test, request: request) { done, total in
       if done == total || done % 10 == 0 { print("  heatmap: batch \(done)/\(total)"); fflush(nil) }
@@ -104,7 +104,7 @@ struct AnalyzeCommand: ParsableCommand {
     // First principal components.
     if !noPC {
       let pcData = splits.test.selecting(Array(0..<min(pcExamples, splits.test.count)))
-      let pc = try FirstPrincipalComponents.run(model, sel, data: pcData)
+      let pc = try FirstPrincipalComponents.run(model, sel, data: pcData, context: context)
       try writeJSON(pc, to: out + "/pc.json")
       func mean(_ xs: [Double]) -> String { xs.isEmpty ? "-" : String(format: "%.3f", xs.reduce(0, +) / Double(xs.count)) }
       let inside = pc.layers.filter { inBlock.contains($0.name) }.compactMap(\.pc1Fraction)
@@ -119,7 +119,8 @@ struct AnalyzeCommand: ParsableCommand {
       var pconf = ProbeConfig()
       pconf.epochs = probeEpochs
       pconf.pool2x2 = probePool
-      let report = try ProbeRunner.run(model.network, train: splits.train, test: evalSet, config: pconf)
+      let report = try ProbeRunner.run(model.network, train: splits.train, test: evalSet,
+                                       config: pconf, context: context)
       try writeJSON(report, to: out + "/probes.json")
       print("linear probes (\(report.trainCount) train, \(report.testCount) test, \(probeEpochs) epochs):")
       print("  " + report.layers.map { "\($0.name) \(String(format: "%.1f%%", $0.testAccuracy * 100))" }.joined(separator: ", "))
@@ -127,7 +128,7 @@ struct AnalyzeCommand: ParsableCommand {
 
     // Block deletion.
     if !noDeletion {
-      let del = try BlockDeletion.run(model.network, test: evalSet)
+      let del = try BlockDeletion.run(model.network, test: evalSet, context: context)
       try writeJSON(del, to: out + "/deletion.json")
       print(String(format: "block deletion (intact %.2f%%):", del.intactAccuracy * 100))
       print("  single: " + del.blocks.map { b in

@@ -49,7 +49,7 @@ struct BenchCKACommand: ParsableCommand {
   }
 
   func run() throws {
-    if let threads { bs_set_threads(Int32(threads)) }
+    let context = KernelContext(threads: threads)
     let network: ResNet
     if let checkpoint {
       network = try ModelState.model(from: try Checkpoint.load(from: checkpoint), source: checkpoint)
@@ -74,11 +74,12 @@ struct BenchCKACommand: ParsableCommand {
     let positions = try request.plan.batches(count: n)
     let reps = network.config.representations
     var t = Date()
-    try ActivationStream.run(model: network, data: data, batches: positions, representations: reps) { _, _, _ in }
+    try ActivationStream.run(model: network, data: data, batches: positions, representations: reps,
+                             context: context) { _, _, _ in }
     let forward = Date().timeIntervalSince(t)
 
     let cache = GramCache(budgetBytes: 8 << 30)
-    let engine = MinibatchCKA(cache: cache)
+    let engine = MinibatchCKA(cache: cache, context: context)
     t = Date()
     let scratch = try engine.heatmap(rows: model, .all, data: data, request: request)
     let secondsScratch = Date().timeIntervalSince(t)
@@ -95,7 +96,7 @@ struct BenchCKACommand: ParsableCommand {
     let r = Result(model: network.config.name, representations: scratch.rowNames.count, examples: n,
                    seconds_scratch: secondsScratch, seconds_cached: secondsCached,
                    peak_rss_mb: peakRSSMiB(), seconds_forward_only: forward, estimator: estimator,
-                   data: dataName, threads: Int(bs_threads()),
+                   data: dataName, threads: context.threads,
                    cache_mb: Double(cache.currentStats.bytes) / 1_048_576,
                    scratch_forward_s: scratch.stats.secondsForward, scratch_grams_s: scratch.stats.secondsGrams,
                    scratch_forms_s: scratch.stats.secondsForms, scratch_products_s: scratch.stats.secondsProducts)
@@ -121,6 +122,7 @@ struct BenchPCCommand: ParsableCommand {
   @Flag var json = false
 
   func run() throws {
+    let context = KernelContext()
     var rng = RandomSource(seed: 3)
     for nn in n.split(separator: ",").compactMap({ Int($0) }) {
       for dd in d.split(separator: ",").compactMap({ Int($0) }) {
@@ -133,7 +135,8 @@ struct BenchPCCommand: ParsableCommand {
           copy.copy(from: x)
           let rep = Representation(name: "x", kind: .relu, height: 1, width: 1, channels: dd, block: nil)
           let t = Date()
-          let (layer, _) = try FirstPrincipalComponents.decompose(copy, n: nn, rep: rep, method: method)
+          let (layer, _) = try FirstPrincipalComponents.decompose(copy, n: nn, rep: rep, method: method,
+                                                                  context: context)
           times[method.rawValue] = Date().timeIntervalSince(t)
           fractions[method.rawValue] = layer.pc1Fraction ?? -1
         }

@@ -29,28 +29,28 @@ struct BenchTrainCommand: ParsableCommand {
   ]
 
   func run() throws {
-    if let threads { bs_set_threads(Int32(threads)) }
+    let context = KernelContext(threads: threads)
     let names = models.split(separator: ",").map(String.init)
     for n in names where Self.known[n] == nil { throw ValidationError("unknown model \(n)") }
-    let sgemm = bs_sgemm_probe_gflops(1024, 8)
-    let isa = String(cString: bs_isa_name(bs_active_isa()))
-    let conv = String(cString: bs_conv_algorithm_name(bs_conv_algorithm()))
+    let sgemm = context.sgemmProbe()
+    let isa = context.isaName
+    let conv = context.convAlgorithmName
     if !json {
-      print("sgemm (\(bs_threads()) threads x single-threaded 1024^3): \(String(format: "%.1f", sgemm)) GFLOP/s; kernels: \(isa); conv: \(conv)")
+      print("sgemm (\(context.threads) threads x single-threaded 1024^3): \(String(format: "%.1f", sgemm)) GFLOP/s; kernels: \(isa); conv: \(conv)")
       print("model        mode   batch   images/s   ms/step   GFLOP/s   share of sgemm")
     }
     for name in names {
       let cfg = Self.known[name]!
       for (mode, batch) in [("train", 128), ("infer", 256)] {
         let net = try ResNet(config: cfg, seed: 1)
-        let times = try measure(net, mode: mode, batch: batch)
-        if profile && !json { printProfile(steps: steps, total: times.reduce(0, +)) }
+        let times = try measure(net, mode: mode, batch: batch, context: context)
+        if profile && !json { printProfile(context, steps: steps, total: times.reduce(0, +)) }
         let median = times.sorted()[times.count / 2]
         let ips = Double(batch) / median
         let flopsPerImage = Double(2 * cfg.forwardMACs) * (mode == "train" ? 3 : 1)
         let achieved = ips * flopsPerImage * 1e-9
         if json {
-          print("{\"model\":\"\(name)\",\"mode\":\"\(mode)\",\"batch\":\(batch),\"images_per_s\":\(String(format: "%.1f", ips)),\"achieved_gflops\":\(String(format: "%.2f", achieved)),\"sgemm_gflops\":\(String(format: "%.2f", sgemm)),\"threads\":\(bs_threads()),\"isa\":\"\(isa)\",\"conv\":\"\(conv)\"}")
+          print("{\"model\":\"\(name)\",\"mode\":\"\(mode)\",\"batch\":\(batch),\"images_per_s\":\(String(format: "%.1f", ips)),\"achieved_gflops\":\(String(format: "%.2f", achieved)),\"sgemm_gflops\":\(String(format: "%.2f", sgemm)),\"threads\":\(context.threads),\"isa\":\"\(isa)\",\"conv\":\"\(conv)\"}")
         } else {
           print(String(format: "%-12@ %-6@ %5d   %8.1f   %7.1f   %7.1f   %5.1f%%", name, mode, batch, ips,
                        median * 1000, achieved, 100 * achieved / sgemm))
@@ -60,22 +60,19 @@ struct BenchTrainCommand: ParsableCommand {
     }
   }
 
-  private func printProfile(steps: Int, total: Double) {
-    var op: Int32 = 0
-    var name: UnsafePointer<CChar>?
-    var seconds = 0.0, calls = 0
+  private func printProfile(_ context: KernelContext, steps: Int, total: Double) {
     var parts: [String] = []
     var accounted = 0.0
-    while bs_profile_read(op, &name, &seconds, &calls) == 0 {
-      parts.append(String(format: "%@ %.1f ms", String(cString: name!), 1000 * seconds / Double(steps)))
+    for (name, seconds, _) in context.profileReport() {
+      parts.append(String(format: "%@ %.1f ms", name, 1000 * seconds / Double(steps)))
       accounted += seconds
-      op += 1
     }
     parts.append(String(format: "other %.1f ms", 1000 * (total - accounted) / Double(steps)))
     print("    per step: " + parts.joined(separator: ", "))
   }
 
-  private func measure(_ net: ResNet, mode: String, batch: Int) throws -> [Double] {
+  private func measure(_ net: ResNet, mode: String, batch: Int,
+                       context: KernelContext) throws -> [Double] {
     let cfg = net.config, k = cfg.numClasses
     var rng = RandomSource(seed: 7)
     let labels = (0..<batch).map { _ in Int32(rng.below(k)) }
@@ -86,13 +83,13 @@ struct BenchTrainCommand: ParsableCommand {
         input[i] = Float(rng.uniform())
       }
       for s in 0..<(warmup + steps) {
-        if s == warmup && profile { bs_profile_enable(1) }
+        if s == warmup && profile { context.profile(true) }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let logits = net.forwardTrain(n: batch)
+        let logits = net.forwardTrain(n: batch, context: context)
         _ = bs_softmax_xent(logits, labels, Int32(batch), Int32(k), nil, net.logitGradient, nil)
-        net.backward()
+        net.backward(context: context)
         for p in net.parameters {
-          bs_sgd_momentum(p.value.data, p.momentum.data, p.grad.data, p.value.count, 0.01, 0.9,
+          context.kernels.bs_sgd_momentum(p.value.data, p.momentum.data, p.grad.data, p.value.count, 0.01, 0.9,
                           p.decay ? 5e-4 : 0)
         }
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
@@ -102,9 +99,9 @@ struct BenchTrainCommand: ParsableCommand {
       let input = Tensor([batch, cfg.inputHeight, cfg.inputWidth, cfg.inputChannels])
       for i in 0..<input.count { input[i] = Float(rng.uniform()) }
       for s in 0..<(warmup + steps) {
-        if s == warmup && profile { bs_profile_enable(1) }
+        if s == warmup && profile { context.profile(true) }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        _ = try net.infer(input.data, n: batch)
+        _ = try net.infer(input.data, n: batch, context: context)
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
         if s >= warmup { times.append(dt) }
       }

@@ -57,7 +57,7 @@ struct TrainCommand: ParsableCommand {
   }
 
   func run() throws {
-    if let threads { bs_set_threads(Int32(threads)) }
+    let context = KernelContext(threads: threads)
     if let warning = bs_isa_override_error() { printError(String(cString: warning)) }
     var saved: Checkpoint?
     if let resume {
@@ -91,15 +91,15 @@ struct TrainCommand: ParsableCommand {
       tc.epochs = max(saved.training.epochs, epochs ?? saved.training.epochs)
       try ModelState.restore(saved, into: net, optimizer: true, source: resume!)
     }
-    let trainer = try Trainer(model: net, config: tc, data: splits)
+    let trainer = try Trainer(model: net, config: tc, data: splits, context: context)
     if let saved {
       trainer.restoreHistory(saved.history)
       print("resuming \(resume!) after epoch \(saved.epochsCompleted) of \(tc.epochs)")
     }
     let checkpoint = self.checkpoint ?? resume
     print("\(cfg.name) on \(spec.dataset): \(splits.train.count) training / \(splits.test.count) test images, "
-          + "\(tc.epochs) epochs, batch \(tc.batchSize), lr \(tc.learningRate), \(bs_threads()) threads, "
-          + "kernels \(String(cString: bs_isa_name(bs_active_isa())))")
+          + "\(tc.epochs) epochs, batch \(tc.batchSize), lr \(tc.learningRate), \(context.threads) threads, "
+          + "kernels \(context.isaName)")
     let line = ProgressLine()
     let started = Date()
     try trainer.run(progress: { p in

@@ -44,6 +44,23 @@ struct BlockscopedCommand: ParsableCommand {
   @Option(help: ArgumentHelp("Worker threads that answer requests.", valueName: "n"))
   var workers: Int = 4
 
+  @Option(name: .customLong("parallel-jobs"),
+          help: ArgumentHelp("Training jobs run at the same time (default 1: one after another).",
+                             discussion: "Above 1, a job that names no threads gets the online CPUs divided by this.",
+                             valueName: "n"))
+  var parallelJobs: Int = 1
+
+  @Option(name: .customLong("training-threads"),
+          help: ArgumentHelp("Kernel threads of a training job whose TRAIN names none (default: every online CPU, or BLOCKSCOPE_THREADS).",
+                             valueName: "n"))
+  var trainingThreads: Int?
+
+  @Option(name: .customLong("analysis-threads"),
+          help: ArgumentHelp("Kernel threads of each analysis request (default: every online CPU, or BLOCKSCOPE_THREADS).",
+                             discussion: "Every job and request computes on threads of its own: one never changes another's thread count or numbers.",
+                             valueName: "n"))
+  var analysisThreads: Int?
+
   @Option(name: .customLong("data"),
           help: ArgumentHelp("Where a dataset's files are (repeatable), e.g. --data cifar10=/data/cifar-10-batches-bin.",
                              discussion: "Wins over BLOCKSCOPE_DATA and the config file (see the overview).",
@@ -70,6 +87,14 @@ struct BlockscopedCommand: ParsableCommand {
     guard workers >= 1 && workers <= 256 else {
       throw ValidationError("--workers must be from 1 to 256, not \(workers)")
     }
+    guard parallelJobs >= 1 && parallelJobs <= 64 else {
+      throw ValidationError("--parallel-jobs must be from 1 to 64, not \(parallelJobs)")
+    }
+    for (flag, value) in [("--training-threads", trainingThreads), ("--analysis-threads", analysisThreads)] {
+      if let value, !(1...64).contains(value) {
+        throw ValidationError("\(flag) must be from 1 to 64, not \(value)")
+      }
+    }
     do {
       _ = try DatasetLocations.parseEntries(data, what: "--data")
     } catch let error as DatasetLocationError {
@@ -93,6 +118,9 @@ struct BlockscopedCommand: ParsableCommand {
       storePath: absolute(store ?? Self.defaultStore(environment)),
       cacheBytes: cacheMB << 20,
       workers: workers,
+      parallelJobs: parallelJobs,
+      trainingThreads: trainingThreads,
+      analysisThreads: analysisThreads,
       datasetLocations: datasetLocations)
     do {
       try FileManager.default.createDirectory(atPath: configuration.storePath, withIntermediateDirectories: true,
@@ -200,6 +228,9 @@ struct DaemonConfiguration {
   var storePath: String
   var cacheBytes: Int
   var workers: Int
+  var parallelJobs: Int
+  var trainingThreads: Int?
+  var analysisThreads: Int?
   var datasetLocations: DatasetLocations
 }
 
@@ -222,9 +253,13 @@ func serve(_ configuration: DaemonConfiguration, ready: (Startup) -> Void) -> In
   }
   let service: DaemonService
   do {
-    service = try DaemonService(options: ServiceOptions(
+    var options = ServiceOptions(
       storeDirectory: configuration.storePath, cacheBytes: configuration.cacheBytes,
-      datasetLocations: configuration.datasetLocations))
+      datasetLocations: configuration.datasetLocations,
+      trainingThreads: configuration.trainingThreads)
+    options.analysisThreads = configuration.analysisThreads
+    options.parallelJobs = configuration.parallelJobs
+    service = try DaemonService(options: options)
   } catch {
     transport.abandon()
     ready(.failure("cannot open the store \(configuration.storePath): \(error)"))

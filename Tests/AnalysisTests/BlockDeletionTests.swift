@@ -35,14 +35,14 @@ final class BlockDeletionTests: XCTestCase {
     let data = DatasetSplits(train: quadrants(count: 256, seed: 1), test: quadrants(count: 128, seed: 2))
     let model = try ResNet(config: config, seed: 3)
     try Trainer(model: model, config: TrainConfig(epochs: 3, batchSize: 32, learningRate: 0.05,
-                                                  augment: false, seed: 3), data: data).run()
+                                                  augment: false, seed: 3), data: data, context: testKernels).run()
     return (model, data.test)
   }
 
   static func input(_ data: Dataset) -> Tensor {
     let t = Tensor([data.count, data.height, data.width, data.channels])
     var rng = RandomSource(seed: 0)
-    BatchLoader.fill(t.data, from: data, positions: Array(0..<data.count)[...], augment: false, rng: &rng)
+    BatchLoader.fill(t.data, from: data, positions: Array(0..<data.count)[...], augment: false, rng: &rng, context: testKernels)
     return t
   }
 
@@ -55,20 +55,20 @@ final class BlockDeletionTests: XCTestCase {
       p.value.zero()
     }
     let x = Self.input(test)
-    let intact = try model.infer(x.data, n: test.count)
-    let bypassed = try model.infer(x.data, n: test.count, skip: ["s1.b2"])
+    let intact = try model.infer(x.data, n: test.count, context: testKernels)
+    let bypassed = try model.infer(x.data, n: test.count, context: testKernels, skip: ["s1.b2"])
     XCTAssertEqual(intact.count, bypassed.count)
     for i in 0..<intact.count { XCTAssertEqual(intact[i], bypassed[i], accuracy: 1e-6) }
-    let a = try Evaluation.run(model, on: test, batchSize: 50)
-    let b = try BlockDeletion.evaluate(model, test: test, removing: ["s1.b2"], batchSize: 50)
+    let a = try Evaluation.run(model, on: test, batchSize: 50, context: testKernels)
+    let b = try BlockDeletion.evaluate(model, test: test, removing: ["s1.b2"], batchSize: 50, context: testKernels)
     XCTAssertEqual(a.predictions, b.predictions)
     XCTAssertGreaterThan(a.accuracy, 0.5)   // trained: the comparison means something
     XCTAssertGreaterThan(Set(a.predictions).count, 1)
     // Control: bypassing a block with a live branch does change the logits.
-    let other = try model.infer(x.data, n: test.count, skip: ["s1.b1"])
+    let other = try model.infer(x.data, n: test.count, context: testKernels, skip: ["s1.b1"])
     XCTAssertGreaterThan(zip(intact, other).map { abs($0 - $1) }.max()!, 1e-3)
 
-    let report = try BlockDeletion.run(model, test: test, batchSize: 50)
+    let report = try BlockDeletion.run(model, test: test, batchSize: 50, context: testKernels)
     XCTAssertEqual(report.intactAccuracy, a.accuracy)
     let entry = try XCTUnwrap(report.blocks.first { $0.block == "s1.b2" })
     XCTAssertEqual(entry.accuracy, a.accuracy)
@@ -82,7 +82,7 @@ final class BlockDeletionTests: XCTestCase {
                            seed: 4)
     let test = Self.quadrants(count: 40, seed: 5)
     var events = [BlockDeletionProgress]()
-    let report = try BlockDeletion.run(model, test: test, batchSize: 16, progress: { events.append($0) })
+    let report = try BlockDeletion.run(model, test: test, batchSize: 16, context: testKernels, progress: { events.append($0) })
     XCTAssertEqual(report.blocks.map(\.block), model.blockSpecs.map(\.name))
     XCTAssertEqual(report.blocks.count, 9)
     for b in report.blocks {
@@ -108,7 +108,7 @@ final class BlockDeletionTests: XCTestCase {
     XCTAssertEqual(perStage[3]?.last?.blocks, ["s3.b2", "s3.b3"])
     // j = 1 is the single-block deletion of the stage's last block.
     XCTAssertEqual(perStage[2]?.first?.accuracy, report.blocks.first { $0.block == "s2.b3" }?.accuracy)
-    let twoBlocks = try BlockDeletion.evaluate(model, test: test, removing: ["s2.b2", "s2.b3"])
+    let twoBlocks = try BlockDeletion.evaluate(model, test: test, removing: ["s2.b2", "s2.b3"], context: testKernels)
     XCTAssertEqual(perStage[2]?.last?.accuracy, twoBlocks.accuracy)
     // Evaluations: intact + 7 single + (2 + 1 + 1) further tail points.
     XCTAssertEqual(events.count, 12)
@@ -135,27 +135,27 @@ final class BlockDeletionTests: XCTestCase {
   func testUnknownAndUnremovableBlocksAreErrors() throws {
     let model = try ResNet(config: Self.config, seed: 1)
     let test = Self.quadrants(count: 8, seed: 1)
-    XCTAssertThrowsError(try BlockDeletion.run(model, test: test, blocks: ["s1.b1", "s9.b9"])) {
+    XCTAssertThrowsError(try BlockDeletion.run(model, test: test, blocks: ["s1.b1", "s9.b9"], context: testKernels)) {
       XCTAssertTrue("\($0)".contains("s9.b9"), "\($0)")
     }
-    XCTAssertThrowsError(try BlockDeletion.evaluate(model, test: test, removing: ["nope"]))
-    XCTAssertThrowsError(try BlockDeletion.evaluate(model, test: test, removing: ["s2.b1"])) {
+    XCTAssertThrowsError(try BlockDeletion.evaluate(model, test: test, removing: ["nope"], context: testKernels))
+    XCTAssertThrowsError(try BlockDeletion.evaluate(model, test: test, removing: ["s2.b1"], context: testKernels)) {
       XCTAssertTrue("\($0)".contains("projection"), "\($0)")
     }
     // A subset by name: only those blocks, in forward order; tails as usual.
-    let sub = try BlockDeletion.run(model, test: test, blocks: ["s3.b2", "s1.b1", "s2.b1"])
+    let sub = try BlockDeletion.run(model, test: test, blocks: ["s3.b2", "s1.b1", "s2.b1"], context: testKernels)
     XCTAssertEqual(sub.blocks.map(\.block), ["s1.b1", "s2.b1", "s3.b2"])
     XCTAssertEqual(sub.blocks.map(\.removable), [true, false, true])
     XCTAssertEqual(sub.stageTails.map(\.removed), [1, 2, 1, 1])
     let wrong = Dataset.synthetic(count: 4, height: 6, width: 6, channels: 1, numClasses: 4, seed: 1)
-    XCTAssertThrowsError(try BlockDeletion.run(model, test: wrong))
+    XCTAssertThrowsError(try BlockDeletion.run(model, test: wrong, context: testKernels))
   }
 
   func testCancellation() throws {
     let model = try ResNet(config: Self.config, seed: 1)
     let test = Self.quadrants(count: 8, seed: 1)
     var polls = 0
-    XCTAssertThrowsError(try BlockDeletion.run(model, test: test, shouldStop: {
+    XCTAssertThrowsError(try BlockDeletion.run(model, test: test, context: testKernels, shouldStop: {
       polls += 1
       return polls > 3
     })) {

@@ -19,7 +19,7 @@ final class FirstPrincipalComponentTests: XCTestCase {
       return (lambda, trace, v)
     }
     for method in [PCMethod.gram, .svd, .auto] {
-      let report = try FirstPrincipalComponents.run(a, .all, data: data, method: method)
+      let report = try FirstPrincipalComponents.run(a, .all, data: data, method: method, context: testKernels)
       XCTAssertEqual(report.layers.map(\.name), reps.map(\.name))
       for (i, layer) in report.layers.enumerated() {
         let (lambda, trace, v) = references[i]
@@ -44,19 +44,19 @@ final class FirstPrincipalComponentTests: XCTestCase {
   func testBudgetGroupsGiveTheSameResult() throws {
     let a = try M.model(3)
     let data = M.data.selecting(Array(0..<32))
-    let whole = try FirstPrincipalComponents.run(a, .all, data: data)
-    let grouped = try FirstPrincipalComponents.run(a, .all, data: data, budgetBytes: 32 * 512 * 4, batchSize: 7)
+    let whole = try FirstPrincipalComponents.run(a, .all, data: data, context: testKernels)
+    let grouped = try FirstPrincipalComponents.run(a, .all, data: data, budgetBytes: 32 * 512 * 4, batchSize: 7, context: testKernels)
     XCTAssertEqual(whole.forwardPasses, 1)
     XCTAssertGreaterThan(grouped.forwardPasses, 3)
     for (x, y) in zip(whole.layers, grouped.layers) { XCTAssertEqual(x.pc1Fraction!, y.pc1Fraction!, accuracy: 1e-6) }
-    XCTAssertThrowsError(try FirstPrincipalComponents.run(a, .all, data: data, budgetBytes: 1000))
+    XCTAssertThrowsError(try FirstPrincipalComponents.run(a, .all, data: data, budgetBytes: 1000, context: testKernels))
   }
 
   func testConstantRepresentationHasNoComponent() throws {
     var same = M.data.selecting(Array(0..<20))
     let size = same.imageSize
     for i in 0..<same.count { for p in 0..<size { same.pixels[i * size + p] = same.pixels[p] } }
-    let report = try FirstPrincipalComponents.run(try M.model(3), .blockOutputs, data: same)
+    let report = try FirstPrincipalComponents.run(try M.model(3), .blockOutputs, data: same, context: testKernels)
     for layer in report.layers {
       XCTAssertNil(layer.pc1Fraction, layer.name)
       XCTAssertNotNil(layer.note)

@@ -42,8 +42,8 @@ final class FullBatchCKATests: XCTestCase {
       let k = x.gram, l = y.gram
       var kf = k.map(Float.init), lf = l.map(Float.init)
       var r = [Double](repeating: 0, count: m)
-      bs_ucenter(kf, Int32(m), &kf, &r)
-      bs_ucenter(lf, Int32(m), &lf, &r)
+      testKernels.kernels.bs_ucenter(kf, Int32(m), &kf, &r)
+      testKernels.kernels.bs_ucenter(lf, Int32(m), &lf, &r)
       var dot = 0.0, mag = 0.0
       for i in 0..<(m * m) {
         dot += Double(kf[i]) * Double(lf[i])

@@ -31,7 +31,7 @@ final class MinibatchCKATests: XCTestCase {
   static func activations(_ m: AnalysisModel, reps: [Representation], batches: [[Int]]) throws
     -> [[String: FeatureMatrix]] {
     var out = [[String: FeatureMatrix]](repeating: [:], count: batches.count)
-    try ActivationStream.run(model: m.network, data: data, batches: batches, representations: reps) { b, rep, p in
+    try ActivationStream.run(model: m.network, data: data, batches: batches, representations: reps, context: testKernels) { b, rep, p in
       let n = b.count * rep.features
       out[b.index][rep.name] = try FeatureMatrix(
         rows: b.count, columns: rep.features,
@@ -110,7 +110,7 @@ final class MinibatchCKATests: XCTestCase {
   func checkAgainstReference(_ request: HeatmapRequest, selector: RepresentationSelector,
                              tolerance: Double, file: StaticString = #filePath, line: UInt = #line) throws {
     let a = try Self.model(1)
-    let engine = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20))
+    let engine = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20), context: testKernels)
     let result = try engine.heatmap(rows: a, selector, data: Self.data, request: request)
     let reps = try selector.select(from: Self.config)
     let batches = try request.plan.batches(count: Self.data.count)
@@ -143,8 +143,8 @@ final class MinibatchCKATests: XCTestCase {
     // the BN outputs: the same heatmap up to fp32 summation order, and two Grams per conv call.
     let a = try Self.model(3)
     let request = HeatmapRequest(estimator: .unbiased, plan: Self.plan)
-    let derived = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20))
-    let direct = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20))
+    let derived = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20), context: testKernels)
+    let direct = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20), context: testKernels)
     direct.deriveBatchNormGrams = false
     let x = try derived.heatmap(rows: a, .all, data: Self.data, request: request)
     let y = try direct.heatmap(rows: a, .all, data: Self.data, request: request)
@@ -175,7 +175,7 @@ final class MinibatchCKATests: XCTestCase {
 
   func testCrossModelMatchesReferenceAndSelfCrossEqualsWithin() throws {
     let a = try Self.model(1, "a"), b = try Self.model(2, "b")
-    let engine = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20))
+    let engine = MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20), context: testKernels)
     let request = HeatmapRequest(plan: Self.plan)
     let within = try engine.heatmap(rows: a, .all, data: Self.data, request: request)
     let selfCross = try engine.heatmap(rows: a, .all, columns: a, .all, data: Self.data, request: request)
@@ -199,7 +199,7 @@ final class MinibatchCKATests: XCTestCase {
   func testCachedModelsNeedNoForwardPass() throws {
     let a = try Self.model(1, "a"), b = try Self.model(2, "b")
     let cache = GramCache(budgetBytes: 64 << 20)
-    let engine = MinibatchCKA(cache: cache)
+    let engine = MinibatchCKA(cache: cache, context: testKernels)
     let request = HeatmapRequest(plan: Self.plan)
     let first = try engine.heatmap(rows: a, .all, data: Self.data, request: request)
     XCTAssertEqual(first.stats.forwardPasses, first.stats.batches)
@@ -252,8 +252,8 @@ final class MinibatchCKATests: XCTestCase {
 
   func testHeatmapWithATinyCacheStillCorrect() throws {
     let a = try Self.model(1)
-    let big = try MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20)).heatmap(rows: a, .all, data: Self.data, request: HeatmapRequest(plan: Self.plan))
-    let tiny = try MinibatchCKA(cache: GramCache(budgetBytes: 1000)).heatmap(rows: a, .all, data: Self.data, request: HeatmapRequest(plan: Self.plan))
+    let big = try MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20), context: testKernels).heatmap(rows: a, .all, data: Self.data, request: HeatmapRequest(plan: Self.plan))
+    let tiny = try MinibatchCKA(cache: GramCache(budgetBytes: 1000), context: testKernels).heatmap(rows: a, .all, data: Self.data, request: HeatmapRequest(plan: Self.plan))
     XCTAssertEqual(tiny.values, big.values)
   }
 
@@ -263,7 +263,7 @@ final class MinibatchCKATests: XCTestCase {
     let size = same.imageSize
     for i in 0..<same.count { for p in 0..<size { same.pixels[i * size + p] = same.pixels[p] } }
     let a = try Self.model(1)
-    let h = try MinibatchCKA(cache: GramCache(budgetBytes: 1 << 20)).heatmap(
+    let h = try MinibatchCKA(cache: GramCache(budgetBytes: 1 << 20), context: testKernels).heatmap(
       rows: a, .blockOutputs, data: same, request: HeatmapRequest(plan: Self.plan, bootstrap: 20))
     XCTAssertTrue(h.defined.allSatisfy { !$0 })
     XCTAssertTrue(h.values.allSatisfy { $0 == 0 })
@@ -274,7 +274,7 @@ final class MinibatchCKATests: XCTestCase {
 
   func testBootstrapStandardErrors() throws {
     let a = try Self.model(1)
-    let h = try MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20)).heatmap(
+    let h = try MinibatchCKA(cache: GramCache(budgetBytes: 64 << 20), context: testKernels).heatmap(
       rows: a, .blockOutputs, data: Self.data,
       request: HeatmapRequest(plan: MinibatchPlan(batchSize: 8, passes: 3, seed: 1), bootstrap: 200))
     let se = h.standardErrors!
@@ -312,9 +312,9 @@ final class MinibatchCKATests: XCTestCase {
     let reps = try RepresentationSelector.adds.select(from: Self.config)
     var seen: [String] = []
     try ActivationStream.run(model: a.network, data: Self.data, batches: [[0, 1, 2], [3, 4]],
-                             representations: reps) { b, rep, _ in seen.append("\(b.index):\(rep.name)") }
+                             representations: reps, context: testKernels) { b, rep, _ in seen.append("\(b.index):\(rep.name)") }
     XCTAssertEqual(seen, ["0:s1.b1.add", "0:s2.b1.add", "0:s3.b1.add", "1:s1.b1.add", "1:s2.b1.add", "1:s3.b1.add"])
     let wrong = Dataset.synthetic(count: 4, height: 6, width: 6, channels: 1, numClasses: 3, seed: 1)
-    XCTAssertThrowsError(try ActivationStream.run(model: a.network, data: wrong, batches: [[0]], representations: reps) { _, _, _ in })
+    XCTAssertThrowsError(try ActivationStream.run(model: a.network, data: wrong, batches: [[0]], representations: reps, context: testKernels) { _, _, _ in })
   }
 }

@@ -64,7 +64,7 @@ final class ProbeTests: XCTestCase {
   func testProbeSeparatesGaussianClusters() {
     let train = Self.clusters(count: 600, d: 50, classes: 3, seed: 1)
     let test = Self.clusters(count: 300, d: 50, classes: 3, seed: 2)
-    let probe = SoftmaxProbe(features: 50, classes: 3)
+    let probe = SoftmaxProbe(features: 50, classes: 3, context: testKernels)
     Self.train(probe, x: train.x, y: train.y, epochs: 5, lr: 0.01)
     XCTAssertGreaterThanOrEqual(probe.accuracy(features: test.x, labels: test.y), 0.99)
     XCTAssertGreaterThanOrEqual(probe.accuracy(features: train.x, labels: train.y), 0.99)
@@ -84,9 +84,9 @@ final class ProbeTests: XCTestCase {
       }
       return out
     }
-    let plain = SoftmaxProbe(features: d, classes: 3)
+    let plain = SoftmaxProbe(features: d, classes: 3, context: testKernels)
     Self.train(plain, x: train.x, y: train.y, epochs: 3, lr: 0.01)
-    let scaled = SoftmaxProbe(features: d + 1, classes: 3)
+    let scaled = SoftmaxProbe(features: d + 1, classes: 3, context: testKernels)
     Self.train(scaled, x: distort(train.x), y: train.y, epochs: 3, lr: 0.01)
     XCTAssertEqual(scaled.constantFeatures, 1)
     XCTAssertEqual(scaled.std[d], 1)
@@ -106,7 +106,7 @@ final class ProbeTests: XCTestCase {
     let d = 4, n = 37
     var rng = RandomSource(seed: 8)
     let x = (0..<(n * d)).map { _ in Float(rng.normal() * 3 + 1e4) }
-    let probe = SoftmaxProbe(features: d, classes: 2)
+    let probe = SoftmaxProbe(features: d, classes: 2, context: testKernels)
     probe.accumulateStatistics(Array(x[0..<(10 * d)]))
     probe.accumulateStatistics(Array(x[(10 * d)...]))
     probe.finishStatistics()
@@ -125,7 +125,7 @@ final class ProbeTests: XCTestCase {
     var rng = RandomSource(seed: 5)
     let x = (0..<(n * d)).map { _ in Float(rng.normal() * 2 + 3) }
     let y = (0..<n).map { _ in Int32(rng.below(k)) }
-    let probe = SoftmaxProbe(features: d, classes: k)
+    let probe = SoftmaxProbe(features: d, classes: k, context: testKernels)
     probe.accumulateStatistics(x)
     probe.finishStatistics()
     for i in 0..<(k * d) { probe.weight[i] = Float(rng.normal() * 0.5) }
@@ -155,7 +155,7 @@ final class ProbeTests: XCTestCase {
   }
 
   func testStepAppliesMomentumAndDecayOnWeightsOnly() {
-    let probe = SoftmaxProbe(features: 2, classes: 2, weightDecay: 0.5, momentum: 0.9)
+    let probe = SoftmaxProbe(features: 2, classes: 2, weightDecay: 0.5, momentum: 0.9, context: testKernels)
     for i in 0..<4 { probe.weight[i] = 1 }
     let x: [Float] = [1, -1, -1, 1], y: [Int32] = [0, 1]
     _ = x.withUnsafeBufferPointer { probe.lossAndGradient(features: $0.baseAddress!, n: 2, labels: y) }
@@ -204,7 +204,7 @@ final class ProbeTests: XCTestCase {
     var config = ProbeConfig(batchSize: 32, epochs: 3, learningRate: 0.01, seed: 7)
     var events = [ProbeProgress]()
     let report = try ProbeRunner.run(model, train: train, test: test, config: config,
-                                     progress: { events.append($0) })
+                                     context: testKernels, progress: { events.append($0) })
     XCTAssertEqual(report.layers.map(\.name), ProbeRunner.defaultLayers(for: Self.tinyConfig))
     XCTAssertEqual(report.trainCount, 200)
     XCTAssertEqual(report.testCount, 100)
@@ -228,13 +228,13 @@ final class ProbeTests: XCTestCase {
     XCTAssertEqual(events.map(\.processed), events.map(\.processed).sorted())
     XCTAssertEqual(Set(events.map(\.phase)), [.statistics, .training, .testing])
     // Same seed, same report; the report survives JSON.
-    let again = try ProbeRunner.run(model, train: train, test: test, config: config)
+    let again = try ProbeRunner.run(model, train: train, test: test, config: config, context: testKernels)
     XCTAssertEqual(again, report)
     let decoded = try JSONDecoder().decode(ProbeReport.self, from: JSONEncoder().encode(report))
     XCTAssertEqual(decoded, report)
     // Another shuffle seed: still a valid run, recorded in the report.
     config.seed = 8
-    let other = try ProbeRunner.run(model, train: train, test: test, config: config)
+    let other = try ProbeRunner.run(model, train: train, test: test, config: config, context: testKernels)
     XCTAssertEqual(other.config.seed, 8)
     XCTAssertEqual(other.layers.count, report.layers.count)
   }
@@ -244,7 +244,7 @@ final class ProbeTests: XCTestCase {
     let train = Self.brightDark(count: 64, seed: 3), test = Self.brightDark(count: 32, seed: 4)
     let config = ProbeConfig(batchSize: 64, epochs: 2, pool2x2: true,
                              layers: ["s2.b1.add", "input", "s1.b1.add"])
-    let report = try ProbeRunner.run(model, train: train, test: test, config: config)
+    let report = try ProbeRunner.run(model, train: train, test: test, config: config, context: testKernels)
     XCTAssertEqual(report.layers.map(\.name), ["input", "s1.b1.add", "s2.b1.add"])
     XCTAssertEqual(report.layers.map(\.features), [4 * 4 * 1, 4 * 4 * 8, 2 * 2 * 16])
     XCTAssertEqual(report.layers[0].height, 4)
@@ -252,14 +252,14 @@ final class ProbeTests: XCTestCase {
 
     var bad = config
     bad.layers = ["s1.b1.add", "s7.b1.add"]
-    XCTAssertThrowsError(try ProbeRunner.run(model, train: train, test: test, config: bad)) {
+    XCTAssertThrowsError(try ProbeRunner.run(model, train: train, test: test, config: bad, context: testKernels)) {
       XCTAssertEqual($0 as? ProbeError, .unknownLayers(["s7.b1.add"]))
     }
     bad = config
     bad.epochs = 0
-    XCTAssertThrowsError(try ProbeRunner.run(model, train: train, test: test, config: bad))
+    XCTAssertThrowsError(try ProbeRunner.run(model, train: train, test: test, config: bad, context: testKernels))
     let wrongShape = Dataset.synthetic(count: 8, height: 6, width: 6, channels: 1, numClasses: 2, seed: 1)
-    XCTAssertThrowsError(try ProbeRunner.run(model, train: wrongShape, test: test, config: config))
+    XCTAssertThrowsError(try ProbeRunner.run(model, train: wrongShape, test: test, config: config, context: testKernels))
   }
 
   func testRunnerCancellation() throws {
@@ -268,7 +268,7 @@ final class ProbeTests: XCTestCase {
     var polls = 0
     XCTAssertThrowsError(try ProbeRunner.run(
       model, train: train, test: test, config: ProbeConfig(batchSize: 16, epochs: 2),
-      shouldStop: { polls += 1; return polls > 5 })) { error in
+      context: testKernels, shouldStop: { polls += 1; return polls > 5 })) { error in
       XCTAssertEqual(error as? ProbeError, .cancelled(processed: 5 * 16, total: 64 * 3 + 32))
       XCTAssertTrue("\(error)".contains("cancelled"))
     }

@@ -26,8 +26,8 @@ final class BatchNormTests: XCTestCase {
               var rm = rm0, rv = rv0
               var mean = [Float](repeating: .nan, count: C), invstd = mean
               var y = [Float](repeating: .nan, count: x.count)
-              withKernels(isa: isa, threads: threads) {
-                bs_bn_forward_train(x, rows, Int32(C), gamma, beta, eps, momentum, Int32(relu),
+              withKernels(isa: isa, threads: threads) { ctx in
+                bs_bn_forward_train(ctx, x, rows, Int32(C), gamma, beta, eps, momentum, Int32(relu),
                                     &rm, &rv, &mean, &invstd, &y)
               }
               let n = Double(rows)
@@ -88,8 +88,8 @@ final class BatchNormTests: XCTestCase {
           for isa in supportedISAs {
             var mm = Mismatches("bn infer rows\(rows) C\(C) relu\(relu) \(isa)")
             var y = [Float](repeating: .nan, count: x.count)
-            withKernels(isa: isa, threads: 2) {
-              bs_bn_forward_infer(x, rows, Int32(C), gamma, beta, rm, rv, eps, Int32(relu), &y)
+            withKernels(isa: isa, threads: 2) { ctx in
+              bs_bn_forward_infer(ctx, x, rows, Int32(C), gamma, beta, rm, rv, eps, Int32(relu), &y)
             }
             for i in 0..<x.count {
               let c = i % C
@@ -135,14 +135,14 @@ final class BatchNormTests: XCTestCase {
               var mm = Mismatches("bn backward rows\(rows) C\(C) \(isa) threads \(threads) inPlace \(inPlace)")
               var dgamma = [Float](repeating: .nan, count: C), dbeta = dgamma
               var dx = inPlace ? dy : [Float](repeating: .nan, count: x.count)
-              withKernels(isa: isa, threads: threads) {
+              withKernels(isa: isa, threads: threads) { ctx in
                 if inPlace {
                   dx.withUnsafeMutableBufferPointer { d in
-                    bs_bn_backward(d.baseAddress, x, rows, Int32(C), gamma, mean, invstd, &dgamma,
+                    bs_bn_backward(ctx, d.baseAddress, x, rows, Int32(C), gamma, mean, invstd, &dgamma,
                                    &dbeta, d.baseAddress)
                   }
                 } else {
-                  bs_bn_backward(dy, x, rows, Int32(C), gamma, mean, invstd, &dgamma, &dbeta, &dx)
+                  bs_bn_backward(ctx, dy, x, rows, Int32(C), gamma, mean, invstd, &dgamma, &dbeta, &dx)
                 }
               }
               for c in 0..<C {

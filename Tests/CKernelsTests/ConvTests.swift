@@ -140,9 +140,9 @@ final class ConvTests: XCTestCase {
             var dx = [Float](repeating: .nan, count: ref.dx.count)
             var dw = [Float](repeating: .nan, count: ref.dw.count)
             var db = [Float](repeating: .nan, count: s.Co)
-            withKernels(isa: isa, threads: threads, convAlgorithm: algorithm) {
-              bs_conv_forward(&c, x, w, bias, &y)
-              bs_conv_backward(&c, x, w, dy, &dw, &db, &dx)
+            withKernels(isa: isa, threads: threads, convAlgorithm: algorithm) { ctx in
+              bs_conv_forward(ctx, &c, x, w, bias, &y)
+              bs_conv_backward(ctx, &c, x, w, dy, &dw, &db, &dx)
             }
             Self.compare("y", y, ref.y, ref.yAbs, terms: s.K * s.K * s.Ci, into: &mm)
             // dx sums K*K*Co products per element in one chain (backward-data as a forward
@@ -159,17 +159,22 @@ final class ConvTests: XCTestCase {
     }
   }
 
-  func testConvAlgorithmSetting() {
-    let saved = bs_conv_algorithm()
-    defer { bs_set_conv_algorithm(saved) }
-    for a in convAlgorithms {
-      bs_set_conv_algorithm(a)
-      XCTAssertEqual(bs_conv_algorithm(), a)
+  func testConvAlgorithmSettingBelongsToOneContext() {
+    withKernels(isa: defaultISA) { ctx in
+      withKernels(isa: defaultISA) { other in
+        let untouched = bs_context_conv_algorithm(other)
+        for a in convAlgorithms {
+          bs_context_set_conv_algorithm(ctx, a)
+          XCTAssertEqual(bs_context_conv_algorithm(ctx), a)
+          XCTAssertEqual(bs_context_conv_algorithm(other), untouched, "another context changed")
+        }
+        bs_context_set_conv_algorithm(ctx, Int32(BS_CONV_GEMM))
+        bs_context_set_conv_algorithm(ctx, -1)
+        bs_context_set_conv_algorithm(ctx, Int32(BS_CONV_ALGORITHM_COUNT))
+        XCTAssertEqual(bs_context_conv_algorithm(ctx), Int32(BS_CONV_GEMM),
+                       "out-of-range values are ignored")
+      }
     }
-    bs_set_conv_algorithm(Int32(BS_CONV_GEMM))
-    bs_set_conv_algorithm(-1)
-    bs_set_conv_algorithm(Int32(BS_CONV_ALGORITHM_COUNT))
-    XCTAssertEqual(bs_conv_algorithm(), Int32(BS_CONV_GEMM), "out-of-range values are ignored")
     XCTAssertEqual(convAlgorithms.map(algorithmName), ["gemm", "direct", "auto"])
   }
 
@@ -184,9 +189,9 @@ final class ConvTests: XCTestCase {
         var c = s.c
         var y = [Float](repeating: .nan, count: ref.y.count)
         var dw = [Float](repeating: .nan, count: ref.dw.count)
-        withKernels(isa: bs_active_isa(), convAlgorithm: algorithm) {
-          bs_conv_forward(&c, x, w, nil, &y)
-          bs_conv_backward(&c, x, w, dy, &dw, nil, nil)
+        withKernels(isa: defaultISA, convAlgorithm: algorithm) { ctx in
+          bs_conv_forward(ctx, &c, x, w, nil, &y)
+          bs_conv_backward(ctx, &c, x, w, dy, &dw, nil, nil)
         }
         var mm = Mismatches("conv \(s) without bias/dx \(algorithmName(algorithm))")
         Self.compare("y", y, ref.y, ref.yAbs, terms: s.K * s.K * s.Ci, into: &mm)
@@ -199,7 +204,7 @@ final class ConvTests: XCTestCase {
   func testConvBackwardOfAnEmptyBatchZeroesTheGradients() {
     var c = Shape(N: 0, H: 3, W: 3, Ci: 2, Co: 4, K: 3, stride: 1, pad: 1).c
     var dw = [Float](repeating: .nan, count: 4 * 9 * 2), db = [Float](repeating: .nan, count: 4)
-    bs_conv_backward(&c, nil, nil, nil, &dw, &db, nil)
+    withKernels(isa: defaultISA) { ctx in bs_conv_backward(ctx, &c, nil, nil, nil, &dw, &db, nil) }
     XCTAssertEqual(dw, [Float](repeating: 0, count: dw.count))
     XCTAssertEqual(db, [0, 0, 0, 0])
   }
@@ -236,9 +241,9 @@ final class ConvTests: XCTestCase {
           var dw = [Float](repeating: .nan, count: s.Co * s.K * s.K * s.Ci)
           var db = [Float](repeating: .nan, count: s.Co)
           var dx = [Float](repeating: .nan, count: x.count)
-          withKernels(isa: isa, threads: 2, convAlgorithm: algorithm) {
-            bs_conv_forward(&c, x, w, nil, &y)
-            bs_conv_backward(&c, x, w, dy, &dw, &db, &dx)
+          withKernels(isa: isa, threads: 2, convAlgorithm: algorithm) { ctx in
+            bs_conv_forward(ctx, &c, x, w, nil, &y)
+            bs_conv_backward(ctx, &c, x, w, dy, &dw, &db, &dx)
           }
           results.append((y, dw, db, dx))
         }

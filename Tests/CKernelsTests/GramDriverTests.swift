@@ -27,7 +27,7 @@ final class GramDriverTests: XCTestCase {
     var rng = TestRNG(seed: 93)
     for isa in supportedISAs {
       for threads in [1, 2, 3] {
-        withKernels(isa: isa, threads: threads) {
+        withKernels(isa: isa, threads: threads) { ctx in
           for (m, positions, channels) in [(4, 1, 1), (5, 7, 3), (9, 33, 16), (17, 16, 64), (6, 64, 2)] {
             let d = positions * channels
             let x = (0..<(m * d)).map { _ in 3 + rng.float(0, 1) }
@@ -36,7 +36,7 @@ final class GramDriverTests: XCTestCase {
             let weights = a.map { $0 * $0 }
             var k = [Float](repeating: .nan, count: m * m), kw = k
             var sums = [Double](repeating: .nan, count: 2 * channels)
-            XCTAssertEqual(bs_gram_centered_channels(x, Int32(m), positions, Int32(channels), weights,
+            XCTAssertEqual(bs_gram_centered_channels(ctx, x, Int32(m), positions, Int32(channels), weights,
                                                      &k, &kw, &sums), 0)
             var y = [Float](repeating: 0, count: m * d)
             for i in 0..<(m * d) { y[i] = Float(Double(a[i % channels]) * Double(x[i]) + Double(b[i % channels])) }
@@ -83,14 +83,14 @@ final class GramDriverTests: XCTestCase {
     var rng = TestRNG(seed: 91)
     for isa in supportedISAs {
       for threads in [1, 2] {
-        withKernels(isa: isa, threads: threads) {
+        withKernels(isa: isa, threads: threads) { ctx in
           for (m, d) in [(4, 1), (5, 511), (9, 513), (33, 1500), (64, 2048)] {
             // Features with a large common offset (like ReLU outputs): centring before the
             // product is what keeps fp32 accurate here.
             let x = (0..<(m * d)).map { _ in 10 + rng.float(0, 1) }
             var got = [Float](repeating: .nan, count: m * m)
             var meanSq = 0.0
-            XCTAssertEqual(bs_gram_centered(x, Int32(m), d, &got, &meanSq), 0)
+            XCTAssertEqual(bs_gram_centered(ctx, x, Int32(m), d, &got, &meanSq), 0)
             let want = Self.centredGram(x, m: m, d: d)
             // Each centred value is off by <= 2u |mean| (the float mean and the subtraction);
             // the product sums in float: (d + 2) u sum |xc_i xc_j| for any summation order.
@@ -119,7 +119,7 @@ final class GramDriverTests: XCTestCase {
   func testPairwiseDotsMatchDouble() {
     var rng = TestRNG(seed: 92)
     for threads in [1, 2, 3] {
-      withKernels(isa: bs_active_isa(), threads: threads) {
+      withKernels(isa: defaultISA, threads: threads) { ctx in
         for (na, nb, len) in [(1, 1, 1), (3, 5, 4095), (7, 2, 4097), (12, 9, 9000)] {
           let a = (0..<na).map { _ in rng.floats(len) }, b = (0..<nb).map { _ in rng.floats(len) }
           let pa = a.map { v -> UnsafePointer<Float>? in
@@ -139,10 +139,10 @@ final class GramDriverTests: XCTestCase {
             }
           }
           var rect = [Double](repeating: .nan, count: na * nb)
-          XCTAssertEqual(bs_pairwise_dots(pa, Int32(na), pb, Int32(nb), len, &rect), 0)
+          XCTAssertEqual(bs_pairwise_dots(ctx, pa, Int32(na), pb, Int32(nb), len, &rect), 0)
           check(rect, a, b)
           var sym = [Double](repeating: .nan, count: na * na)
-          XCTAssertEqual(bs_pairwise_dots(pa, Int32(na), nil, 0, len, &sym), 0)
+          XCTAssertEqual(bs_pairwise_dots(ctx, pa, Int32(na), nil, 0, len, &sym), 0)
           check(sym, a, a)
           for i in 0..<na { for j in 0..<na { XCTAssertEqual(sym[i * na + j], sym[j * na + i]) } }
           // The same vectors side by side at a constant stride: read in place, same results.
@@ -155,8 +155,8 @@ final class GramDriverTests: XCTestCase {
           let sa = (0..<na).map { Optional(UnsafePointer(slabA + $0 * stride)) }
           let sb = (0..<nb).map { Optional(UnsafePointer(slabB + $0 * stride)) }
           var rect2 = [Double](repeating: .nan, count: na * nb), sym2 = [Double](repeating: .nan, count: na * na)
-          XCTAssertEqual(bs_pairwise_dots(sa, Int32(na), sb, Int32(nb), len, &rect2), 0)
-          XCTAssertEqual(bs_pairwise_dots(sa, Int32(na), nil, 0, len, &sym2), 0)
+          XCTAssertEqual(bs_pairwise_dots(ctx, sa, Int32(na), sb, Int32(nb), len, &rect2), 0)
+          XCTAssertEqual(bs_pairwise_dots(ctx, sa, Int32(na), nil, 0, len, &sym2), 0)
           XCTAssertEqual(rect2, rect)
           XCTAssertEqual(sym2, sym)
         }

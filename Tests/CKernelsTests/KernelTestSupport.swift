@@ -38,6 +38,27 @@ struct TestRNG {
 }
 
 /// A float buffer with guard zones on both sides, to catch a kernel writing out of bounds.
+/// A micro-kernel's working memory as its contract states it (64-byte aligned, `floats`
+/// long), followed by a guard that tells whether the kernel wrote past it.
+final class ScratchBuffer {
+  static let guardCount = 64
+  let floats: Int
+  let ptr: UnsafeMutablePointer<Float>
+  init(floats: Int) {
+    self.floats = floats
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: (floats + Self.guardCount) * 4,
+                                               alignment: 64)
+    ptr = raw.bindMemory(to: Float.self, capacity: floats + Self.guardCount)
+    ptr.initialize(repeating: .nan, count: floats)
+    (ptr + floats).initialize(repeating: Float(bitPattern: GuardedBuffer.guardBits),
+                              count: Self.guardCount)
+  }
+  deinit { UnsafeMutableRawPointer(ptr).deallocate() }
+  var guardIntact: Bool {
+    (0..<Self.guardCount).allSatisfy { ptr[floats + $0].bitPattern == GuardedBuffer.guardBits }
+  }
+}
+
 final class GuardedBuffer {
   static let guardCount = 64
   static let guardBits: UInt32 = 0x7FA5_A5A5   // a signalling-NaN pattern no kernel produces
@@ -135,11 +156,11 @@ typealias AvgpoolFn = @convention(c) (
 ) -> Void
 typealias ConvDirectFn = @convention(c) (
   UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int32, UnsafePointer<Float>?,
-  UnsafePointer<Float>?, UnsafeMutablePointer<Float>?
+  UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?
 ) -> Void
 typealias ConvDirectDwFn = @convention(c) (
   UnsafePointer<Float>?, UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int32,
-  UnsafeMutablePointer<Float>?
+  UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?
 ) -> Void
 typealias AugmentFn = @convention(c) (
   UnsafePointer<UInt8>?, Int32, Int32, Int32, Int32, Int32, Int32, Int32,
@@ -172,28 +193,24 @@ var supportedISAs: [bs_isa] {
   [BS_ISA_REF, BS_ISA_AVX2, BS_ISA_AVX512].filter { bs_isa_supported($0) != 0 }
 }
 
-/// Every convolution algorithm (bs_set_conv_algorithm): gemm, direct, auto.
+/// Every convolution algorithm (bs_context_set_conv_algorithm): gemm, direct, auto.
 let convAlgorithms: [Int32] = [Int32(BS_CONV_GEMM), Int32(BS_CONV_DIRECT), Int32(BS_CONV_AUTO)]
 func algorithmName(_ a: Int32) -> String { String(cString: bs_conv_algorithm_name(a)) }
 
-/// Runs body with the dispatcher forced to isa, the pool at `threads` threads and the
-/// convolution algorithm set, restoring all three afterwards (tests in one process share the
-/// dispatcher, the pool and the algorithm setting).
+/// Runs body with a kernel context of its own: the variants of `isa`, `threads` threads
+/// (default 2) and the convolution algorithm (default: the context's). Nothing process-wide is
+/// touched, so tests may run side by side.
 func withKernels<T>(isa: bs_isa, threads: Int? = nil, convAlgorithm: Int32? = nil,
-                    _ body: () throws -> T) rethrows -> T {
-  let savedISA = bs_active_isa()
-  let savedThreads = bs_threads()
-  let savedAlgorithm = bs_conv_algorithm()
-  precondition(bs_set_isa(isa) == 0, "ISA \(isa) not supported")
-  if let threads { bs_set_threads(Int32(threads)) }
-  if let convAlgorithm { bs_set_conv_algorithm(convAlgorithm) }
-  defer {
-    _ = bs_set_isa(savedISA)
-    bs_set_threads(savedThreads)
-    bs_set_conv_algorithm(savedAlgorithm)
-  }
-  return try body()
+                    _ body: (OpaquePointer) throws -> T) rethrows -> T {
+  guard let ctx = bs_context_create(Int32(threads ?? 2)) else { fatalError("out of memory") }
+  defer { bs_context_destroy(ctx) }
+  precondition(bs_context_set_isa(ctx, isa) == 0, "ISA \(isa) not supported")
+  if let convAlgorithm { bs_context_set_conv_algorithm(ctx, convAlgorithm) }
+  return try body(ctx)
 }
+
+/// The best ISA this CPU runs (or BLOCKSCOPE_ISA's).
+var defaultISA: bs_isa { bs_default_isa() }
 
 extension bs_isa: @retroactive CustomStringConvertible {
   public var description: String { String(cString: bs_isa_name(self)) }

@@ -35,12 +35,18 @@ final class KernelVariantTests: XCTestCase {
     }
   }
 
-  func testDispatcherSelectsOnlySupportedISAs() {
-    XCTAssertEqual(bs_isa_supported(bs_active_isa()), 1)
-    for isa in [BS_ISA_REF, BS_ISA_AVX2, BS_ISA_AVX512] where bs_isa_supported(isa) == 0 {
-      let before = bs_active_isa()
-      XCTAssertEqual(bs_set_isa(isa), -1, "bs_set_isa accepted \(isa), which this CPU lacks")
-      XCTAssertEqual(bs_active_isa(), before)
+  func testContextsSelectOnlySupportedISAs() {
+    XCTAssertEqual(bs_isa_supported(defaultISA), 1)
+    withKernels(isa: defaultISA) { ctx in
+      XCTAssertEqual(bs_context_isa(ctx), defaultISA)
+      for isa in [BS_ISA_REF, BS_ISA_AVX2, BS_ISA_AVX512] where bs_isa_supported(isa) == 0 {
+        XCTAssertEqual(bs_context_set_isa(ctx, isa), -1, "accepted \(isa), which this CPU lacks")
+        XCTAssertEqual(bs_context_isa(ctx), defaultISA)
+      }
+      var k = bs_kernels()
+      for isa in [BS_ISA_REF, BS_ISA_AVX2, BS_ISA_AVX512] {
+        XCTAssertEqual(bs_kernels_select(isa, &k), bs_isa_supported(isa) != 0 ? 0 : -1)
+      }
     }
   }
 
@@ -491,8 +497,10 @@ final class KernelVariantTests: XCTestCase {
               let n = OH * OW * Co
               let want = GuardedBuffer(count: n, fill: 7), got = GuardedBuffer(count: n, fill: -7)
               let b: UnsafePointer<Float>? = withBias ? UnsafePointer(bias.ptr) : nil
-              r(x.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), wp, b, want.ptr)
-              f(x.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), wp, b, got.ptr)
+              let work = ScratchBuffer(floats: bs_conv3x3_direct_scratch_floats(Int32(H), Int32(W), Int32(Ci)))
+              r(x.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), wp, b, want.ptr, work.ptr)
+              f(x.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), wp, b, got.ptr, work.ptr)
+              mm.check(work.guardIntact, "H\(H) W\(W) Ci\(Ci): wrote past its scratch")
               let shape = "H\(H) W\(W) Ci\(Ci) Co\(Co) s\(stride) bias \(withBias)"
               for oy in 0..<OH {
                 for ox in 0..<OW {
@@ -542,8 +550,10 @@ final class KernelVariantTests: XCTestCase {
             let d0 = rng.floats(9 * Ci * Co)   // dwt accumulates: start from non-zero values
             let x = GuardedBuffer(xs), dy = GuardedBuffer(dys)
             let want = GuardedBuffer(d0), got = GuardedBuffer(d0)
-            r(x.ptr, dy.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), want.ptr)
-            f(x.ptr, dy.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), got.ptr)
+            let work = ScratchBuffer(floats: bs_conv3x3_direct_scratch_floats(Int32(H), Int32(W), Int32(Ci)))
+            r(x.ptr, dy.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), want.ptr, work.ptr)
+            f(x.ptr, dy.ptr, Int32(H), Int32(W), Int32(Ci), Int32(Co), Int32(stride), got.ptr, work.ptr)
+            mm.check(work.guardIntact, "H\(H) W\(W) Ci\(Ci): wrote past its scratch")
             let shape = "H\(H) W\(W) Ci\(Ci) Co\(Co) s\(stride)"
             for ky in 0..<3 {
               for kx in 0..<3 {

@@ -102,11 +102,11 @@ final class MiscOpsTests: XCTestCase {
       for isa in supportedISAs {
         for threads in [1, 2] {
           var got = [[Float]](repeating: [Float](repeating: 7, count: n), count: 4)
-          withKernels(isa: isa, threads: threads) {
-            bs_op_relu(a, n, &got[0])
-            bs_op_relu_backward(a, b, n, &got[1])
-            bs_op_add_relu(a, b, n, &got[2])
-            bs_op_add(a, b, n, &got[3])
+          withKernels(isa: isa, threads: threads) { ctx in
+            bs_op_relu(ctx, a, n, &got[0])
+            bs_op_relu_backward(ctx, a, b, n, &got[1])
+            bs_op_add_relu(ctx, a, b, n, &got[2])
+            bs_op_add(ctx, a, b, n, &got[3])
           }
           for (k, name) in ["relu", "relu_backward", "add_relu", "add"].enumerated() {
             let bad = (0..<n).first { !sameFloat(got[k][$0], want[k][$0]) }

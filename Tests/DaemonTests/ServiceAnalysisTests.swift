@@ -35,7 +35,7 @@ final class ServiceAnalysisTests: ServiceTestCase {
 
     let network = try ModelState.model(from: checkpoint)
     let data = synthetic.test.selecting(Array(0..<64))
-    let direct = try MinibatchCKA(cache: GramCache(budgetBytes: 256 << 20)).heatmap(
+    let direct = try MinibatchCKA(cache: GramCache(budgetBytes: 256 << 20), context: testKernels).heatmap(
       rows: AnalysisModel(name: "a", network: network), .all, data: data,
       request: Analysis.HeatmapRequest(plan: MinibatchPlan(batchSize: 16, passes: 2, seed: 3),
                                        bootstrap: 4))
@@ -215,7 +215,7 @@ final class ServiceAnalysisTests: ServiceTestCase {
     let network = try ModelState.model(from: checkpoint)
     let data = synthetic.test.selecting(ids)
     var nhwc: [Float] = []
-    try ActivationStream.run(model: network, data: data, batches: [[0, 1, 2]], representations: [rep]) { _, _, p in
+    try ActivationStream.run(model: network, data: data, batches: [[0, 1, 2]], representations: [rep], context: testKernels) { _, _, p in
       nhwc = Array(UnsafeBufferPointer(start: p, count: 3 * rep.features))
     }
     let got = try XCTUnwrap(activations.floats)
@@ -257,7 +257,7 @@ final class ServiceAnalysisTests: ServiceTestCase {
     guard let pcPayload = send(service, .pc, pcRequest).payload(.pcOK),
           let pc = try? pcPayload.decode(PCResponse.self) else { return }
     let directPC = try FirstPrincipalComponents.run(AnalysisModel(name: "a", network: network), .blockOutputs,
-                                                    data: synthetic.test.selecting(Array(0..<32)))
+                                                    data: synthetic.test.selecting(Array(0..<32)), context: testKernels)
     XCTAssertEqual(pc.layers.map(\.name), directPC.layers.map(\.name))
     for (got, want) in zip(pc.layers, directPC.layers) {
       XCTAssertEqual(got.pc1Fraction ?? -1, want.pc1Fraction ?? -1, accuracy: 1e-12)
@@ -281,7 +281,7 @@ final class ServiceAnalysisTests: ServiceTestCase {
     // DELETE_BLOCKS.
     guard let deletion = send(service, .deleteBlocks, DeleteBlocksRequest(model: "a", testExamples: 64))
       .doc(.deleteBlocksOK, as: DeleteBlocksResponse.self) else { return }
-    let intact = try Evaluation.run(network, on: synthetic.test.selecting(Array(0..<64)))
+    let intact = try Evaluation.run(network, on: synthetic.test.selecting(Array(0..<64)), context: testKernels)
     XCTAssertEqual(deletion.intactAccuracy, intact.accuracy)
     XCTAssertEqual(deletion.testCount, 64)
     XCTAssertEqual(deletion.blocks.map(\.block), ["s1.b1", "s2.b1", "s3.b1"])
@@ -301,7 +301,7 @@ final class ServiceAnalysisTests: ServiceTestCase {
     XCTAssertEqual(outputs.comparisons.first?.groupA, "g1")
     XCTAssertEqual(outputs.comparisons.first?.examples.pValues?.count, 100)
     XCTAssertEqual(outputs.nulls.map { $0.group }, ["g1", "g2"])
-    let aAccuracy = try Evaluation.run(network, on: synthetic.test.selecting(Array(0..<100))).accuracy
+    let aAccuracy = try Evaluation.run(network, on: synthetic.test.selecting(Array(0..<100)), context: testKernels).accuracy
     XCTAssertEqual(outputs.groups.first?.modelAccuracies.first ?? -1, aAccuracy, accuracy: 1e-12)
     expectError(send(service, .compareOutputs, CompareOutputsRequest(
       groups: [.init(name: "g1", models: ["a"])], pairs: [.init("g1", "g9")])), .notFound, mentioning: "g9")

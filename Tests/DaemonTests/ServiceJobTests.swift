@@ -72,6 +72,51 @@ final class ServiceJobTests: ServiceTestCase {
     expectError(send(service, .train, recipe(nil, epochs: 1)), .alreadyExists, mentioning: started.model)
   }
 
+  /// --parallel-jobs 2: two jobs train at the same time, each on its own kernel context with
+  /// half the CPUs, and their models are the same bits as when trained one after another.
+  func testParallelJobsTrainSideBySideWithTheSameWeights() throws {
+    var parallel = options()
+    parallel.parallelJobs = 2
+    let service = try makeService(parallel)
+    let recipes = [recipe("a", epochs: 3, seed: 1), recipe("b", epochs: 3, seed: 2)]
+    let watches = recipes.compactMap { trainAndWatch(service, $0)?.1 }
+    XCTAssertEqual(watches.count, 2)
+    // Both are running at some moment (STATUS polled while they train).
+    var sawBoth = false
+    let deadline = Date().addingTimeInterval(60)
+    while !sawBoth && Date() < deadline {
+      let status = send(service, .status, EmptyDoc()).doc(.statusOK, as: StatusResponse.self)
+      if status?.jobs.running == 2 { sawBoth = true }
+      usleep(2000)
+    }
+    XCTAssertTrue(sawBoth, "the two jobs never ran at the same time")
+    for watch in watches {
+      XCTAssertEqual(watch.doc(.watchOK, as: JobEntry.self)?.state, .finished)
+    }
+    XCTAssertEqual(service.jobs.threads(for: recipes[0]), max(1, KernelContext.defaultThreads / 2))
+    let parallelModels = try ["a", "b"].map { try Checkpoint.load(from: modelPath($0)).tensors }
+    _ = service.shutdown()
+
+    // The same recipes one after another, in another store.
+    let serialStore = storeDirectory + "-serial"
+    defer { try? FileManager.default.removeItem(atPath: serialStore) }
+    var serial = options()
+    serial.storeDirectory = serialStore
+    let one = try makeService(serial)
+    for r in recipes {
+      XCTAssertEqual(trainAndWatch(one, r)?.1.doc(.watchOK, as: JobEntry.self)?.state, .finished)
+    }
+    let serialModels = try ["a", "b"].map {
+      try Checkpoint.load(from: serialStore + "/models/" + $0 + ".bsckpt").tensors
+    }
+    for (p, q) in zip(parallelModels, serialModels) {
+      XCTAssertEqual(p.map(\.name), q.map(\.name))
+      for (x, y) in zip(p, q) {
+        XCTAssertTrue(x.values.map(\.bitPattern) == y.values.map(\.bitPattern), "\(x.name) differs")
+      }
+    }
+  }
+
   func testCancelLandsWithinOneStep() throws {
     let service = try makeService()
     guard let (started, watch) = trainAndWatch(service, recipe("long", epochs: 200)) else { return }

@@ -73,14 +73,14 @@ final class GradientCheckTests: XCTestCase {
       let r = rng.normal(outCount)
       func forward(_ x: [Float], _ wt: [Float], _ b: [Float]) -> [Float] {
         var y = [Float](repeating: 0, count: outCount)
-        bs_conv_forward(&s, x, wt, bias ? b : nil, &y)
+        bs_conv_forward(testKernels.pointer, &s, x, wt, bias ? b : nil, &y)
         return y
       }
       let y0 = forward(x, wt, b)
       let mag = zip(r, y0).reduce(0.0) { $0 + abs(Double($1.0 * $1.1)) }
       var dx = [Float](repeating: 0, count: x.count), dw = [Float](repeating: 0, count: wt.count)
       var db = [Float](repeating: 0, count: co)
-      if bias { bs_conv_backward(&s, x, wt, r, &dw, &db, &dx) } else { bs_conv_backward(&s, x, wt, r, &dw, nil, &dx) }
+      if bias { bs_conv_backward(testKernels.pointer, &s, x, wt, r, &dw, &db, &dx) } else { bs_conv_backward(testKernels.pointer, &s, x, wt, r, &dw, nil, &dx) }
       let terms = k * k * ci
       let tag = "conv\(k)x\(k)/s\(stride)"
       check("\(tag) dx", values: &x, analytic: dx, terms: terms, lossMagnitude: mag) { Self.dot(r, forward($0, wt, b)) }
@@ -107,15 +107,15 @@ final class GradientCheckTests: XCTestCase {
         var y = [Float](repeating: 0, count: rows * c)
         var rm = [Float](repeating: 0, count: c), rv = [Float](repeating: 1, count: c)
         var mean = [Float](repeating: 0, count: c), istd = [Float](repeating: 0, count: c)
-        bs_bn_forward_train(x, rows, Int32(c), g, b, 1e-5, 0.1, relu ? 1 : 0, &rm, &rv, &mean, &istd, &y)
+        bs_bn_forward_train(testKernels.pointer, x, rows, Int32(c), g, b, 1e-5, 0.1, relu ? 1 : 0, &rm, &rv, &mean, &istd, &y)
         return (y, mean, istd)
       }
       let (y0, mean, istd) = forward(x, gamma, beta)
       // Backward of the fused ReLU first, as the model does: gradient at the BN output.
       var dy = r
-      if relu { bs_relu_backward(y0, r, r.count, &dy) }
+      if relu { testKernels.kernels.bs_relu_backward(y0, r, r.count, &dy) }
       var dx = [Float](repeating: 0, count: x.count), dg = [Float](repeating: 0, count: c), dbeta = [Float](repeating: 0, count: c)
-      bs_bn_backward(dy, x, rows, Int32(c), gamma, mean, istd, &dg, &dbeta, &dx)
+      bs_bn_backward(testKernels.pointer, dy, x, rows, Int32(c), gamma, mean, istd, &dg, &dbeta, &dx)
       let mag = zip(r, y0).reduce(0.0) { $0 + abs(Double($1.0 * $1.1)) }
       let tag = relu ? "bn+relu" : "bn"
       // Smaller eps: the normalised output is smooth but curved in x through mean and var.
@@ -134,7 +134,7 @@ final class GradientCheckTests: XCTestCase {
       var y = [Float](repeating: 0, count: rows * c)
       var rm = [Float](repeating: 0, count: c), rv = [Float](repeating: 1, count: c)
       var mean = [Float](repeating: 0, count: c), istd = [Float](repeating: 0, count: c)
-      bs_bn_forward_train(x, rows, Int32(c), g, b, 1e-5, 0.1, Int32(relu), &rm, &rv, &mean, &istd, &y)
+      bs_bn_forward_train(testKernels.pointer, x, rows, Int32(c), g, b, 1e-5, 0.1, Int32(relu), &rm, &rv, &mean, &istd, &y)
       outs.append(y)
     }
     XCTAssertEqual(outs[1], outs[0].map { $0 > 0 ? $0 : 0 })
@@ -147,21 +147,21 @@ final class GradientCheckTests: XCTestCase {
     let r = rng.normal(n)
     // ReLU: gradient from the output.
     var y = [Float](repeating: 0, count: n), dx = [Float](repeating: 0, count: n)
-    bs_relu(a, n, &y)
-    bs_relu_backward(y, r, n, &dx)
+    testKernels.kernels.bs_relu(a, n, &y)
+    testKernels.kernels.bs_relu_backward(y, r, n, &dx)
     check("relu", values: &a, analytic: dx, eps: 1e-2, terms: 1, lossMagnitude: 1) { v in
-      var out = [Float](repeating: 0, count: n); bs_relu(v, n, &out); return Self.dot(r, out)
+      var out = [Float](repeating: 0, count: n); testKernels.kernels.bs_relu(v, n, &out); return Self.dot(r, out)
     }
     // Residual add + ReLU: both inputs receive the masked gradient.
     var s = [Float](repeating: 0, count: n)
-    bs_add_relu(a, b, n, &s)
+    testKernels.kernels.bs_add_relu(a, b, n, &s)
     var ds = [Float](repeating: 0, count: n)
-    bs_relu_backward(s, r, n, &ds)
+    testKernels.kernels.bs_relu_backward(s, r, n, &ds)
     check("add_relu a", values: &a, analytic: ds, eps: 1e-2, terms: 1, lossMagnitude: 1) { v in
-      var out = [Float](repeating: 0, count: n); bs_add_relu(v, b, n, &out); return Self.dot(r, out)
+      var out = [Float](repeating: 0, count: n); testKernels.kernels.bs_add_relu(v, b, n, &out); return Self.dot(r, out)
     }
     check("add_relu b", values: &b, analytic: ds, eps: 1e-3, terms: 1, lossMagnitude: 1) { v in
-      var out = [Float](repeating: 0, count: n); bs_add_relu(a, v, n, &out); return Self.dot(r, out)
+      var out = [Float](repeating: 0, count: n); testKernels.kernels.bs_add_relu(a, v, n, &out); return Self.dot(r, out)
     }
   }
 
@@ -171,9 +171,9 @@ final class GradientCheckTests: XCTestCase {
     var x = rng.normal(n * hw * c)
     let r = rng.normal(n * c)
     var dx = [Float](repeating: 0, count: x.count)
-    bs_avgpool_backward(r, Int32(n), Int32(hw), Int32(c), &dx)
+    testKernels.kernels.bs_avgpool_backward(r, Int32(n), Int32(hw), Int32(c), &dx)
     check("avgpool", values: &x, analytic: dx, terms: hw, lossMagnitude: 10) { v in
-      var y = [Float](repeating: 0, count: n * c); bs_avgpool(v, Int32(n), Int32(hw), Int32(c), &y); return Self.dot(r, y)
+      var y = [Float](repeating: 0, count: n * c); testKernels.kernels.bs_avgpool(v, Int32(n), Int32(hw), Int32(c), &y); return Self.dot(r, y)
     }
     var f = rng.normal(n * c), w = rng.normal(k * c, scale: 0.5), b = rng.normal(k)
     let labels: [Int32] = [0, 3, 1]
@@ -207,12 +207,12 @@ final class GradientCheckTests: XCTestCase {
       for i in 0..<(n * 8 * 8 * 3) { input[i] = Float(rng.uniform()) }
       let labels: [Int32] = (0..<n).map { Int32($0 % 5) }
       func loss() -> Double {
-        let z = net.forwardTrain(n: n)
+        let z = net.forwardTrain(n: n, context: testKernels)
         return bs_softmax_xent(z, labels, Int32(n), 5, nil, nil, nil)
       }
-      let z = net.forwardTrain(n: n)
+      let z = net.forwardTrain(n: n, context: testKernels)
       _ = bs_softmax_xent(z, labels, Int32(n), 5, nil, net.logitGradient, nil)
-      net.backward()
+      net.backward(context: testKernels)
       var checked = 0
       for p in net.parameters {
         let analytic = p.grad.array

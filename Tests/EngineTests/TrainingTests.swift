@@ -36,7 +36,7 @@ final class TrainingTests: XCTestCase {
                              test: Self.quadrants(count: 256, seed: 2))
     let net = try ResNet(config: Self.tinyConfig, seed: 3)
     let trainer = try Trainer(model: net, config: TrainConfig(epochs: 4, batchSize: 32, learningRate: 0.05, augment: false, seed: 3),
-                              data: data)
+                              data: data, context: testKernels)
     var steps = 0
     try trainer.run(progress: { p in if case .step = p.phase { steps += 1 } })
     XCTAssertEqual(steps, 4 * 16)
@@ -45,40 +45,40 @@ final class TrainingTests: XCTestCase {
     XCTAssertLessThan(trainer.history.last!.trainLoss, trainer.history.first!.trainLoss)
   }
 
-  func weights(after epochs: Int, seed: UInt64, threads: Int32) throws -> [[Float]] {
-    bs_set_threads(threads)
-    defer { bs_set_threads(2) }
+  func weights(after epochs: Int, seed: UInt64, threads: Int) throws -> [[Float]] {
+    let context = KernelContext(threads: threads)
     let data = DatasetSplits(train: Self.quadrants(count: 200, seed: 1),
                              test: Self.quadrants(count: 40, seed: 2))
     let net = try ResNet(config: Self.tinyConfig, seed: seed)
-    let trainer = try Trainer(model: net, config: TrainConfig(epochs: epochs, batchSize: 32, seed: seed), data: data)
+    let trainer = try Trainer(model: net, config: TrainConfig(epochs: epochs, batchSize: 32, seed: seed), data: data, context: context)
     try trainer.run()
     return net.parameters.map { $0.value.array } + net.buffers.map { $0.1.array }
   }
 
-  func testSameSeedAndThreadsGiveBitIdenticalWeights() throws {
-    for threads: Int32 in [1, 2] {
-      let a = try weights(after: 2, seed: 5, threads: threads)
-      let b = try weights(after: 2, seed: 5, threads: threads)
-      XCTAssertEqual(a, b, "threads \(threads)")
+  /// The kernels' reductions have fixed partitions: the thread count changes nothing, bit for
+  /// bit (a study may train a model on 1 thread or on 2 and reuse it either way).
+  func testSameSeedGivesBitIdenticalWeightsOnAnyThreadCount() throws {
+    let one = try weights(after: 2, seed: 5, threads: 1)
+    XCTAssertEqual(try weights(after: 2, seed: 5, threads: 1), one, "1 thread, twice")
+    for threads in [2, 3] {
+      XCTAssertEqual(try weights(after: 2, seed: 5, threads: threads), one, "\(threads) threads")
     }
     let c = try weights(after: 2, seed: 6, threads: 2)
-    XCTAssertNotEqual(try weights(after: 2, seed: 5, threads: 2), c, "different seeds must differ")
+    XCTAssertNotEqual(one, c, "different seeds must differ")
   }
 
   func testResumingAtAnEpochBoundaryMatchesAnUninterruptedRun() throws {
-    bs_set_threads(2)
     let data = DatasetSplits(train: Self.quadrants(count: 200, seed: 1),
                              test: Self.quadrants(count: 40, seed: 2))
     let config = TrainConfig(epochs: 3, batchSize: 32, seed: 9)
     let full = try ResNet(config: Self.tinyConfig, seed: 9)
-    try Trainer(model: full, config: config, data: data).run()
+    try Trainer(model: full, config: config, data: data, context: testKernels).run()
 
     let part = try ResNet(config: Self.tinyConfig, seed: 9)
-    let first = try Trainer(model: part, config: config, data: data)
+    let first = try Trainer(model: part, config: config, data: data, context: testKernels)
     XCTAssertThrowsError(try first.run(onEpoch: { r in if r.epoch == 2 { throw TrainingCancelled(epochsCompleted: 2) } }))
     XCTAssertEqual(first.epochsCompleted, 2)
-    let second = try Trainer(model: part, config: config, data: data)
+    let second = try Trainer(model: part, config: config, data: data, context: testKernels)
     second.restoreHistory(first.history)
     try second.run()
     XCTAssertEqual(second.history.count, 3)
@@ -88,7 +88,7 @@ final class TrainingTests: XCTestCase {
   func testCancellationStopsBeforeTheNextStep() throws {
     let data = DatasetSplits(train: Self.quadrants(count: 200, seed: 1), test: Self.quadrants(count: 40, seed: 2))
     let trainer = try Trainer(model: try ResNet(config: Self.tinyConfig, seed: 1),
-                              config: TrainConfig(epochs: 2, batchSize: 32), data: data)
+                              config: TrainConfig(epochs: 2, batchSize: 32), data: data, context: testKernels)
     var steps = 0
     XCTAssertThrowsError(try trainer.run(progress: { p in if case .step = p.phase { steps += 1 } },
                                          shouldStop: { steps >= 3 })) { error in
@@ -101,7 +101,7 @@ final class TrainingTests: XCTestCase {
     let data = DatasetSplits(train: Self.quadrants(count: 10, seed: 1), test: Self.quadrants(count: 10, seed: 2))
     var cfg = Self.tinyConfig
     cfg.numClasses = 10
-    XCTAssertThrowsError(try Trainer(model: try ResNet(config: cfg, seed: 1), config: TrainConfig(), data: data)) { e in
+    XCTAssertThrowsError(try Trainer(model: try ResNet(config: cfg, seed: 1), config: TrainConfig(), data: data, context: testKernels)) { e in
       XCTAssertTrue("\(e)".contains("10"), "\(e)")
     }
   }
@@ -145,24 +145,24 @@ final class TrainingTests: XCTestCase {
     var rng = RandomSource(seed: 1)
     for i in 0..<x.count { x[i] = Float(rng.uniform()) }
     var seen: [String] = []
-    let tapped = try net.infer(x.data, n: n, tap: { r, p in
+    let tapped = try net.infer(x.data, n: n, context: testKernels, tap: { r, p in
       seen.append(r.name)
       XCTAssertTrue(p[r.features * n - 1].isFinite)
     })
     XCTAssertEqual(seen, cfg.representations.map(\.name))
-    let fused = try net.infer(x.data, n: n)
+    let fused = try net.infer(x.data, n: n, context: testKernels)
     XCTAssertEqual(tapped, fused)
     // Zero the last BN of s1.b2's branch: the block's output equals relu(input) = input.
     let block = net.blocks.first { $0.spec.name == "s1.b2" }!
     block.bn2.gamma.value.zero()
     block.bn2.beta.value.zero()
-    let zeroed = try net.infer(x.data, n: n)
-    let bypassed = try net.infer(x.data, n: n, skip: ["s1.b2"])
+    let zeroed = try net.infer(x.data, n: n, context: testKernels)
+    let bypassed = try net.infer(x.data, n: n, context: testKernels, skip: ["s1.b2"])
     XCTAssertEqual(zeroed, bypassed)
-    XCTAssertThrowsError(try net.infer(x.data, n: n, skip: ["s2.b1"])) { e in
+    XCTAssertThrowsError(try net.infer(x.data, n: n, context: testKernels, skip: ["s2.b1"])) { e in
       XCTAssertTrue("\(e)".contains("projection"), "\(e)")
     }
-    XCTAssertThrowsError(try net.infer(x.data, n: n, skip: ["s9.b1"]))
+    XCTAssertThrowsError(try net.infer(x.data, n: n, context: testKernels, skip: ["s9.b1"]))
   }
 }
 
@@ -170,13 +170,12 @@ final class TrainingTests: XCTestCase {
 /// from the checkpoint equals the uninterrupted run.
 final class ModelCheckpointTests: XCTestCase {
   func testCheckpointRoundTripAndResume() throws {
-    bs_set_threads(2)
     let data = DatasetSplits(train: TrainingTests.quadrants(count: 160, seed: 1),
                              test: TrainingTests.quadrants(count: 40, seed: 2))
     let spec = DataSpec(dataset: "quadrants")
     let config = TrainConfig(epochs: 3, batchSize: 32, seed: 4)
     let full = try ResNet(config: TrainingTests.tinyConfig, seed: 4)
-    try Trainer(model: full, config: config, data: data).run()
+    try Trainer(model: full, config: config, data: data, context: testKernels).run()
 
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bs-ckpt-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -184,7 +183,7 @@ final class ModelCheckpointTests: XCTestCase {
     let path = dir.appendingPathComponent("m.bsckpt").path
 
     let part = try ResNet(config: TrainingTests.tinyConfig, seed: 4)
-    let first = try Trainer(model: part, config: config, data: data)
+    let first = try Trainer(model: part, config: config, data: data, context: testKernels)
     XCTAssertThrowsError(try first.run(onEpoch: { r in
       try ModelState.checkpoint(of: first, data: spec).save(to: path)
       if r.epoch == 2 { throw TrainingCancelled(epochsCompleted: 2) }
@@ -194,11 +193,11 @@ final class ModelCheckpointTests: XCTestCase {
     let restored = try ModelState.model(from: ckpt, source: path)
     let x = Tensor([4, 8, 8, 3])
     for i in 0..<x.count { x[i] = Float(i % 7) / 7 }
-    XCTAssertEqual(try restored.infer(x.data, n: 4), try part.infer(x.data, n: 4))
+    XCTAssertEqual(try restored.infer(x.data, n: 4, context: testKernels), try part.infer(x.data, n: 4, context: testKernels))
 
     let resumedModel = try ResNet(config: ckpt.model, seed: 999)   // seed irrelevant: state restored
     try ModelState.restore(ckpt, into: resumedModel, optimizer: true, source: path)
-    let resumed = try Trainer(model: resumedModel, config: ckpt.training, data: data)
+    let resumed = try Trainer(model: resumedModel, config: ckpt.training, data: data, context: testKernels)
     resumed.restoreHistory(ckpt.history)
     try resumed.run()
     XCTAssertEqual(resumedModel.parameters.map { $0.value.array }, full.parameters.map { $0.value.array })
@@ -218,11 +217,11 @@ final class BatchLoaderTests: XCTestCase {
     let data = TrainingTests.quadrants(count: 37, seed: 3)
     let positions = [5, 0, 36, 12, 12, 7, 30, 1, 2, 3, 4]
     for augment in [false, true] {
-      for threads: Int32 in [1, 2] {
-        bs_set_threads(threads)
+      for threads in [1, 2] {
+        let context = KernelContext(threads: threads)
         let out = Tensor([positions.count, 8, 8, 3])
         var rng = RandomSource(seed: 77)
-        BatchLoader.fill(out.data, from: data, positions: positions[...], augment: augment, rng: &rng)
+        BatchLoader.fill(out.data, from: data, positions: positions[...], augment: augment, rng: &rng, context: context)
         var check = RandomSource(seed: 77)
         var expected = [Float](repeating: 0, count: 8 * 8 * 3)
         for (i, p) in positions.enumerated() {
@@ -236,6 +235,5 @@ final class BatchLoaderTests: XCTestCase {
         }
       }
     }
-    bs_set_threads(2)
   }
 }

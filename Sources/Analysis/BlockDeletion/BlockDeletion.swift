@@ -94,9 +94,9 @@ public enum BlockDeletion {
   /// Test accuracy of the model with the given blocks bypassed (unknown or projection blocks
   /// are errors, from `ResNet.validateRemoval`).
   public static func evaluate(_ model: ResNet, test: Dataset, removing blocks: Set<String>,
-                              batchSize: Int = 256) throws -> EvaluationResult {
+                              batchSize: Int = 256, context: KernelContext) throws -> EvaluationResult {
     try model.validateRemoval(blocks)
-    return try Evaluation.run(model, on: test, batchSize: batchSize, skip: blocks)
+    return try Evaluation.run(model, on: test, batchSize: batchSize, skip: blocks, context: context)
   }
 
   /// Intact accuracy; every block (or only `blocks`, by name; unknown names are an error)
@@ -106,6 +106,7 @@ public enum BlockDeletion {
   /// true, ends the run with `BlockDeletionError.cancelled`.
   public static func run(_ model: ResNet, test: Dataset, blocks: [String]? = nil,
                          stageTails includeTails: Bool = true, batchSize: Int = 256,
+                         context: KernelContext,
                          progress: ((BlockDeletionProgress) -> Void)? = nil,
                          shouldStop: () -> Bool = { false }) throws -> BlockDeletionReport {
     let m = model.config, specs = model.blockSpecs
@@ -132,7 +133,8 @@ public enum BlockDeletion {
     var completed = 0
     func evaluate(_ skip: [String]) throws -> EvaluationResult {
       if shouldStop() { throw BlockDeletionError.cancelled(completed: completed, total: total) }
-      let r = try Evaluation.run(model, on: test, batchSize: batchSize, skip: Set(skip))
+      let r = try Evaluation.run(model, on: test, batchSize: batchSize, skip: Set(skip),
+                                 context: context)
       completed += 1
       progress?(BlockDeletionProgress(completed: completed, total: total, current: skip))
       return r

@@ -175,9 +175,12 @@ public final class MinibatchCKA: @unchecked Sendable {
   /// normalises (GramForms.centredWithAffine) when both are computed: one Gram computation for
   /// two, and the BN is not tapped. Off only to compare against direct computation.
   public var deriveBatchNormGrams = true
+  /// The threads, kernels and scratch of this engine's computations (one thread at a time).
+  public let context: KernelContext
 
-  public init(cache: GramCache) {
+  public init(cache: GramCache, context: KernelContext) {
     self.cache = cache
+    self.context = context
   }
 
   /// Progress: (batches done, batches total).
@@ -224,13 +227,13 @@ public final class MinibatchCKA: @unchecked Sendable {
       // The entries must outlive the pointers taken from them (the cache may evict them).
       try withExtendedLifetime((vecA, vecB, zeros)) {
         if within {
-          try check(ptrA.withUnsafeBufferPointer { bs_pairwise_dots($0.baseAddress, Int32(la), nil, 0, len, &prod) })
+          try check(ptrA.withUnsafeBufferPointer { bs_pairwise_dots(context.pointer, $0.baseAddress, Int32(la), nil, 0, len, &prod) })
           for i in 0..<la { dA[i] = prod[i * la + i] }
           dB = dA
         } else {
           try check(ptrA.withUnsafeBufferPointer { pa in
             ptrB.withUnsafeBufferPointer { pb in
-              bs_pairwise_dots(pa.baseAddress, Int32(la), pb.baseAddress, Int32(lb), len, &prod)
+              bs_pairwise_dots(context.pointer, pa.baseAddress, Int32(la), pb.baseAddress, Int32(lb), len, &prod)
             }
           })
           dA = try selfDots(ptrA, len: len)
@@ -319,7 +322,7 @@ public final class MinibatchCKA: @unchecked Sendable {
     for (i, v) in p.enumerated() {
       var d = 0.0
       var one = [v]
-      try check(bs_pairwise_dots(&one, 1, nil, 0, len, &d))
+      try check(bs_pairwise_dots(context.pointer, &one, 1, nil, 0, len, &d))
       out[i] = d
     }
     return out
@@ -351,7 +354,7 @@ public final class MinibatchCKA: @unchecked Sendable {
       defer { stats.secondsForms += Date().timeIntervalSince(t0) }
       do {
         let e = try GramForms.derive(form, from: base, full: full,
-                                     slot: form == .centred ? nil : slot(i))
+                                     slot: form == .centred ? nil : slot(i), context: context)
         if form != .centred {
           cache.insert(e, for: key(reps[i].name, form))
           stats.formsDerived += 1
@@ -393,13 +396,13 @@ public final class MinibatchCKA: @unchecked Sendable {
       let affineFull = affineOf.isEmpty ? full : Tensor([m * m])
       let streamed = reps.filter { missing[$0.name] != nil && !derivedBN.contains($0.name) }
       try ActivationStream.run(model: model.network, data: data, batches: [positions],
-                               representations: streamed) { _, rep, p in
+                               representations: streamed, context: context) { _, rep, p in
         let t0 = Date()
         if let a = affineOf[rep.name] {
           let (base, bnBase) = try GramForms.centredWithAffine(
             p, m: m, positions: rep.height * rep.width, channels: rep.channels, scale: a.scale,
             shift: a.shift, full: full, affineFull: affineFull, slot: baseSlot(missing[rep.name]!),
-            affineSlot: baseSlot(a.bn))
+            affineSlot: baseSlot(a.bn), context: context)
           stats.secondsGrams += Date().timeIntervalSince(t0)
           stats.gramsComputed += 2
           cache.insert(base, for: key(rep.name, .centred))
@@ -409,7 +412,7 @@ public final class MinibatchCKA: @unchecked Sendable {
           return
         }
         let base = try GramForms.centred(p, m: m, d: rep.features, full: full,
-                                         slot: baseSlot(missing[rep.name]!))
+                                         slot: baseSlot(missing[rep.name]!), context: context)
         stats.secondsGrams += Date().timeIntervalSince(t0)
         stats.gramsComputed += 1
         cache.insert(base, for: key(rep.name, .centred))

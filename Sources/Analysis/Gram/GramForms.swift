@@ -8,12 +8,15 @@ public enum GramForms {
   /// full m x m matrix is left in `full` (if given, at least m*m floats), from where a form
   /// can be derived without unpacking.
   public static func centred(_ x: UnsafePointer<Float>, m: Int, d: Int,
-                             full given: Tensor? = nil, slot: (Tensor, Int)? = nil) throws -> GramEntry {
+                             full given: Tensor? = nil, slot: (Tensor, Int)? = nil,
+                             context: KernelContext) throws -> GramEntry {
     let full = given ?? Tensor([m * m])
     precondition(full.capacity >= m * m)
     var meanSq = 0.0
-    guard bs_gram_centered(x, Int32(m), d, full.data, &meanSq) == 0 else { throw GramError.outOfMemory }
-    return entry(full: full, m: m, meanSq: meanSq, slot: slot)
+    guard bs_gram_centered(context.pointer, x, Int32(m), d, full.data, &meanSq) == 0 else {
+      throw GramError.outOfMemory
+    }
+    return entry(full: full, m: m, meanSq: meanSq, slot: slot, context: context)
   }
 
   /// The centred entries of NHWC activations x: [m][positions][channels] and of the per-channel
@@ -23,12 +26,13 @@ public enum GramForms {
   public static func centredWithAffine(_ x: UnsafePointer<Float>, m: Int, positions: Int, channels: Int,
                                        scale: [Float], shift: [Float], full: Tensor, affineFull: Tensor,
                                        slot: (Tensor, Int)? = nil,
-                                       affineSlot: (Tensor, Int)? = nil) throws -> (GramEntry, GramEntry) {
+                                       affineSlot: (Tensor, Int)? = nil,
+                                       context: KernelContext) throws -> (GramEntry, GramEntry) {
     precondition(scale.count == channels && shift.count == channels, "one scale and shift per channel")
     precondition(full.capacity >= m * m && affineFull.capacity >= m * m)
     let weights = scale.map { $0 * $0 }
     var sums = [Double](repeating: 0, count: 2 * channels)
-    guard bs_gram_centered_channels(x, Int32(m), positions, Int32(channels), weights, full.data,
+    guard bs_gram_centered_channels(context.pointer, x, Int32(m), positions, Int32(channels), weights, full.data,
                                     affineFull.data, &sums) == 0 else { throw GramError.outOfMemory }
     // Sum over features of the squared column means: of x, and of y (mean_y = a mean_x + b).
     var meanSq = 0.0, affineMeanSq = 0.0
@@ -37,18 +41,19 @@ public enum GramForms {
       meanSq += s2
       affineMeanSq += a * a * s2 + 2 * a * b * s1 + Double(positions) * b * b
     }
-    return (entry(full: full, m: m, meanSq: meanSq, slot: slot),
-            entry(full: affineFull, m: m, meanSq: affineMeanSq, slot: affineSlot))
+    return (entry(full: full, m: m, meanSq: meanSq, slot: slot, context: context),
+            entry(full: affineFull, m: m, meanSq: affineMeanSq, slot: affineSlot, context: context))
   }
 
   /// A centred entry from its full matrix and the sum of the squared column means.
-  static func entry(full: Tensor, m: Int, meanSq: Double, slot: (Tensor, Int)?) -> GramEntry {
+  static func entry(full: Tensor, m: Int, meanSq: Double, slot: (Tensor, Int)?,
+                    context: KernelContext) -> GramEntry {
     let e = slot.map { GramEntry(m: m, form: .centred, slab: $0.0, index: $0.1) } ?? GramEntry(m: m, form: .centred)
     var trace = 0.0
     for i in 0..<m { trace += Double(full.data[i * m + i]) }
     let energy = Double(m) * meanSq + trace
     e.relativeVariance = energy > 0 ? trace / energy : 0
-    bs_pack_upper(full.data, Int32(m), 1, e.data)
+    context.kernels.bs_pack_upper(full.data, Int32(m), 1, e.data)
     // Keep the diagonal exact (bs_pack_upper divides it by sqrt 2).
     var o = 0
     for i in 0..<m {
@@ -97,7 +102,8 @@ public enum GramForms {
   /// used, and overwritten, instead of unpacking. Throws Degenerate when the batch has no
   /// such form.
   public static func derive(_ form: GramForm, from base: GramEntry, full: Tensor? = nil,
-                            slot: (Tensor, Int)? = nil) throws -> GramEntry {
+                            slot: (Tensor, Int)? = nil, context: KernelContext) throws -> GramEntry {
+    let kernels = context.kernels
     guard base.form == .centred else { throw GramError.notCentred(base.form) }
     let m = base.m
     if form == .centred { return base }
@@ -126,13 +132,13 @@ public enum GramForms {
       }
     case .rbf:
       let d = Tensor([m * m])
-      bs_gram_sqdist(k.data, Int32(m), d.data)
+      kernels.bs_gram_sqdist(k.data, Int32(m), d.data)
       let median = medianOf(d.data, count: m * m)
       guard median > 0 else { throw Degenerate.rbfBandwidthZero }
       let s2 = Float(FullBatchCKA.rbfThreshold * FullBatchCKA.rbfThreshold) * median
-      bs_exp_scaled(d.data, m * m, -1 / (2 * s2), d.data)
+      kernels.bs_exp_scaled(d.data, m * m, -1 / (2 * s2), d.data)
       var r = [Double](repeating: 0, count: m)
-      bs_hcenter(d.data, Int32(m), d.data, &r)
+      kernels.bs_hcenter(d.data, Int32(m), d.data, &r)
       k = d
     default:
       break
@@ -142,10 +148,10 @@ public enum GramForms {
     switch form {
     case .unbiased, .unbiasedWithoutPC1:
       var r = [Double](repeating: 0, count: m)
-      bs_ucenter(k.data, Int32(m), k.data, &r)
-      bs_pack_upper(k.data, Int32(m), Float(1 / (Double(m) * Double(m - 3)).squareRoot()), e.data)
+      kernels.bs_ucenter(k.data, Int32(m), k.data, &r)
+      kernels.bs_pack_upper(k.data, Int32(m), Float(1 / (Double(m) * Double(m - 3)).squareRoot()), e.data)
     case .biased, .biasedWithoutPC1, .rbf:
-      bs_pack_upper(k.data, Int32(m), Float(1 / Double(m - 1)), e.data)
+      kernels.bs_pack_upper(k.data, Int32(m), Float(1 / Double(m - 1)), e.data)
     case .centred:
       break
     }

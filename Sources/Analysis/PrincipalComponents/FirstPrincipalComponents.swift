@@ -65,7 +65,8 @@ public enum PCError: Error, CustomStringConvertible {
 public enum FirstPrincipalComponents {
   public static func run(_ model: AnalysisModel, _ selector: RepresentationSelector = .all,
                          data: Dataset, method: PCMethod = .auto, budgetBytes: Int = 1 << 30,
-                         batchSize: Int = 256, progress: ((Int, Int) -> Void)? = nil,
+                         batchSize: Int = 256, context: KernelContext,
+                         progress: ((Int, Int) -> Void)? = nil,
                          shouldStop: () -> Bool = { false }) throws -> PCReport {
     let start = Date()
     let n = data.count
@@ -95,12 +96,14 @@ public enum FirstPrincipalComponents {
       var buffers: [String: Tensor] = [:]
       for r in group { buffers[r.name] = Tensor([n * r.features]) }
       try ActivationStream.run(model: model.network, data: data, batches: batches,
-                               representations: group, shouldStop: shouldStop) { b, rep, p in
+                               representations: group, context: context,
+                               shouldStop: shouldStop) { b, rep, p in
         let d = rep.features
         (buffers[rep.name]!.data + b.positions[0] * d).update(from: p, count: b.count * d)
       }
       for r in group {
-        let (layer, u) = try decompose(buffers[r.name]!, n: n, rep: r, method: method)
+        let (layer, u) = try decompose(buffers[r.name]!, n: n, rep: r, method: method,
+                                       context: context)
         buffers[r.name] = nil
         layers.append(layer)
         directions.append(u)
@@ -126,7 +129,7 @@ public enum FirstPrincipalComponents {
 
   /// PC1 of one representation's n x d activations (overwritten).
   public static func decompose(_ x: Tensor, n: Int, rep: Representation,
-                        method: PCMethod) throws -> (PCLayer, [Float]) {
+                               method: PCMethod, context: KernelContext) throws -> (PCLayer, [Float]) {
     let d = rep.features
     let how = method.resolved(n: n, d: d)
     var u = [Float](repeating: 0, count: n)
@@ -135,7 +138,7 @@ public enum FirstPrincipalComponents {
     case .gram, .auto:
       let k = Tensor([n * n])
       var meanSq = 0.0
-      guard bs_gram_centered(x.data, Int32(n), d, k.data, &meanSq) == 0 else {
+      guard bs_gram_centered(context.pointer, x.data, Int32(n), d, k.data, &meanSq) == 0 else {
         throw PCError.lapack("bs_gram_centered (out of memory)", -1)
       }
       for i in 0..<n { total += Double(k.data[i * n + i]) }
@@ -147,7 +150,7 @@ public enum FirstPrincipalComponents {
       top = Double(lambda)
     case .svd:
       for i in 0..<(n * d) { energy += Double(x.data[i]) * Double(x.data[i]) }
-      bs_center_columns(x.data, Int32(n), d, d, x.data, d)
+      context.kernels.bs_center_columns(x.data, Int32(n), d, d, x.data, d)
       for i in 0..<(n * d) { total += Double(x.data[i]) * Double(x.data[i]) }
       if energy <= 0 || total / energy <= GramEntry.constantThreshold { break }
       var s1: Float = 0

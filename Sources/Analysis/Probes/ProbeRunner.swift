@@ -139,14 +139,14 @@ public enum ProbeRunner {
     let probe: SoftmaxProbe
     var trainCorrect = 0, trainLossSum = 0.0, trainSeen = 0, testCorrect = 0
     init(rep: Representation, pool: Bool, classes: Int, config: ProbeConfig,
-         workspace: ProbeWorkspace) {
+         workspace: ProbeWorkspace, context: KernelContext) {
       self.rep = rep
       (height, width) = pool ? SpatialPooling.pooledSize(height: rep.height, width: rep.width)
         : (rep.height, rep.width)
       features = height * width * rep.channels
       probe = SoftmaxProbe(features: features, classes: classes,
                            weightDecay: Float(config.weightDecay), momentum: Float(config.momentum),
-                           workspace: workspace)
+                           workspace: workspace, context: context)
     }
   }
 
@@ -154,7 +154,7 @@ public enum ProbeRunner {
   /// `shouldStop` is polled before every minibatch and, when true, ends the run with
   /// `ProbeError.cancelled`. The model is only read (inference mode).
   public static func run(_ model: ResNet, train: Dataset, test: Dataset,
-                         config: ProbeConfig = ProbeConfig(),
+                         config: ProbeConfig = ProbeConfig(), context: KernelContext,
                          progress: ((ProbeProgress) -> Void)? = nil,
                          shouldStop: () -> Bool = { false }) throws -> ProbeReport {
     try config.validate()
@@ -174,7 +174,8 @@ public enum ProbeRunner {
     }
     let workspace = ProbeWorkspace()
     let slots = try layers(of: m, config: config).map {
-      Slot(rep: $0, pool: config.pool2x2, classes: k, config: config, workspace: workspace)
+      Slot(rep: $0, pool: config.pool2x2, classes: k, config: config, workspace: workspace,
+           context: context)
     }
     var index = [String: Int]()
     for (i, s) in slots.enumerated() { index[s.rep.name] = i }
@@ -196,9 +197,10 @@ public enum ProbeRunner {
         if shouldStop() { throw ProbeError.cancelled(processed: processed, total: total) }
         let n = min(bs, order.count - start)
         let positions = order[start..<(start + n)]
-        BatchLoader.fill(input.data, from: data, positions: positions, augment: false, rng: &fillRng)
+        BatchLoader.fill(input.data, from: data, positions: positions, augment: false,
+                         rng: &fillRng, context: context)
         let labels = positions.map { data.labels[$0] }
-        _ = try model.infer(input.data, n: n, wants: { index[$0.name] != nil }, tap: { rep, p in
+        _ = try model.infer(input.data, n: n, context: context, wants: { index[$0.name] != nil }, tap: { rep, p in
           guard let i = index[rep.name] else { return }
           let slot = slots[i]
           var x = p

@@ -63,14 +63,18 @@ public final class SoftmaxProbe: @unchecked Sendable {
   private var logitBuffer = [Float]()
   private var dlogitBuffer = [Float]()
 
+  /// The micro-kernels of the context the probe was made for (SGD).
+  let kernels: bs_kernels
+
   public convenience init(features: Int, classes: Int, weightDecay: Float = 5e-4,
-                          momentum: Float = 0.9) {
+                          momentum: Float = 0.9, context: KernelContext) {
     self.init(features: features, classes: classes, weightDecay: weightDecay,
-              momentum: momentum, workspace: ProbeWorkspace())
+              momentum: momentum, workspace: ProbeWorkspace(), context: context)
   }
 
   init(features: Int, classes: Int, weightDecay: Float, momentum: Float,
-       workspace: ProbeWorkspace) {
+       workspace: ProbeWorkspace, context: KernelContext) {
+    kernels = context.kernels
     precondition(features >= 1 && classes >= 2, "probe needs >= 1 feature and >= 2 classes")
     self.features = features
     self.classes = classes
@@ -231,9 +235,9 @@ public final class SoftmaxProbe: @unchecked Sendable {
                    lr: Float) -> (loss: Double, correct: Int) {
     guard n > 0 else { return (0, 0) }
     let r = lossAndGradient(features: x, n: n, labels: labels)
-    bs_sgd_momentum(weight.data, weightVelocity.data, weightGrad.data, weight.count, lr,
+    kernels.bs_sgd_momentum(weight.data, weightVelocity.data, weightGrad.data, weight.count, lr,
                     momentum, weightDecay)
-    bs_sgd_momentum(bias.data, biasVelocity.data, biasGrad.data, bias.count, lr, momentum, 0)
+    kernels.bs_sgd_momentum(bias.data, biasVelocity.data, biasGrad.data, bias.count, lr, momentum, 0)
     return r
   }
 

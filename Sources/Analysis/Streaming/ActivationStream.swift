@@ -19,7 +19,7 @@ public enum ActivationStream {
   /// - onlyIf: called once per batch with its index; batches it rejects are skipped without a
   ///   forward pass (e.g. everything already cached).
   public static func run(model: ResNet, data: Dataset, batches: [[Int]],
-                         representations: [Representation],
+                         representations: [Representation], context: KernelContext,
                          needs: ((Int) -> Set<String>)? = nil,
                          shouldStop: () -> Bool = { false },
                          body: (Batch, Representation, UnsafePointer<Float>) throws -> Void) throws {
@@ -38,13 +38,14 @@ public enum ActivationStream {
       if shouldStop() { throw Cancelled() }
       let wanted = needs.map { $0(b).intersection(all) } ?? all
       if wanted.isEmpty { continue }
-      BatchLoader.fill(input.data, from: data, positions: positions[...], augment: false, rng: &rng)
+      BatchLoader.fill(input.data, from: data, positions: positions[...], augment: false,
+                       rng: &rng, context: context)
       let batch = Batch(index: b, positions: positions)
       var failure: Error?
       // infer's tap is an optional (so formally escaping) closure; it is only called during
       // the infer call.
       try withoutActuallyEscaping(body) { body in
-        _ = try model.infer(input.data, n: positions.count, wants: { wanted.contains($0.name) },
+        _ = try model.infer(input.data, n: positions.count, context: context, wants: { wanted.contains($0.name) },
                             tap: { rep, p in
                               guard failure == nil else { return }
                               do { try body(batch, rep, p) } catch { failure = error }

@@ -149,7 +149,7 @@ extension DaemonService {
     }
     let analysis = Analysis.HeatmapRequest(estimator: estimator, removePC1: r.removePC1, plan: plan,
                                            bootstrap: r.bootstrap, bootstrapSeed: r.bootstrapSeed)
-    let engine = MinibatchCKA(cache: grams)
+    let engine = MinibatchCKA(cache: grams, context: analysisContext())
     let sender = progress(reply)
     let result = try exclusive([a] + (b.map { [$0] } ?? [])) {
       try engine.heatmap(rows: a.analysisModel, rows, columns: b?.analysisModel, columns,
@@ -245,7 +245,7 @@ extension DaemonService {
     let sender = progress(reply)
     let report = try model.exclusive {
       try FirstPrincipalComponents.run(model.analysisModel, selector, data: data, method: method,
-                                       progress: { done, total in
+                                       context: analysisContext(), progress: { done, total in
                                          sender.send(phase: "pc", done: done, total: total)
                                        }, shouldStop: shouldStop(reply))
     }
@@ -298,7 +298,7 @@ extension DaemonService {
     let sender = progress(reply)
     let report = try model.exclusive {
       try ProbeRunner.run(model.network, train: train, test: test, config: config,
-                          progress: { p in
+                          context: analysisContext(), progress: { p in
                             sender.send(ProgressEvent(phase: "probe", done: p.processed, total: p.total,
                                                       epoch: p.epoch, epochs: r.epochs,
                                                       message: p.phase.rawValue))
@@ -334,7 +334,8 @@ extension DaemonService {
                             dataset: model.header.data.dataset, key: "test_examples")
     let sender = progress(reply)
     let report = try model.exclusive {
-      try BlockDeletion.run(model.network, test: test, blocks: r.blocks, progress: { p in
+      try BlockDeletion.run(model.network, test: test, blocks: r.blocks,
+                            context: analysisContext(), progress: { p in
         sender.send(ProgressEvent(phase: "delete", done: p.completed, total: p.total,
                                   message: p.current.isEmpty ? "intact" : p.current.joined(separator: ",")))
       }, shouldStop: shouldStop(reply))
@@ -387,7 +388,8 @@ extension DaemonService {
       try out.withUnsafeMutableBufferPointer { buffer in
         let dst = buffer.baseAddress!
         try ActivationStream.run(model: model.network, data: data, batches: batches,
-                                 representations: [rep], shouldStop: shouldStop(reply)) { batch, _, p in
+                                 representations: [rep], context: analysisContext(),
+                                 shouldStop: shouldStop(reply)) { batch, _, p in
           // NHWC per example -> NCHW.
           let hw = h * w
           for (i, position) in batch.positions.enumerated() {

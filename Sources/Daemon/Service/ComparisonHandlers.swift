@@ -1,5 +1,4 @@
 import Analysis
-import CKernels
 import Engine
 import Foundation
 import Wire
@@ -175,11 +174,12 @@ extension DaemonService {
       let input = Tensor([batchSize * split.imageSize])
       var rng = RandomSource(seed: 0)
       var start = 0
+      let context = analysisContext()
       while start < split.count {
         let n = min(batchSize, split.count - start)
         BatchLoader.fill(input.data, from: split, positions: Array(start..<(start + n))[...],
-                         augment: false, rng: &rng)
-        let logits = try model.network.infer(input.data, n: n)
+                         augment: false, rng: &rng, context: context)
+        let logits = try model.network.infer(input.data, n: n, context: context)
         for i in 0..<n {
           var m = logits[i * k]
           for j in 1..<k { m = max(m, logits[i * k + j]) }

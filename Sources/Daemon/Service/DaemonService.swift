@@ -158,6 +158,10 @@ public final class DaemonService: RequestService, @unchecked Sendable {
 
   var isStopping: Bool { stoppingFlag.current }
 
+  /// A kernel context of its own for one analysis request (options.analysisThreads threads):
+  /// what else runs in the daemon changes neither its threads nor its numbers.
+  func analysisContext() -> KernelContext { KernelContext(threads: options.analysisThreads) }
+
   /// Polled by long analyses: the daemon is stopping or the client has gone.
   func shouldStop(_ reply: ReplyChannel) -> () -> Bool {
     { [stoppingFlag] in stoppingFlag.current || reply.isCancelled }

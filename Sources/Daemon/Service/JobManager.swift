@@ -41,9 +41,9 @@ enum JobOutcome: Sendable {
   case failed(String)
 }
 
-/// Training jobs: their records, the queue, and the one runner thread that trains them one at a
-/// time. Every state change is written to the job's record (temp, fsync, rename) before it is
-/// reported.
+/// Training jobs: their records, the queue, and the runner threads that train them
+/// (`options.parallelJobs` at a time, one by default). Every state change is written to the
+/// job's record (temp, fsync, rename) before it is reported.
 final class JobManager: @unchecked Sendable {
   let directory: String
   let store: ModelStore
@@ -54,12 +54,12 @@ final class JobManager: @unchecked Sendable {
   private var jobs: [UInt64: TrainingJob] = [:]
   private var queue: [UInt64] = []
   private var nextID: UInt64 = 1
-  private var running: TrainingJob?
+  private var running: [UInt64: TrainingJob] = [:]
   private var stopping = false
   private var interruptedByShutdown = 0
   private let runnerExited = DispatchSemaphore(value: 0)
   private var shutdownResult: Int?
-  /// Called (on the runner thread, no lock held) after a job ends: the study runner looks for
+  /// Called (on a runner thread, no lock held) after a job ends: the study runner looks for
   /// new work then.
   var onJobEnded: (@Sendable () -> Void)?
 
@@ -71,11 +71,23 @@ final class JobManager: @unchecked Sendable {
     try makeDirectory(directory)
     removeStaleTemporaries(in: directory)
     try loadRecords()
-    // The thread holds the manager until shutdown() ends it.
-    let thread = Thread { self.runnerMain() }
-    thread.name = "blockscoped-training"
-    thread.stackSize = 8 << 20
-    thread.start()
+    // The threads hold the manager until shutdown() ends them.
+    for i in 0..<runners {
+      let thread = Thread { self.runnerMain() }
+      thread.name = runners == 1 ? "blockscoped-training" : "blockscoped-training-\(i + 1)"
+      thread.stackSize = 8 << 20
+      thread.start()
+    }
+  }
+
+  /// Jobs trained at the same time.
+  var runners: Int { max(1, options.parallelJobs) }
+
+  /// The kernel threads of a job: its TRAIN's `threads`, else the daemon's training threads,
+  /// else the online CPUs split between the runners.
+  func threads(for recipe: TrainRequest) -> Int {
+    if let t = recipe.threads ?? options.trainingThreads { return t }
+    return max(1, KernelContext.defaultThreads / runners)
   }
 
   private func path(_ id: UInt64) -> String { "\(directory)/\(id).json" }
@@ -332,7 +344,7 @@ final class JobManager: @unchecked Sendable {
     var answers: [(ReplyChannel, JobEntry)] = []
     if !stopping {
       stopping = true
-      running?.stop.withLock { $0 = .shutdown }
+      for job in running.values { job.stop.withLock { $0 = .shutdown } }
       for id in queue {
         guard let job = jobs[id] else { continue }
         job.file.entry.state = .interrupted
@@ -348,7 +360,7 @@ final class JobManager: @unchecked Sendable {
     }
     cond.unlock()
     for (reply, entry) in answers { reply.respond(.watchOK, entry) }
-    runnerExited.wait()
+    for _ in 0..<runners { runnerExited.wait() }
     runnerExited.signal()   // a second caller does not block
     cond.lock()
     defer { cond.unlock() }
@@ -376,7 +388,7 @@ final class JobManager: @unchecked Sendable {
       job.file.entry.state = .running
       if job.file.entry.started == nil { job.file.entry.started = rfc3339() }
       job.stop.withLock { $0 = nil }
-      running = job
+      running[job.id] = job
       try? persist(job.file)
       cond.unlock()
 
@@ -408,7 +420,7 @@ final class JobManager: @unchecked Sendable {
           .compactMap { $0 }.joined(separator: "; ")
       }
       job.file = file
-      running = nil
+      running[job.id] = nil
       let watchers = job.watcherReplies, cancels = job.cancelReplies
       job.watcherReplies = []
       job.watchers = []

@@ -15,9 +15,16 @@ public struct ServiceOptions: Sendable {
   /// --data would); names as `DatasetLoader.canonicalName` reads them; `cifar100-coarse` uses
   /// `cifar100`'s.
   public var datasetPaths: [String: String]
-  /// Kernel threads while a training job runs (CKernels has one process-wide pool, so this is
-  /// the process's thread count from then on); nil: leave it. A TRAIN's `threads` wins.
+  /// Kernel threads of a training job whose TRAIN gave no `threads`; nil: all online CPUs
+  /// (BLOCKSCOPE_THREADS). Every job and request runs on a kernel context of its own, so one
+  /// never changes another's threads or numbers.
   public var trainingThreads: Int?
+  /// Kernel threads of each analysis request (HEATMAP, PC, PROBE, ...); nil: all online CPUs
+  /// (BLOCKSCOPE_THREADS).
+  public var analysisThreads: Int?
+  /// Training jobs run at the same time (1: one after another). Above 1, a job without
+  /// `threads` gets the online CPUs divided by this (at least 1).
+  public var parallelJobs: Int
   /// Loaded networks kept in memory, least recently used dropped first.
   public var loadedModels: Int
   /// Minimum seconds between two PROGRESS events of one request or watcher (0: every event).
@@ -37,6 +44,7 @@ public struct ServiceOptions: Sendable {
     self.datasetPaths = datasetPaths
     self.datasetLocations = datasetLocations
     self.trainingThreads = trainingThreads
+    self.parallelJobs = 1
     self.loadedModels = 4
     self.progressInterval = 0.1
     self.outputCacheBytes = 256 << 20

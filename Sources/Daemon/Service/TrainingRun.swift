@@ -1,4 +1,3 @@
-import CKernels
 import Engine
 import Foundation
 import Study
@@ -21,7 +20,6 @@ extension JobManager {
     let id = file.entry.job, recipe = file.recipe, model = file.entry.model
     let path = store.path(model)
     do {
-      if let threads = recipe.threads ?? options.trainingThreads { bs_set_threads(Int32(threads)) }
       let dataset = try datasets.canonical(recipe.dataset, key: "dataset")
       var splits = try datasets.splits(dataset)
       splits.train = try DatasetCache.trainingSubset(splits.train, fraction: recipe.fraction,
@@ -59,7 +57,8 @@ extension JobManager {
       // The recipe is the saved one; only the number of epochs may grow (RESUME's `epochs`).
       training.epochs = max(file.entry.epochs, saved?.epochsCompleted ?? 0)
       if let saved { try ModelState.restore(saved, into: network, optimizer: true, source: path) }
-      let trainer = try Trainer(model: network, config: training, data: splits)
+      let context = KernelContext(threads: threads(for: recipe))
+      let trainer = try Trainer(model: network, config: training, data: splits, context: context)
       if let saved { trainer.restoreHistory(saved.history) }
       if trainer.epochsCompleted >= training.epochs { return .finished }
 

@@ -40,8 +40,9 @@ public final class BatchNorm: @unchecked Sendable {
   }
 
   /// x, y: [rows][C]; y may alias x.
-  func forwardTrain(_ x: UnsafePointer<Float>, rows: Int, relu: Bool, into y: UnsafeMutablePointer<Float>) {
-    bs_bn_forward_train(x, rows, Int32(channels), gamma.value.data, beta.value.data, Self.eps,
+  func forwardTrain(_ ctx: OpaquePointer, _ x: UnsafePointer<Float>, rows: Int, relu: Bool,
+                    into y: UnsafeMutablePointer<Float>) {
+    bs_bn_forward_train(ctx, x, rows, Int32(channels), gamma.value.data, beta.value.data, Self.eps,
                         Self.momentum, relu ? 1 : 0, runningMean.data, runningVar.data,
                         batchMean.data, batchInvStd.data, y)
   }
@@ -59,15 +60,16 @@ public final class BatchNorm: @unchecked Sendable {
     return (scale, shift)
   }
 
-  func forwardInfer(_ x: UnsafePointer<Float>, rows: Int, relu: Bool, into y: UnsafeMutablePointer<Float>) {
-    bs_bn_forward_infer(x, rows, Int32(channels), gamma.value.data, beta.value.data,
+  func forwardInfer(_ ctx: OpaquePointer, _ x: UnsafePointer<Float>, rows: Int, relu: Bool,
+                    into y: UnsafeMutablePointer<Float>) {
+    bs_bn_forward_infer(ctx, x, rows, Int32(channels), gamma.value.data, beta.value.data,
                         runningMean.data, runningVar.data, Self.eps, relu ? 1 : 0, y)
   }
 
   /// dy: gradient at the BN output (before any fused ReLU); x: the BN input. dx may alias dy.
-  func backward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
+  func backward(_ ctx: OpaquePointer, _ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, rows: Int,
                 dx: UnsafeMutablePointer<Float>) {
-    bs_bn_backward(dy, x, rows, Int32(channels), gamma.value.data, batchMean.data,
+    bs_bn_backward(ctx, dy, x, rows, Int32(channels), gamma.value.data, batchMean.data,
                    batchInvStd.data, gamma.grad.data, beta.grad.data, dx)
   }
 }

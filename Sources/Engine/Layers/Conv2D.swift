@@ -39,15 +39,16 @@ public final class Conv2D: @unchecked Sendable {
   }
 
   /// x [n][h][w][Ci] -> y [n][oh][ow][Co]
-  func forward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, into y: UnsafeMutablePointer<Float>) {
+  func forward(_ ctx: OpaquePointer, _ x: UnsafePointer<Float>, n: Int, h: Int, w: Int,
+               into y: UnsafeMutablePointer<Float>) {
     var s = shape(n, h, w)
-    bs_conv_forward(&s, x, weight.value.data, bias?.value.data, y)
+    bs_conv_forward(ctx, &s, x, weight.value.data, bias?.value.data, y)
   }
 
   /// Sets weight.grad (and bias.grad); writes dx when given.
-  func backward(_ x: UnsafePointer<Float>, n: Int, h: Int, w: Int, dy: UnsafePointer<Float>,
-                dx: UnsafeMutablePointer<Float>?) {
+  func backward(_ ctx: OpaquePointer, _ x: UnsafePointer<Float>, n: Int, h: Int, w: Int,
+                dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {
     var s = shape(n, h, w)
-    bs_conv_backward(&s, x, weight.value.data, dy, weight.grad.data, bias?.grad.data, dx)
+    bs_conv_backward(ctx, &s, x, weight.value.data, dy, weight.grad.data, bias?.grad.data, dx)
   }
 }

@@ -37,44 +37,46 @@ final class BasicBlock: @unchecked Sendable {
   }
 
   /// Training forward. x: [n][inH][inW][inC]; result in `out`. `scratch` holds >= n*out floats.
-  func forwardTrain(_ x: UnsafePointer<Float>, n: Int, scratch: UnsafeMutablePointer<Float>) {
+  func forwardTrain(_ ctx: OpaquePointer, _ x: UnsafePointer<Float>, n: Int,
+                    scratch: UnsafeMutablePointer<Float>) {
     let rows = n * spec.outHeight * spec.outWidth, count = rows * spec.outChannels
-    conv1.forward(x, n: n, h: spec.inHeight, w: spec.inWidth, into: c1.data)
-    bn1.forwardTrain(c1.data, rows: rows, relu: true, into: r1.data)
-    conv2.forward(r1.data, n: n, h: spec.outHeight, w: spec.outWidth, into: c2.data)
+    conv1.forward(ctx, x, n: n, h: spec.inHeight, w: spec.inWidth, into: c1.data)
+    bn1.forwardTrain(ctx, c1.data, rows: rows, relu: true, into: r1.data)
+    conv2.forward(ctx, r1.data, n: n, h: spec.outHeight, w: spec.outWidth, into: c2.data)
     if residual {
-      bn2.forwardTrain(c2.data, rows: rows, relu: false, into: scratch)
+      bn2.forwardTrain(ctx, c2.data, rows: rows, relu: false, into: scratch)
       var shortcutOut = x
       if let shortcut {
-        shortcut.forward(x, n: n, h: spec.inHeight, w: spec.inWidth, into: sc.data)
+        shortcut.forward(ctx, x, n: n, h: spec.inHeight, w: spec.inWidth, into: sc.data)
         shortcutOut = UnsafePointer(sc.data)
       }
-      bs_op_add_relu(scratch, shortcutOut, count, out.data)
+      bs_op_add_relu(ctx, scratch, shortcutOut, count, out.data)
     } else {
-      bn2.forwardTrain(c2.data, rows: rows, relu: true, into: out.data)
+      bn2.forwardTrain(ctx, c2.data, rows: rows, relu: true, into: out.data)
     }
   }
 
   /// Training backward. dout: gradient at the block output (overwritten); dx: gradient at the
   /// block input (written); s1, s2: scratch of the largest activation size. Sets all grads.
-  func backward(_ x: UnsafePointer<Float>, n: Int, dout: UnsafeMutablePointer<Float>,
+  func backward(_ ctx: OpaquePointer, _ x: UnsafePointer<Float>, n: Int,
+                dout: UnsafeMutablePointer<Float>,
                 dx: UnsafeMutablePointer<Float>, s1: UnsafeMutablePointer<Float>,
                 s2: UnsafeMutablePointer<Float>) {
     let rows = n * spec.outHeight * spec.outWidth, count = rows * spec.outChannels
     // Through the final ReLU: dout becomes the gradient at the add (= at bn2 and shortcut).
-    bs_op_relu_backward(out.data, dout, count, dout)
-    bn2.backward(dout, x: c2.data, rows: rows, dx: s1)                 // s1 = d conv2 out
-    conv2.backward(r1.data, n: n, h: spec.outHeight, w: spec.outWidth, dy: s1, dx: s2)
-    bs_op_relu_backward(r1.data, s2, count, s2)
-    bn1.backward(s2, x: c1.data, rows: rows, dx: s2)                   // s2 = d conv1 out
-    conv1.backward(x, n: n, h: spec.inHeight, w: spec.inWidth, dy: s2, dx: dx)
+    bs_op_relu_backward(ctx, out.data, dout, count, dout)
+    bn2.backward(ctx, dout, x: c2.data, rows: rows, dx: s1)                 // s1 = d conv2 out
+    conv2.backward(ctx, r1.data, n: n, h: spec.outHeight, w: spec.outWidth, dy: s1, dx: s2)
+    bs_op_relu_backward(ctx, r1.data, s2, count, s2)
+    bn1.backward(ctx, s2, x: c1.data, rows: rows, dx: s2)                   // s2 = d conv1 out
+    conv1.backward(ctx, x, n: n, h: spec.inHeight, w: spec.inWidth, dy: s2, dx: dx)
     guard residual else { return }
     let inCount = n * inPerExample
     if let shortcut {
-      shortcut.backward(x, n: n, h: spec.inHeight, w: spec.inWidth, dy: dout, dx: s1)
-      bs_op_add(dx, s1, inCount, dx)
+      shortcut.backward(ctx, x, n: n, h: spec.inHeight, w: spec.inWidth, dy: dout, dx: s1)
+      bs_op_add(ctx, dx, s1, inCount, dx)
     } else {
-      bs_op_add(dx, dout, inCount, dx)
+      bs_op_add(ctx, dx, dout, inCount, dx)
     }
   }
 
@@ -168,19 +170,20 @@ public final class ResNet: @unchecked Sendable {
   /// Training-mode forward over the first n examples of `trainingInput`. Returns logits [n][K],
   /// valid until the next call.
   @discardableResult
-  public func forwardTrain(n: Int) -> UnsafeMutablePointer<Float> {
+  public func forwardTrain(n: Int, context: KernelContext) -> UnsafeMutablePointer<Float> {
+    let ctx = context.pointer
     precondition(n >= 1 && n <= trainCapacity, "batch \(n) outside 1...\(trainCapacity)")
     lastN = n
     let h = config.inputHeight, w = config.inputWidth
-    stemConv.forward(input.data, n: n, h: h, w: w, into: c0.data)
-    stemBN.forwardTrain(c0.data, rows: n * h * w, relu: true, into: r0.data)
+    stemConv.forward(ctx, input.data, n: n, h: h, w: w, into: c0.data)
+    stemBN.forwardTrain(ctx, c0.data, rows: n * h * w, relu: true, into: r0.data)
     var x = UnsafePointer(r0.data)
     for b in blocks {
-      b.forwardTrain(x, n: n, scratch: g[0].data)
+      b.forwardTrain(ctx, x, n: n, scratch: g[0].data)
       x = UnsafePointer(b.out.data)
     }
     let last = blocks.last!.spec
-    bs_avgpool(x, Int32(n), Int32(last.outHeight * last.outWidth), Int32(last.outChannels),
+    context.kernels.bs_avgpool(x, Int32(n), Int32(last.outHeight * last.outWidth), Int32(last.outChannels),
                pooled.data)
     fc.forward(pooled.data, n: n, into: logits.data)
     return logits.data
@@ -190,22 +193,23 @@ public final class ResNet: @unchecked Sendable {
   public var logitGradient: UnsafeMutablePointer<Float> { dlogits.data }
 
   /// Backward through the last forwardTrain; sets every parameter's grad.
-  public func backward() {
+  public func backward(context: KernelContext) {
+    let ctx = context.pointer
     let n = lastN
     fc.backward(pooled.data, n: n, dy: dlogits.data, dx: dpooled.data)
     let last = blocks.last!.spec
     var dout = g[0].data, dx = g[1].data
-    bs_avgpool_backward(dpooled.data, Int32(n), Int32(last.outHeight * last.outWidth),
+    context.kernels.bs_avgpool_backward(dpooled.data, Int32(n), Int32(last.outHeight * last.outWidth),
                         Int32(last.outChannels), dout)
     for i in stride(from: blocks.count - 1, through: 0, by: -1) {
       let x = i == 0 ? UnsafePointer(r0.data) : UnsafePointer(blocks[i - 1].out.data)
-      blocks[i].backward(x, n: n, dout: dout, dx: dx, s1: g[2].data, s2: g[3].data)
+      blocks[i].backward(ctx, x, n: n, dout: dout, dx: dx, s1: g[2].data, s2: g[3].data)
       swap(&dout, &dx)
     }
     let h = config.inputHeight, w = config.inputWidth
-    bs_op_relu_backward(r0.data, dout, n * stemPerExample, dout)
-    stemBN.backward(dout, x: c0.data, rows: n * h * w, dx: dout)
-    stemConv.backward(input.data, n: n, h: h, w: w, dy: dout, dx: nil)
+    bs_op_relu_backward(ctx, r0.data, dout, n * stemPerExample, dout)
+    stemBN.backward(ctx, dout, x: c0.data, rows: n * h * w, dx: dout)
+    stemConv.backward(ctx, input.data, n: n, h: h, w: w, dy: dout, dx: nil)
   }
 
   /// Frees the training buffers (inference keeps its own, smaller set).
@@ -278,9 +282,10 @@ public final class ResNet: @unchecked Sendable {
     return nil
   }
 
-  public func infer(_ x: UnsafePointer<Float>, n: Int, skip: Set<String> = [],
-                    wants: ((Representation) -> Bool)? = nil,
+  public func infer(_ x: UnsafePointer<Float>, n: Int, context: KernelContext,
+                    skip: Set<String> = [], wants: ((Representation) -> Bool)? = nil,
                     tap: ((Representation, UnsafePointer<Float>) -> Void)? = nil) throws -> [Float] {
+    let ctx = context.pointer
     try validateRemoval(skip)
     allocateInference(capacity: n)
     let reps = config.representations
@@ -299,11 +304,11 @@ public final class ResNet: @unchecked Sendable {
     func bnThenReLU(_ bn: BatchNorm, _ x: UnsafeMutablePointer<Float>, rows: Int,
                     tapping name: String, into y: UnsafeMutablePointer<Float>) {
       if wanted(name) {
-        bn.forwardInfer(x, rows: rows, relu: false, into: y)
+        bn.forwardInfer(ctx, x, rows: rows, relu: false, into: y)
         emit(name, y)
-        bs_op_relu(y, rows * bn.channels, y)
+        bs_op_relu(ctx, y, rows * bn.channels, y)
       } else {
-        bn.forwardInfer(x, rows: rows, relu: true, into: y)
+        bn.forwardInfer(ctx, x, rows: rows, relu: true, into: y)
       }
     }
     let h = config.inputHeight, w = config.inputWidth
@@ -312,7 +317,7 @@ public final class ResNet: @unchecked Sendable {
     let t1 = ib[1].data, t2 = ib[2].data, t3 = ib[3].data
     var spare = ib[4].data
     let stemRows = n * h * w
-    stemConv.forward(x, n: n, h: h, w: w, into: t1)
+    stemConv.forward(ctx, x, n: n, h: h, w: w, into: t1)
     emit("stem.conv", t1)
     bnThenReLU(stemBN, t1, rows: stemRows, tapping: "stem.bn", into: cur)
     emit("stem.relu", cur)
@@ -321,27 +326,27 @@ public final class ResNet: @unchecked Sendable {
       if skip.contains(p) { continue }
       let rows = n * s.outHeight * s.outWidth, count = rows * s.outChannels
       let xin = UnsafePointer(cur)
-      b.conv1.forward(xin, n: n, h: s.inHeight, w: s.inWidth, into: t1)
+      b.conv1.forward(ctx, xin, n: n, h: s.inHeight, w: s.inWidth, into: t1)
       emit("\(p).conv1", t1)
       bnThenReLU(b.bn1, t1, rows: rows, tapping: "\(p).bn1", into: t2)
       emit("\(p).relu1", t2)
-      b.conv2.forward(t2, n: n, h: s.outHeight, w: s.outWidth, into: t1)
+      b.conv2.forward(ctx, t2, n: n, h: s.outHeight, w: s.outWidth, into: t1)
       emit("\(p).conv2", t1)
       if b.residual {
-        b.bn2.forwardInfer(t1, rows: rows, relu: false, into: t2)
+        b.bn2.forwardInfer(ctx, t1, rows: rows, relu: false, into: t2)
         emit("\(p).bn2", t2)
         var shortcutOut = xin
         if let shortcut = b.shortcut {
-          shortcut.forward(xin, n: n, h: s.inHeight, w: s.inWidth, into: t3)
+          shortcut.forward(ctx, xin, n: n, h: s.inHeight, w: s.inWidth, into: t3)
           emit("\(p).shortcut", t3)
           shortcutOut = UnsafePointer(t3)
         }
         if wanted("\(p).add") {
-          bs_op_add(t2, shortcutOut, count, t2)
+          bs_op_add(ctx, t2, shortcutOut, count, t2)
           emit("\(p).add", t2)
-          bs_op_relu(t2, count, spare)
+          bs_op_relu(ctx, t2, count, spare)
         } else {
-          bs_op_add_relu(t2, shortcutOut, count, spare)
+          bs_op_add_relu(ctx, t2, shortcutOut, count, spare)
         }
       } else {
         bnThenReLU(b.bn2, t1, rows: rows, tapping: "\(p).bn2", into: spare)
@@ -350,7 +355,7 @@ public final class ResNet: @unchecked Sendable {
       swap(&cur, &spare)
     }
     let last = blocks.last!.spec
-    bs_avgpool(cur, Int32(n), Int32(last.outHeight * last.outWidth), Int32(last.outChannels),
+    context.kernels.bs_avgpool(cur, Int32(n), Int32(last.outHeight * last.outWidth), Int32(last.outChannels),
                iPooled.data)
     emit("pool", iPooled.data)
     fc.forward(iPooled.data, n: n, into: iLogits.data)

@@ -12,7 +12,7 @@ public struct EvaluationResult: Sendable {
 
 public enum Evaluation {
   public static func run(_ model: ResNet, on data: Dataset, batchSize: Int = 256,
-                         skip: Set<String> = []) throws -> EvaluationResult {
+                         skip: Set<String> = [], context: KernelContext) throws -> EvaluationResult {
     let k = model.config.numClasses
     let input = Tensor([batchSize, data.height, data.width, data.channels])
     var rng = RandomSource(seed: 0)
@@ -23,8 +23,8 @@ public enum Evaluation {
     while start < data.count {
       let n = min(batchSize, data.count - start)
       BatchLoader.fill(input.data, from: data, positions: Array(start..<(start + n))[...],
-                       augment: false, rng: &rng)
-      let logits = try model.infer(input.data, n: n, skip: skip)
+                       augment: false, rng: &rng, context: context)
+      let logits = try model.infer(input.data, n: n, context: context, skip: skip)
       let labels = Array(data.labels[start..<(start + n)])
       var hits: Int32 = 0
       lossSum += Double(n) * bs_softmax_xent(logits, labels, Int32(n), Int32(k), nil, nil, &hits)

@@ -22,16 +22,20 @@ public struct TrainingCancelled: Error, CustomStringConvertible {
 
 /// SGD training of a ResNet on a dataset (PAPER.md section 2). Deterministic: the shuffle and
 /// augmentation of epoch e come from streams derived from (seed, e), so a run resumed at an
-/// epoch boundary continues exactly as an uninterrupted one; with the same thread count the
-/// weights are bit-identical.
+/// epoch boundary continues exactly as an uninterrupted one, and the weights are bit-identical
+/// whatever the context's thread count (the kernels' reductions have fixed partitions).
 public final class Trainer: @unchecked Sendable {
   public let model: ResNet
   public let config: TrainConfig
   public let data: DatasetSplits
+  /// The threads, kernels and scratch this training runs with (its own: a job's numbers and
+  /// speed do not depend on what else the process runs).
+  public let context: KernelContext
   public private(set) var history: [EpochRecord] = []
   public var epochsCompleted: Int { history.count }
 
-  public init(model: ResNet, config: TrainConfig, data: DatasetSplits) throws {
+  public init(model: ResNet, config: TrainConfig, data: DatasetSplits,
+              context: KernelContext) throws {
     guard config.epochs >= 1, config.batchSize >= 1, config.learningRate > 0,
           config.learningRate.isFinite, config.momentum >= 0, config.momentum < 1,
           config.weightDecay >= 0, config.warmupEpochs >= 0 else {
@@ -47,6 +51,7 @@ public final class Trainer: @unchecked Sendable {
     self.model = model
     self.config = config
     self.data = data
+    self.context = context
   }
 
   /// Continue from a finished-epoch state (history restored; weights, running statistics and
@@ -93,18 +98,19 @@ public final class Trainer: @unchecked Sendable {
       let lo = step * bs, n = min(bs, train.count - lo)
       let positions = order[lo..<(lo + n)]
       BatchLoader.fill(input, from: train, positions: positions, augment: config.augment,
-                       rng: &augRng)
+                       rng: &augRng, context: context)
       for (i, p) in positions.enumerated() { labels[i] = train.labels[p] }
-      let logits = model.forwardTrain(n: n)
+      let logits = model.forwardTrain(n: n, context: context)
       var hits: Int32 = 0
       let loss = bs_softmax_xent(logits, labels, Int32(n), Int32(k), nil, model.logitGradient, &hits)
       guard loss.isFinite else {
         throw TrainingSetupError.diverged("loss became \(loss) at epoch \(epoch), step \(step + 1); lower the learning rate or add warm-up")
       }
-      model.backward()
+      model.backward(context: context)
       lr = schedule.rate(at: (epoch - 1) * steps + step)
+      let sgd = context.kernels.bs_sgd_momentum!
       for p in model.parameters {
-        bs_sgd_momentum(p.value.data, p.momentum.data, p.grad.data, p.value.count, Float(lr),
+        sgd(p.value.data, p.momentum.data, p.grad.data, p.value.count, Float(lr),
                         Float(config.momentum), p.decay ? Float(config.weightDecay) : 0)
       }
       lossSum += loss * Double(n)
@@ -123,7 +129,7 @@ public final class Trainer: @unchecked Sendable {
                                stepsPerEpoch: steps, loss: lossSum / Double(seen),
                                accuracy: Double(correct) / Double(seen), learningRate: lr,
                                imagesPerSecond: Double(seen) / max(trainSeconds, 1e-9)))
-    let eval = try Evaluation.run(model, on: data.test)
+    let eval = try Evaluation.run(model, on: data.test, context: context)
     let record = EpochRecord(epoch: epoch, trainLoss: lossSum / Double(seen),
                              trainAccuracy: Double(correct) / Double(seen), testLoss: eval.loss,
                              testAccuracy: eval.accuracy, learningRate: lr,
