@@ -107,6 +107,84 @@ final class FullBatchCKATests: XCTestCase {
     XCTAssertThrowsError(try FeatureMatrix(rows: 2, columns: 2, values: [1, 2, 3]))
   }
 
+  /// Column means of 100 to 1e6 against a spread of ~1 change no estimator (all are
+  /// translation invariant): every value within 1e-9 of the offset-free one, which the data's
+  /// construction makes exact (multiples of 1/64 plus integers: no rounding in x + offset).
+  /// A constant matrix with a large offset, or one whose rows differ by an ulp, is undefined.
+  func testLargeColumnOffsetsChangeNoEstimator() throws {
+    let (n, d) = (40, 6)
+    var rs = NumpyRandomState(seed: 21)
+    let base = rs.randn(n, d).map { ($0 * 64).rounded() / 64 }
+    let other = zip(base, rs.randn(n, d)).map { (($0 + 0.7 * $1) * 64).rounded() / 64 }
+    let estimators: [(String, (FeatureMatrix, FeatureMatrix) throws -> CKAValue)] = [
+      ("linear", FullBatchCKA.linear), ("debiased", FullBatchCKA.debiasedLinear),
+      ("rbf", { try FullBatchCKA.rbf($0, $1) }), ("feature", FullBatchCKA.linearFeatureSpace),
+    ]
+    let x0 = try FeatureMatrix(rows: n, columns: d, values: base)
+    let y0 = try FeatureMatrix(rows: n, columns: d, values: other)
+    for offset in [100.0, 1e3, 1e4, 1e6] {
+      // A different offset per column (offset, 2 offset, ...), and the negative for y.
+      let x = try FeatureMatrix(rows: n, columns: d, values: base.enumerated().map { $1 + offset * Double($0 % d + 1) })
+      let y = try FeatureMatrix(rows: n, columns: d, values: other.enumerated().map { $1 - offset * Double($0 % d + 1) })
+      for (name, f) in estimators {
+        let want = try XCTUnwrap(f(x0, y0).value, name)
+        let got = try XCTUnwrap(f(x, y).value, "\(name) offset \(offset)")
+        XCTAssertEqual(got, want, accuracy: 1e-9, "\(name) offset \(offset)")
+        XCTAssertEqual(try XCTUnwrap(f(x, x).value), 1, accuracy: 1e-9, "\(name) self, offset \(offset)")
+      }
+      let constant = try FeatureMatrix(rows: n, columns: d, values: [Double](repeating: offset, count: n * d))
+      var ulps = constant.values
+      for i in stride(from: 0, to: ulps.count, by: 3) { ulps[i] = ulps[i].nextUp }
+      let nearlyConstant = try FeatureMatrix(rows: n, columns: d, values: ulps)
+      for (name, f) in estimators {
+        XCTAssertNil(try f(x, constant).value, "\(name): constant at \(offset)")
+        XCTAssertNil(try f(nearlyConstant, y).value, "\(name): an ulp apart at \(offset)")
+        XCTAssertNotNil(try f(x, constant).note)
+      }
+    }
+  }
+
+  /// The minibatch path's Gram forms (fp32, centred before the product) and the cached path
+  /// (forms derived later from the stored centred entry) against the Double reference with
+  /// column means up to 1e4: within 1e-4 for every estimator.
+  func testGramFormsWithLargeOffsetsMatchTheDoubleReference() throws {
+    let (m, d) = (64, 48)
+    var rs = NumpyRandomState(seed: 22)
+    let base = rs.randn(m, d).map { ($0 * 64).rounded() / 64 }
+    let other = zip(base, rs.randn(m, d)).map { (max($0, 0) + 0.5 * $1) }.map { ($0 * 64).rounded() / 64 }
+    let x0 = try FeatureMatrix(rows: m, columns: d, values: base)
+    let y0 = try FeatureMatrix(rows: m, columns: d, values: other)
+    let reference: [(GramForm, Double)] = [
+      (.unbiased, try XCTUnwrap(FullBatchCKA.debiasedLinear(x0, y0).value)),
+      (.biased, try XCTUnwrap(FullBatchCKA.linear(x0, y0).value)),
+      (.rbf, try XCTUnwrap(FullBatchCKA.rbf(x0, y0).value)),
+    ]
+    func dot(_ a: GramEntry, _ b: GramEntry) -> Double {
+      var s = 0.0
+      for i in 0..<a.count { s += Double(a.pointer[i]) * Double(b.pointer[i]) }
+      return s
+    }
+    for offset in [0.0, 100, 1e3, 1e4] {
+      let xf = base.enumerated().map { Float($1 + offset * Double($0 % 3 + 1)) }
+      let yf = other.enumerated().map { Float($1 + offset) }
+      let cx = try GramForms.centred(xf, m: m, d: d, context: testKernels)
+      let cy = try GramForms.centred(yf, m: m, d: d, context: testKernels)
+      for (form, want) in reference {
+        // Fresh, and again from the "cached" centred entries (derive after the fact).
+        for pass in ["minibatch", "cached"] {
+          let a = try GramForms.derive(form, from: cx, context: testKernels)
+          let b = try GramForms.derive(form, from: cy, context: testKernels)
+          let got = dot(a, b) / (dot(a, a) * dot(b, b)).squareRoot()
+          XCTAssertEqual(got, want, accuracy: 1e-4, "\(form) \(pass) offset \(offset)")
+        }
+      }
+      XCTAssertFalse(cx.isConstant)
+      let constant = try GramForms.centred([Float](repeating: Float(offset + 3), count: m * d), m: m, d: d,
+                                           context: testKernels)
+      XCTAssertTrue(constant.isConstant, "a constant at \(offset + 3) is constant")
+    }
+  }
+
   func testMedianMatchesSorting() {
     var rs = NumpyRandomState(seed: 3)
     for count in [1, 2, 3, 4, 9, 10, 100, 101] {

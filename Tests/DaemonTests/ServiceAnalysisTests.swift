@@ -94,6 +94,37 @@ final class ServiceAnalysisTests: ServiceTestCase {
     XCTAssertEqual(status?.cache.budgetBytes, 256 << 20)
   }
 
+  /// A heatmap computed while a training job with another thread count runs in the same
+  /// daemon is bitwise the heatmap of an idle daemon: each request computes on its own kernel
+  /// context (issue 15: no process-wide kernel state).
+  func testHeatmapBesideTrainingIsBitwiseTheIdleOne() throws {
+    var o = options()
+    o.analysisThreads = 2
+    let idle = try makeService(o)
+    try writeModel("a", seed: 1)
+    let request = heatmapRequest("a")
+    let want = try XCTUnwrap(send(idle, .heatmap, request).payload(.heatmapOK)?.tensor(named: "cka"))
+    _ = idle.shutdown()
+
+    // A fresh service on the same store (an empty Gram cache), training on 1 thread.
+    let busy = try makeService(o)
+    var training = recipe("busy", epochs: 200)
+    training.threads = 1
+    guard let (started, watch) = trainAndWatch(busy, training) else { return }
+    XCTAssertTrue(watch.waitForEvents { $0.contains { $0.phase == "step" } }, "the job never stepped")
+    let reply = send(busy, .heatmap, request)
+    let payload = try XCTUnwrap(reply.payload(.heatmapOK))
+    let doc = try payload.decode(HeatmapResponse.self)
+    XCTAssertEqual(doc.stats.forwardPasses, 8, "computed, not cached")
+    let got = try XCTUnwrap(payload.tensor(named: "cka"))
+    let running = send(busy, .jobs, EmptyDoc()).doc(.jobsOK, as: JobsResponse.self)
+    XCTAssertEqual(running?.jobs.first { $0.job == started.job }?.state, .running,
+                   "the job must still run when the heatmap ends")
+    XCTAssertEqual(got.shape, want.shape)
+    XCTAssertEqual(try XCTUnwrap(got.doubles).map(\.bitPattern), try XCTUnwrap(want.doubles).map(\.bitPattern))
+    _ = send(busy, .cancel, JobRequest(job: started.job))
+  }
+
   func testRetrainedModelIsReloadedAndDeleteDropsItsGrams() throws {
     let service = try makeService()
     try writeModel("a", seed: 1)

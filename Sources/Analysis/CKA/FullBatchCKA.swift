@@ -37,6 +37,15 @@ public struct FeatureMatrix: Sendable, Equatable {
     return k
   }
 
+  /// Whether the rows are all the same up to rounding: the column-centred energy is below
+  /// `FullBatchCKA.constantThreshold` of the raw energy (a constant representation has no
+  /// similarity to anything; after centring in Double its rounding residue is ~u^2 of it).
+  public var isConstant: Bool {
+    let raw = values.reduce(0) { $0 + $1 * $1 }
+    let centred = columnCentred.values.reduce(0) { $0 + $1 * $1 }
+    return raw == 0 || centred <= FullBatchCKA.constantThreshold * raw
+  }
+
   /// The matrix with each column's mean subtracted.
   public var columnCentred: FeatureMatrix {
     var out = self
@@ -81,6 +90,22 @@ public enum FullBatchCKA {
   /// The RBF bandwidth rule of the reference: s^2 = threshold^2 * median of all n^2 squared
   /// distances (zero diagonal included).
   public static let rbfThreshold = 0.5
+  /// Relative centred energy below which a representation counts as constant: (256 u)^2 for
+  /// Double's u, far above centring's rounding residue and far below any real variation.
+  public static let constantThreshold = 3.3e-27
+
+  /// Every estimator works on column-centred features. All of them are invariant to adding a
+  /// constant row vector, but their Gram-side formulas cancel catastrophically when the column
+  /// means are large against the spread (means of 1e4: the debiased value went from 0.5 to
+  /// -0.52); centring the features first removes the offset before any product is formed.
+  static func prepared(_ x: FeatureMatrix, _ y: FeatureMatrix) -> (FeatureMatrix, FeatureMatrix, CKAValue?) {
+    let cx = x.isConstant, cy = y.isConstant
+    if cx || cy {
+      return (x, y, .undefined(cx && cy ? "both representations are constant over the examples"
+        : "one representation is constant over the examples (zero self-similarity)"))
+    }
+    return (x.columnCentred, y.columnCentred, nil)
+  }
 
   static func check(_ x: FeatureMatrix, _ y: FeatureMatrix, minimum: Int) throws {
     guard x.rows == y.rows else {
@@ -146,6 +171,8 @@ public enum FullBatchCKA {
   /// Linear CKA from the Gram matrices (biased HSIC).
   public static func linear(_ x: FeatureMatrix, _ y: FeatureMatrix) throws -> CKAValue {
     try check(x, y, minimum: 2)
+    let (x, y, undefined) = prepared(x, y)
+    if let undefined { return undefined }
     let n = x.rows, k = x.gram, l = y.gram
     return ratio(hsic0(k, l, n: n), hsic0(k, k, n: n), hsic0(l, l, n: n))
   }
@@ -154,7 +181,8 @@ public enum FullBatchCKA {
   /// value as `linear` and cheaper when the feature counts are below n.
   public static func linearFeatureSpace(_ x: FeatureMatrix, _ y: FeatureMatrix) throws -> CKAValue {
     try check(x, y, minimum: 2)
-    let xc = x.columnCentred, yc = y.columnCentred
+    let (xc, yc, undefined) = prepared(x, y)
+    if let undefined { return undefined }
     func crossNorm2(_ a: FeatureMatrix, _ b: FeatureMatrix) -> Double {
       var s = 0.0
       for p in 0..<a.columns {
@@ -174,6 +202,8 @@ public enum FullBatchCKA {
   /// Debiased linear CKA: the unbiased HSIC1 in place of HSIC0 (n >= 4).
   public static func debiasedLinear(_ x: FeatureMatrix, _ y: FeatureMatrix) throws -> CKAValue {
     try check(x, y, minimum: 4)
+    let (x, y, undefined) = prepared(x, y)
+    if let undefined { return undefined }
     let n = x.rows, k = x.gram, l = y.gram
     return ratio(hsic1(k, l, n: n), hsic1(k, k, n: n), hsic1(l, l, n: n))
   }
@@ -201,6 +231,8 @@ public enum FullBatchCKA {
   public static func rbf(_ x: FeatureMatrix, _ y: FeatureMatrix,
                          threshold: Double = rbfThreshold) throws -> CKAValue {
     try check(x, y, minimum: 2)
+    let (x, y, undefined) = prepared(x, y)
+    if let undefined { return undefined }
     guard let k = rbfGram(x, threshold: threshold), let l = rbfGram(y, threshold: threshold) else {
       return .undefined("RBF bandwidth is zero: more than half of the example pairs are identical")
     }
