@@ -1169,9 +1169,19 @@ class Client:
     def study_delete(self, study, keep_models=None):
         return self._call("STUDY_DELETE", _options(study=study, keep_models=keep_models))[0]
 
-    def study_results(self, study):
-        """The study's status, declaration and the index of its stored results."""
-        return self._call("STUDY_RESULTS", {"study": study})[0]
+    def study_results(self, study, offset=None, limit=None):
+        """The study's status, declaration and the index of its stored results. Without
+        offset/limit, every page is fetched and the results joined; with them, one page
+        (its "next_offset" says where the next starts; absent on the last)."""
+        if offset is not None or limit is not None:
+            return self._call("STUDY_RESULTS", _options(study=study, offset=offset, limit=limit))[0]
+        index = self._call("STUDY_RESULTS", {"study": study})[0]
+        while index.get("next_offset") is not None:
+            page = self._call("STUDY_RESULTS", {"study": study, "offset": index["next_offset"]})[0]
+            index["results"] += page["results"]
+            index["next_offset"] = page.get("next_offset")
+        index.pop("next_offset", None)
+        return index
 
     def study_result(self, study, key):
         """One stored result: (doc, tensors) of the analysis response as it was answered."""

@@ -22,8 +22,18 @@ struct ReportCommand: ParsableCommand {
 
   func run() throws {
     try global.withDaemon { client in
-      let response = try client.request(.studyResults, StudyRequest(study: name.study))
-      let index = try response.decode(StudyResultsResponse.self)
+      var index = try client.request(.studyResults, StudyResultsRequest(study: name.study))
+        .decode(StudyResultsResponse.self)
+      // Further pages: the results only (status and declaration are the first page's).
+      while let next = index.nextOffset {
+        let page = try client.request(.studyResults, StudyResultsRequest(study: name.study, offset: next))
+          .decode(StudyResultsResponse.self)
+        guard page.offset == next, !page.results.isEmpty || page.nextOffset == nil else {
+          throw OutputError("the daemon answered page \(next) of the result index with offset \(page.offset)")
+        }
+        index.results += page.results
+        index.nextOffset = page.nextOffset
+      }
       let dataDirectory = Files.join(out, "data")
       try Files.makeDirectory(dataDirectory)
       var fetched: [FetchedResult] = []

@@ -65,8 +65,34 @@ final class ServiceStudyTests: ServiceTestCase {
     XCTAssertEqual(Set(jobs.map(\.model)), Set(end.models.map(\.model)))
     XCTAssertTrue(jobs.allSatisfy { $0.state == .finished })
 
-    guard let index = send(service, .studyResults, StudyRequest(study: "grid"))
-      .doc(.studyResultsOK, as: StudyResultsResponse.self) else { return }
+    let index = try XCTUnwrap(send(service, .studyResults, StudyRequest(study: "grid"))
+      .doc(.studyResultsOK, as: StudyResultsResponse.self))
+    XCTAssertEqual(index.total, index.results.count)
+    XCTAssertNil(index.nextOffset, "one page holds them all")
+    XCTAssertEqual(index.results.map(\.key), index.results.map(\.key).sorted())
+    // Pages of 3: the same results in the same order, every page saying where the next starts.
+    var paged: [StudyResultsResponse.Result] = []
+    var offset: Int? = 0
+    while let at = offset {
+      let page = try XCTUnwrap(send(service, .studyResults, StudyResultsRequest(study: "grid", offset: at, limit: 3))
+        .doc(.studyResultsOK, as: StudyResultsResponse.self))
+      XCTAssertEqual(page.offset, at)
+      XCTAssertEqual(page.total, index.total)
+      XCTAssertLessThanOrEqual(page.results.count, 3)
+      paged += page.results
+      offset = page.nextOffset
+    }
+    XCTAssertEqual(paged, index.results)
+    let past = send(service, .studyResults, StudyResultsRequest(study: "grid", offset: 10_000, limit: 3))
+      .doc(.studyResultsOK, as: StudyResultsResponse.self)
+    XCTAssertEqual(past?.results, [])
+    XCTAssertNil(past?.nextOffset)
+    expectError(send(service, .studyResults, StudyResultsRequest(study: "grid", offset: -1)),
+                .invalidArgument, mentioning: "offset")
+    for limit in [0, StudyResultsRequest.maxLimit + 1] {
+      expectError(send(service, .studyResults, StudyResultsRequest(study: "grid", limit: limit)),
+                  .invalidArgument, mentioning: "limit")
+    }
     let kinds = Dictionary(grouping: index.results, by: \.kind).mapValues(\.count)
     // Every result says whether a failed (near-chance) net is in it.
     let failed = Set(end.models.filter(\.nearChance).map(\.model))

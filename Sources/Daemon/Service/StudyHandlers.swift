@@ -80,12 +80,20 @@ extension DaemonService {
   // MARK: STUDY_RESULTS, STUDY_RESULT
 
   func studyResults(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
-    let r = try request.decode(StudyRequest.self)
+    let r = try request.decode(StudyResultsRequest.self)
+    guard r.offset >= 0 else {
+      throw WireError(.invalidArgument, "offset: \(r.offset) is negative")
+    }
+    guard (1...StudyResultsRequest.maxLimit).contains(r.limit) else {
+      throw WireError(.invalidArgument, "limit: \(r.limit) is outside 1...\(StudyResultsRequest.maxLimit)")
+    }
     let s = try studies.study(r.study)
     let status = studies.status(s)
     // A failed net's results are flagged (PAPER.md section 9); snapshots count as their model.
     let nearChance = Set(status.models.filter(\.nearChance).map(\.model))
-    let results = studies.files.results(s.name).map { r -> StudyResultsResponse.Result in
+    let all = studies.files.results(s.name).sorted { $0.key < $1.key }
+    let page = all[min(r.offset, all.count)..<min(r.offset + r.limit, all.count)]
+    let results = page.map { r -> StudyResultsResponse.Result in
       var r = r
       r.nearChance = r.models.contains { m in
         nearChance.contains(m) || nearChance.contains { m.hasPrefix($0 + ".e") }
@@ -93,7 +101,9 @@ extension DaemonService {
       return r
     }
     let doc = StudyResultsResponse(status: status, declaration: s.record.declaration,
-                                   classes: s.planner.classes, results: results)
+                                   classes: s.planner.classes, results: results, offset: r.offset,
+                                   total: all.count,
+                                   nextOffset: page.endIndex < all.count ? page.endIndex : nil)
     try respond(reply, .studyResultsOK, doc)
   }
 

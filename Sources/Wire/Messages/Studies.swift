@@ -33,6 +33,28 @@ public struct StudyRequest: Codable, Hashable, Sendable {
   }
 }
 
+/// `STUDY_RESULTS`: one page of a study's result index (results ordered by key).
+public struct StudyResultsRequest: Codable, Hashable, Sendable {
+  /// Results per answer at most (a page of 2000 entries is ~0.6 MiB, far below the doc limit).
+  public static let maxLimit = 2000
+  public var study: String
+  /// Index of the first result of the page.
+  public var offset: Int
+  /// Results in the page, 1 to `maxLimit`.
+  public var limit: Int
+  public init(study: String, offset: Int = 0, limit: Int = StudyResultsRequest.maxLimit) {
+    self.study = study
+    self.offset = offset
+    self.limit = limit
+  }
+  enum CodingKeys: String, CodingKey { case study, offset, limit }
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.init(study: try c.value(.study), offset: try c.value(.offset, default: 0),
+              limit: try c.value(.limit, default: Self.maxLimit))
+  }
+}
+
 /// `STUDY_DELETE`: the study's record and results go; so do its models unless another study
 /// uses them or `keep_models`.
 public struct StudyDeleteRequest: Codable, Hashable, Sendable {
@@ -311,19 +333,32 @@ public struct StudyResultsResponse: Codable, Hashable, Sendable {
   public var declaration: StudyDeclaration
   /// The dataset's class count (chance is 1/classes).
   public var classes: Int
+  /// This page's results: `results[0]` is result number `offset` of `total`.
   public var results: [Result]
+  public var offset: Int
+  public var total: Int
+  /// Where the next page starts; absent on the last page.
+  public var nextOffset: Int?
   public init(status: StudyStatusResponse, declaration: StudyDeclaration, classes: Int,
-              results: [Result]) {
+              results: [Result], offset: Int = 0, total: Int? = nil, nextOffset: Int? = nil) {
     self.status = status
     self.declaration = declaration
     self.classes = classes
     self.results = results
+    self.offset = offset
+    self.total = total ?? results.count
+    self.nextOffset = nextOffset
   }
-  enum CodingKeys: String, CodingKey { case status, declaration, classes, results }
+  enum CodingKeys: String, CodingKey {
+    case status, declaration, classes, results, offset, total, nextOffset = "next_offset"
+  }
   public init(from decoder: Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
+    let results: [Result] = try c.value(.results)
     self.init(status: try c.value(.status), declaration: try c.value(.declaration),
-              classes: try c.value(.classes), results: try c.value(.results))
+              classes: try c.value(.classes), results: results,
+              offset: try c.value(.offset, default: 0), total: try c.value(.total, default: results.count),
+              nextOffset: try c.ifPresent(.nextOffset))
   }
 }
 
