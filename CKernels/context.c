@@ -64,7 +64,7 @@ bs_context *bs_context_create(int threads) {
     ctx->workers[i].index = i;
   }
   ctx->isa = bs_default_isa();
-  BS_CHECK(bs_kernels_select(ctx->isa, &ctx->kernels) == 0, "default ISA not runnable");
+  BS_CHECK(bs_kernels_select(ctx->isa, &ctx->kernels) == BS_OK, "default ISA not runnable");
   ctx->conv_algorithm = bs_default_conv_algorithm();
   ctx->profile_on = profile_default();
   pthread_mutex_init(&ctx->mu, NULL);
@@ -97,10 +97,10 @@ bs_isa bs_context_isa(const bs_context *ctx) { return ctx->isa; }
 const bs_kernels *bs_context_kernels(const bs_context *ctx) { return &ctx->kernels; }
 bs_worker *bs_context_caller(bs_context *ctx) { return &ctx->workers[0]; }
 
-int bs_context_set_isa(bs_context *ctx, bs_isa isa) {
-  if (bs_kernels_select(isa, &ctx->kernels) != 0) return -1;
-  ctx->isa = isa;
-  return 0;
+bs_status bs_context_set_isa(bs_context *ctx, bs_isa isa) {
+  const bs_status st = bs_kernels_select(isa, &ctx->kernels);
+  if (st == BS_OK) ctx->isa = isa;
+  return st;
 }
 
 int bs_context_conv_algorithm(const bs_context *ctx) { return ctx->conv_algorithm; }

@@ -18,6 +18,21 @@
     }                                                                                           \
   } while (0)
 
+// Contracts a caller must keep (shapes filled in, outputs not overlapping inputs), checked in
+// debug builds (SwiftPM defines DEBUG for them, C targets included) and compiled away in
+// release builds, where they would cost a branch per call on the hot path.
+#if defined(DEBUG) || defined(BS_ENABLE_ASSERTS)
+#define BS_ASSERT(cond, msg) BS_CHECK(cond, msg)
+#else
+#define BS_ASSERT(cond, msg) ((void)0)
+#endif
+
+// Whether [a, a + abytes) and [b, b + bbytes) share a byte.
+static inline int bs_overlaps(const void *a, size_t abytes, const void *b, size_t bbytes) {
+  const char *pa = a, *pb = b;
+  return abytes && bbytes && pa < pb + bbytes && pb < pa + abytes;
+}
+
 // Per-op wall-clock accounting of the layer ops: where a training step spends its time,
 // without a sampling profiler.
 enum { BS_PROF_CONV_FWD, BS_PROF_CONV_BWD, BS_PROF_BN_FWD, BS_PROF_BN_BWD, BS_PROF_ELTWISE,

@@ -31,14 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-int bs_conv_shape_init(bs_conv_shape *s) {
+bs_status bs_conv_shape_init(bs_conv_shape *s) {
   if (s->N < 0 || s->H < 1 || s->W < 1 || s->Ci < 1 || s->Co < 1 || s->KH < 1 || s->KW < 1 ||
       s->stride < 1 || s->pad < 0)
-    return -1;
-  if (s->H + 2 * s->pad < s->KH || s->W + 2 * s->pad < s->KW) return -1;
+    return BS_ERR_INVALID;
+  if (s->H + 2 * s->pad < s->KH || s->W + 2 * s->pad < s->KW) return BS_ERR_INVALID;
   s->OH = (s->H + 2 * s->pad - s->KH) / s->stride + 1;
   s->OW = (s->W + 2 * s->pad - s->KW) / s->stride + 1;
-  return 0;
+  return BS_OK;
 }
 
 static int is_pointwise(const bs_conv_shape *s) {
@@ -235,8 +235,18 @@ static void conv_forward_task(void *p, int t, int ntasks, bs_worker *w) {
 }
 
 // Images in BS_PARTITION_TASKS parts whatever the thread count (the sgemm chunks follow them).
+// The shape went through bs_conv_shape_init (OH/OW agree with the rest).
+static int shape_initialised(const bs_conv_shape *s) {
+  bs_conv_shape t = *s;
+  return bs_conv_shape_init(&t) == BS_OK && t.OH == s->OH && t.OW == s->OW;
+}
+
 void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, const float *w,
                      const float *bias, float *y) {
+  BS_ASSERT(shape_initialised(s), "bs_conv_forward: shape not filled by bs_conv_shape_init");
+  BS_ASSERT(!bs_overlaps(x, sizeof(float) * s->N * s->H * s->W * s->Ci, y,
+                         sizeof(float) * s->N * s->OH * s->OW * s->Co),
+            "bs_conv_forward: y overlaps x");
   BS_PROF_BEGIN(ctx);
   conv_ctx c = {.s = s, .x = x, .w = w, .bias = bias, .y = y};
   int ntasks = BS_PARTITION_TASKS;
@@ -333,6 +343,10 @@ static void conv_backward_task(void *p, int t, int ntasks, bs_worker *w) {
 // count, reduced in task order.
 void bs_conv_backward(bs_context *ctx, const bs_conv_shape *s, const float *x, const float *w,
                       const float *dy, float *dw, float *dbias, float *dx) {
+  BS_ASSERT(shape_initialised(s), "bs_conv_backward: shape not filled by bs_conv_shape_init");
+  BS_ASSERT(!dx || !bs_overlaps(dx, sizeof(float) * s->N * s->H * s->W * s->Ci, dy,
+                                sizeof(float) * s->N * s->OH * s->OW * s->Co),
+            "bs_conv_backward: dx overlaps dy");
   BS_PROF_BEGIN(ctx);
   const size_t K = (size_t)s->KH * s->KW * s->Ci;
   if (s->N == 0) {

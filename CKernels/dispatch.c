@@ -61,12 +61,24 @@ static void *best_variant(const char *op, bs_isa isa) {
   return best;
 }
 
-int bs_kernels_select(bs_isa isa, bs_kernels *k) {
-  if ((int)isa < 0 || isa >= BS_ISA_COUNT || !bs_isa_supported(isa)) return -1;
+const char *bs_status_message(bs_status s) {
+  switch (s) {
+  case BS_OK: return "ok";
+  case BS_ERR_NO_MEMORY: return "out of memory";
+  case BS_ERR_INVALID: return "invalid argument";
+  case BS_ERR_UNSUPPORTED: return "this CPU cannot run the requested ISA";
+  case BS_ERR_LAPACK: return "LAPACK reported a failure";
+  case BS_ERR_NO_SOLUTION: return "the solver found no eigen or singular value";
+  }
+  return "unknown status";
+}
+
+bs_status bs_kernels_select(bs_isa isa, bs_kernels *k) {
+  if ((int)isa < 0 || isa >= BS_ISA_COUNT || !bs_isa_supported(isa)) return BS_ERR_UNSUPPORTED;
 #define BS_SELECT(name, params, args) k->name = (name##_t *)best_variant(#name, isa);
   BS_OPS(BS_SELECT)
 #undef BS_SELECT
-  return 0;
+  return BS_OK;
 }
 
 static void detect(void) {

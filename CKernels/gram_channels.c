@@ -80,22 +80,22 @@ static void channels_task(void *p, int t, int ntasks, bs_worker *wk) {
 
 // x: [m][positions][channels], weights: [channels] or NULL -> K, Kw: [m][m] (full, symmetric),
 // mean_sums: [channels][2]. See ckernels.h.
-int bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size_t positions,
-                              int channels, const float *weights, float *K, float *Kw,
-                              double *mean_sums) {
-  if (m <= 0 || channels <= 0 || positions == 0) return -1;
+bs_status bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size_t positions,
+                                    int channels, const float *weights, float *K, float *Kw,
+                                    double *mean_sums) {
+  if (m <= 0 || channels <= 0 || positions == 0) return BS_ERR_INVALID;
   int ntasks = ctx->threads;
   if (ntasks > channels) ntasks = channels;
   if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
   float *partials = bs_worker_scratch(bs_context_caller(ctx), BS_SCRATCH_TASK_PARTIALS,
                                       (size_t)ntasks * 2 * m * m);
-  if (!partials) return -1;
+  if (!partials) return BS_ERR_NO_MEMORY;
   channels_ctx c = {.x = x, .m = m, .channels = channels, .positions = positions,
                     .weights = weights, .partials = partials, .mean_sums = mean_sums};
   bs_parallel_for(ctx, ntasks, channels_task, &c);
-  if (atomic_load(&c.failed)) return -1;
+  if (atomic_load(&c.failed)) return BS_ERR_NO_MEMORY;
   // Task order, so that the sums do not depend on scheduling.
   bs_reduce_task_partials(partials, 2 * (size_t)m * m, ntasks, m, K);
   if (Kw) bs_reduce_task_partials(partials + (size_t)m * m, 2 * (size_t)m * m, ntasks, m, Kw);
-  return 0;
+  return BS_OK;
 }

@@ -56,8 +56,10 @@ static void gram_task(void *p, int t, int ntasks, bs_worker *wk) {
   }
 }
 
-int bs_gram_centered(bs_context *ctx, const float *x, int m, size_t d, float *K,
-                     double *mean_sq) {
+bs_status bs_gram_centered(bs_context *ctx, const float *x, int m, size_t d, float *K,
+                           double *mean_sq) {
+  BS_ASSERT(!bs_overlaps(x, sizeof(float) * m * d, K, sizeof(float) * m * m),
+            "bs_gram_centered: K overlaps x");
   gram_ctx c = {.x = x, .m = m, .d = d};
   int ntasks = ctx->threads;
   if (ntasks > MAX_TASKS) ntasks = MAX_TASKS;
@@ -67,15 +69,15 @@ int bs_gram_centered(bs_context *ctx, const float *x, int m, size_t d, float *K,
   // The caller's partials buffer: grows once per context, no mmap per call.
   c.partials = bs_worker_scratch(bs_context_caller(ctx), BS_SCRATCH_TASK_PARTIALS,
                                  (size_t)ntasks * m * m);
-  if (!c.partials) return -1;
+  if (!c.partials) return BS_ERR_NO_MEMORY;
   bs_parallel_for(ctx, ntasks, gram_task, &c);
-  if (atomic_load(&c.failed)) return -1;
+  if (atomic_load(&c.failed)) return BS_ERR_NO_MEMORY;
   bs_reduce_task_partials(c.partials, (size_t)m * m, ntasks, m, K);
   if (mean_sq) {
     *mean_sq = 0;
     for (int t = 0; t < ntasks; t++) *mean_sq += c.mean_sq[t];
   }
-  return 0;
+  return BS_OK;
 }
 
 typedef struct {
@@ -145,11 +147,11 @@ static ptrdiff_t constant_stride(const float *const *v, int n, size_t len) {
   return s;
 }
 
-int bs_pairwise_dots(bs_context *ctx, const float *const *a, int na, const float *const *b,
-                     int nb, size_t len, double *out) {
+bs_status bs_pairwise_dots(bs_context *ctx, const float *const *a, int na, const float *const *b,
+                           int nb, size_t len, double *out) {
   const int cols = b ? nb : na;
   memset(out, 0, sizeof(double) * na * cols);
-  if (na == 0 || cols == 0 || len == 0) return 0;
+  if (na == 0 || cols == 0 || len == 0) return BS_OK;
   dots_ctx c = {.a = a, .b = b, .na = na, .nb = nb, .len = len,
                .stride_a = constant_stride(a, na, len), .stride_b = b ? constant_stride(b, nb, len) : 0};
   int ntasks = ctx->threads;
@@ -159,20 +161,21 @@ int bs_pairwise_dots(bs_context *ctx, const float *const *a, int na, const float
   // The caller's partials buffer: grows once per context, no mmap per call.
   c.accs = (double *)bs_worker_scratch(bs_context_caller(ctx), BS_SCRATCH_TASK_PARTIALS,
                                        2 * (size_t)ntasks * na * cols);
-  if (!c.accs) return -1;
+  if (!c.accs) return BS_ERR_NO_MEMORY;
   bs_parallel_for(ctx, ntasks, dots_task, &c);
-  if (atomic_load(&c.failed)) return -1;
+  if (atomic_load(&c.failed)) return BS_ERR_NO_MEMORY;
   for (int t = 0; t < ntasks; t++)
     for (size_t i = 0; i < (size_t)na * cols; i++) out[i] += c.accs[(size_t)t * na * cols + i];
   if (!b)
     for (int i = 0; i < na; i++)
       for (int j = 0; j < i; j++) out[(size_t)i * na + j] = out[(size_t)j * na + i];
-  return 0;
+  return BS_OK;
 }
 
-int bs_sym_top_eigen(const float *K, int m, float *lambda, float *u) {
+bs_status bs_sym_top_eigen(const float *K, int m, float *lambda, float *u, int *lapack_info) {
+  if (lapack_info) *lapack_info = 0;
   float *a = malloc(sizeof(float) * (size_t)m * m);
-  if (!a) return -1000;
+  if (!a) return BS_ERR_NO_MEMORY;
   memcpy(a, K, sizeof(float) * (size_t)m * m);
   lapack_int found = 0, isuppz[2];
   float w[1];
@@ -180,31 +183,41 @@ int bs_sym_top_eigen(const float *K, int m, float *lambda, float *u) {
   const lapack_int info = LAPACKE_ssyevr(LAPACK_ROW_MAJOR, 'V', 'I', 'U', m, a, m, 0.0f, 0.0f,
                                          m, m, 0.0f, &found, w, u, 1, isuppz);
   free(a);
-  if (info != 0) return (int)info;
-  if (found != 1) return -1001;
+  if (info != 0) {
+    if (lapack_info) *lapack_info = (int)info;
+    return BS_ERR_LAPACK;
+  }
+  if (found != 1) return BS_ERR_NO_SOLUTION;
   *lambda = w[0];
-  return 0;
+  return BS_OK;
 }
 
-int bs_top_singular(const float *x, int n, size_t d, float *s1, float *u) {
+bs_status bs_top_singular(const float *x, int n, size_t d, float *s1, float *u,
+                          int *lapack_info) {
+  if (lapack_info) *lapack_info = 0;
   float *a = malloc(sizeof(float) * (size_t)n * d);
   const size_t minnd = (size_t)n < d ? (size_t)n : d;
   float *s = malloc(sizeof(float) * minnd);
   float *vt = malloc(sizeof(float) * d);
   lapack_int *superb = malloc(sizeof(lapack_int) * 12 * minnd);
-  int rc = -1000;
+  bs_status st = BS_ERR_NO_MEMORY;
   if (a && s && vt && superb) {
     memcpy(a, x, sizeof(float) * (size_t)n * d);
     lapack_int ns = 0;
     const lapack_int info = LAPACKE_sgesvdx(LAPACK_ROW_MAJOR, 'V', 'N', 'I', n, (lapack_int)d, a,
                                             (lapack_int)d, 0.0f, 0.0f, 1, 1, &ns, s, u, 1, vt,
                                             (lapack_int)d, superb);
-    rc = info != 0 ? (int)info : (ns != 1 ? -1001 : 0);
-    if (rc == 0) *s1 = s[0];
+    if (info != 0) {
+      if (lapack_info) *lapack_info = (int)info;
+      st = BS_ERR_LAPACK;
+    } else {
+      st = ns != 1 ? BS_ERR_NO_SOLUTION : BS_OK;
+    }
+    if (st == BS_OK) *s1 = s[0];
   }
   free(a);
   free(s);
   free(vt);
   free(superb);
-  return rc;
+  return st;
 }

@@ -33,6 +33,21 @@ extern "C" {
 #endif
 
 // ---------------------------------------------------------------------------------------------
+// Status of the calls that can fail: BS_OK, or a named failure (never a bare -1). The layer
+// ops cannot fail mid-step and abort with a message when out of memory instead.
+// ---------------------------------------------------------------------------------------------
+typedef enum {
+  BS_OK = 0,
+  BS_ERR_NO_MEMORY = -1,     // an allocation failed; the outputs are unspecified
+  BS_ERR_INVALID = -2,       // an argument the call cannot take (a shape, a size)
+  BS_ERR_UNSUPPORTED = -3,   // this CPU cannot run the requested ISA
+  BS_ERR_LAPACK = -4,        // LAPACK reported a failure (its info in *lapack_info)
+  BS_ERR_NO_SOLUTION = -5,   // the eigen/singular solver returned no value
+} bs_status;
+// "ok", "out of memory", ...
+const char *bs_status_message(bs_status s);
+
+// ---------------------------------------------------------------------------------------------
 // ISA dispatch
 // ---------------------------------------------------------------------------------------------
 typedef enum { BS_ISA_REF = 0, BS_ISA_AVX2 = 1, BS_ISA_AVX512 = 2, BS_ISA_COUNT = 3 } bs_isa;
@@ -170,8 +185,9 @@ typedef struct {
   BS_OPS(BS_KERNEL_FIELD)
 #undef BS_KERNEL_FIELD
 } bs_kernels;
-// Fills *k with the variants of `isa`. 0, or -1 if this CPU cannot run it (k untouched).
-int bs_kernels_select(bs_isa isa, bs_kernels *k);
+// Fills *k with the variants of `isa`; BS_ERR_UNSUPPORTED (k untouched) if this CPU cannot
+// run it.
+bs_status bs_kernels_select(bs_isa isa, bs_kernels *k);
 
 // The working memory of bs_conv3x3_direct and bs_conv3x3_direct_dw for an H x W x Ci image.
 size_t bs_conv3x3_direct_scratch_floats(int H, int W, int Ci);
@@ -216,8 +232,8 @@ bs_context *bs_context_create(int threads);
 void bs_context_destroy(bs_context *ctx);
 int bs_context_threads(const bs_context *ctx);
 bs_isa bs_context_isa(const bs_context *ctx);
-// Uses the variants of `isa` from now on. 0, or -1 if this CPU cannot run it.
-int bs_context_set_isa(bs_context *ctx, bs_isa isa);
+// Uses the variants of `isa` from now on; BS_ERR_UNSUPPORTED if this CPU cannot run it.
+bs_status bs_context_set_isa(bs_context *ctx, bs_isa isa);
 const bs_kernels *bs_context_kernels(const bs_context *ctx);
 // The calling thread's worker (worker 0): scratch for work outside parallel sections.
 bs_worker *bs_context_caller(bs_context *ctx);
@@ -259,8 +275,8 @@ typedef struct {
   int OH, OW;        // output, filled by bs_conv_shape()
 } bs_conv_shape;
 
-// Fills OH/OW; returns 0, or -1 when the shape is invalid.
-int bs_conv_shape_init(bs_conv_shape *s);
+// Fills OH/OW; BS_ERR_INVALID when the shape is invalid.
+bs_status bs_conv_shape_init(bs_conv_shape *s);
 
 // Forward: x [N][H][W][Ci], w [Co][KH][KW][Ci], bias [Co] or NULL -> y [N][OH][OW][Co].
 void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, const float *w,
@@ -339,28 +355,32 @@ double bs_softmax_xent(const float *logits, const int32_t *labels, int N, int K,
 // of ReLU features is dominated by the mean; centring it afterwards cancels catastrophically).
 // mean_sq (may be NULL) = sum over columns of the squared column mean, so that the raw energy
 // sum x^2 = m * mean_sq + trace(K) tells a constant representation from a varying one.
-// Returns 0, or -1 when out of memory.
-int bs_gram_centered(bs_context *ctx, const float *x, int m, size_t d, float *K, double *mean_sq);
+// BS_ERR_NO_MEMORY when out of memory.
+bs_status bs_gram_centered(bs_context *ctx, const float *x, int m, size_t d, float *K,
+                           double *mean_sq);
 // Two Grams for the price of one, from per-channel centred Grams Kc[c] of NHWC activations
 // (gram_channels.c): x: [m][positions][channels] -> K = sum_c Kc[c] (= bs_gram_centered's K)
 // and Kw = sum_c weights[c] Kc[c]; with weights a_c^2, Kw is the centred Gram of the
 // per-channel affine map a_c x + b_c (an inference BatchNorm: centring removes b_c). K, Kw:
 // [m][m] full symmetric (Kw and weights may be NULL). mean_sums: [channels][2] = the sum over
-// positions of channel c's column means and of their squares. 0, or -1 out of memory.
-int bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size_t positions,
+// positions of channel c's column means and of their squares. BS_ERR_INVALID (m, channels or
+// positions not positive), BS_ERR_NO_MEMORY.
+bs_status bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size_t positions,
                               int channels,
                               const float *weights, float *K, float *Kw, double *mean_sums);
 // All pairwise dot products of vectors of length len: out[i][j] = <a[i], b[j]>, fp32 products
 // over chunks of 4096 accumulated in double. b == NULL: a against itself (out: [na][na],
-// symmetric, computed once per pair). out: [na][nb or na]. Returns 0, or -1 out of memory.
-int bs_pairwise_dots(bs_context *ctx, const float *const *a, int na, const float *const *b, int nb,
+// symmetric, computed once per pair). out: [na][nb or na]. BS_ERR_NO_MEMORY.
+bs_status bs_pairwise_dots(bs_context *ctx, const float *const *a, int na, const float *const *b, int nb,
                      size_t len,
                      double *out);
 // Largest eigenvalue and its unit eigenvector of a symmetric K: [m][m] (LAPACKE_ssyevr).
-// u: [m]. Returns 0, or the LAPACK info / a negative code.
-int bs_sym_top_eigen(const float *K, int m, float *lambda, float *u);
+// u: [m]. BS_ERR_NO_MEMORY, BS_ERR_LAPACK (*lapack_info, if not NULL, gets LAPACK's info),
+// BS_ERR_NO_SOLUTION.
+bs_status bs_sym_top_eigen(const float *K, int m, float *lambda, float *u, int *lapack_info);
 // Largest singular value and left singular vector of x: [n][d] (LAPACKE_sgesvdx). u: [n].
-int bs_top_singular(const float *x, int n, size_t d, float *s1, float *u);
+// Failures as bs_sym_top_eigen's.
+bs_status bs_top_singular(const float *x, int n, size_t d, float *s1, float *u, int *lapack_info);
 
 // OpenBLAS kernel choice (blas_core.c). Its name ("SkylakeX", "Haswell", "Prescott", ...);
 // the OPENBLAS_CORETYPE this CPU deserves when OpenBLAS chose a weaker one (an unrecognised,

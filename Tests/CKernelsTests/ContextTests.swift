@@ -62,7 +62,7 @@ final class ContextTests: XCTestCase {
     let gram: @Sendable (OpaquePointer) -> [UInt32] = { ctx in
       var K = [Float](repeating: .nan, count: m * m)
       var meanSq = 0.0
-      precondition(bs_gram_centered(ctx, features, Int32(m), d, &K, &meanSq) == 0)
+      precondition(bs_gram_centered(ctx, features, Int32(m), d, &K, &meanSq) == BS_OK)
       return K.map(\.bitPattern)
     }
     guard let training = bs_context_create(2), let analysis = bs_context_create(1) else {
@@ -135,5 +135,24 @@ final class ContextTests: XCTestCase {
     XCTAssertEqual(bs_worker_scratch(w, BS_SCRATCH_CONV_COLUMNS, 50), a)
     XCTAssertEqual(Int(bitPattern: a) % 64, 0, "64-byte aligned")
     bs_context_destroy(nil)   // ignored
+  }
+
+  func testFailuresAreNamedStatuses() {
+    let names: [(bs_status, String)] = [
+      (BS_OK, "ok"), (BS_ERR_NO_MEMORY, "out of memory"), (BS_ERR_INVALID, "invalid argument"),
+      (BS_ERR_UNSUPPORTED, "this CPU cannot run the requested ISA"),
+      (BS_ERR_LAPACK, "LAPACK reported a failure"),
+      (BS_ERR_NO_SOLUTION, "the solver found no eigen or singular value"),
+    ]
+    for (status, text) in names { XCTAssertEqual(String(cString: bs_status_message(status)), text) }
+    withKernels(isa: defaultISA) { ctx in
+      var K = [Float](repeating: 0, count: 4), sums = [Double](repeating: 0, count: 2)
+      XCTAssertEqual(bs_gram_centered_channels(ctx, [1, 2], 0, 1, 1, nil, &K, nil, &sums), BS_ERR_INVALID)
+      // A Gram of 200,000 examples needs 160 GB of partials: refused, reported, nothing written
+      // (d = 0: the features are never read).
+      var one: Float = 0
+      XCTAssertEqual(bs_gram_centered(ctx, &one, 200_000, 0, &K, nil), BS_ERR_NO_MEMORY)
+      XCTAssertEqual(K, [0, 0, 0, 0])
+    }
   }
 }

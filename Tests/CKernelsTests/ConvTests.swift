@@ -13,7 +13,7 @@ final class ConvTests: XCTestCase {
       var s = bs_conv_shape(N: Int32(N), H: Int32(H), W: Int32(W), Ci: Int32(Ci), Co: Int32(Co),
                             KH: Int32(K), KW: Int32(K), stride: Int32(stride), pad: Int32(pad),
                             OH: 0, OW: 0)
-      precondition(bs_conv_shape_init(&s) == 0, "invalid shape \(self)")
+      precondition(bs_conv_shape_init(&s) == BS_OK, "invalid shape \(self)")
       return s
     }
     var description: String {
@@ -212,7 +212,7 @@ final class ConvTests: XCTestCase {
   func testConvShapeInitRejectsInvalidShapes() {
     var ok = bs_conv_shape(N: 2, H: 5, W: 4, Ci: 3, Co: 8, KH: 3, KW: 3, stride: 2, pad: 1,
                            OH: 0, OW: 0)
-    XCTAssertEqual(bs_conv_shape_init(&ok), 0)
+    XCTAssertEqual(bs_conv_shape_init(&ok), BS_OK)
     XCTAssertEqual([ok.OH, ok.OW], [3, 2])
     for bad in [
       bs_conv_shape(N: 1, H: 2, W: 5, Ci: 1, Co: 1, KH: 3, KW: 3, stride: 1, pad: 0, OH: 0, OW: 0),
@@ -221,7 +221,7 @@ final class ConvTests: XCTestCase {
       bs_conv_shape(N: -1, H: 5, W: 5, Ci: 1, Co: 1, KH: 1, KW: 1, stride: 1, pad: 0, OH: 0, OW: 0),
     ] {
       var s = bad
-      XCTAssertEqual(bs_conv_shape_init(&s), -1, "accepted \(bad)")
+      XCTAssertEqual(bs_conv_shape_init(&s), BS_ERR_INVALID, "accepted \(bad)")
     }
   }
 

@@ -37,7 +37,7 @@ final class GramDriverTests: XCTestCase {
             var k = [Float](repeating: .nan, count: m * m), kw = k
             var sums = [Double](repeating: .nan, count: 2 * channels)
             XCTAssertEqual(bs_gram_centered_channels(ctx, x, Int32(m), positions, Int32(channels), weights,
-                                                     &k, &kw, &sums), 0)
+                                                     &k, &kw, &sums), BS_OK)
             var y = [Float](repeating: 0, count: m * d)
             for i in 0..<(m * d) { y[i] = Float(Double(a[i % channels]) * Double(x[i]) + Double(b[i % channels])) }
             let wantK = Self.centredGram(x, m: m, d: d), wantKw = Self.centredGram(y, m: m, d: d)
@@ -90,7 +90,7 @@ final class GramDriverTests: XCTestCase {
             let x = (0..<(m * d)).map { _ in 10 + rng.float(0, 1) }
             var got = [Float](repeating: .nan, count: m * m)
             var meanSq = 0.0
-            XCTAssertEqual(bs_gram_centered(ctx, x, Int32(m), d, &got, &meanSq), 0)
+            XCTAssertEqual(bs_gram_centered(ctx, x, Int32(m), d, &got, &meanSq), BS_OK)
             let want = Self.centredGram(x, m: m, d: d)
             // Each centred value is off by <= 2u |mean| (the float mean and the subtraction);
             // the product sums in float: (d + 2) u sum |xc_i xc_j| for any summation order.
@@ -139,10 +139,10 @@ final class GramDriverTests: XCTestCase {
             }
           }
           var rect = [Double](repeating: .nan, count: na * nb)
-          XCTAssertEqual(bs_pairwise_dots(ctx, pa, Int32(na), pb, Int32(nb), len, &rect), 0)
+          XCTAssertEqual(bs_pairwise_dots(ctx, pa, Int32(na), pb, Int32(nb), len, &rect), BS_OK)
           check(rect, a, b)
           var sym = [Double](repeating: .nan, count: na * na)
-          XCTAssertEqual(bs_pairwise_dots(ctx, pa, Int32(na), nil, 0, len, &sym), 0)
+          XCTAssertEqual(bs_pairwise_dots(ctx, pa, Int32(na), nil, 0, len, &sym), BS_OK)
           check(sym, a, a)
           for i in 0..<na { for j in 0..<na { XCTAssertEqual(sym[i * na + j], sym[j * na + i]) } }
           // The same vectors side by side at a constant stride: read in place, same results.
@@ -155,8 +155,8 @@ final class GramDriverTests: XCTestCase {
           let sa = (0..<na).map { Optional(UnsafePointer(slabA + $0 * stride)) }
           let sb = (0..<nb).map { Optional(UnsafePointer(slabB + $0 * stride)) }
           var rect2 = [Double](repeating: .nan, count: na * nb), sym2 = [Double](repeating: .nan, count: na * na)
-          XCTAssertEqual(bs_pairwise_dots(ctx, sa, Int32(na), sb, Int32(nb), len, &rect2), 0)
-          XCTAssertEqual(bs_pairwise_dots(ctx, sa, Int32(na), nil, 0, len, &sym2), 0)
+          XCTAssertEqual(bs_pairwise_dots(ctx, sa, Int32(na), sb, Int32(nb), len, &rect2), BS_OK)
+          XCTAssertEqual(bs_pairwise_dots(ctx, sa, Int32(na), nil, 0, len, &sym2), BS_OK)
           XCTAssertEqual(rect2, rect)
           XCTAssertEqual(sym2, sym)
         }
@@ -178,7 +178,7 @@ final class GramDriverTests: XCTestCase {
       for i in 0..<m { for j in 0..<i { k[i * m + j] = k[j * m + i] } }
       var lambda: Float = 0
       var u = [Float](repeating: 0, count: m)
-      XCTAssertEqual(bs_sym_top_eigen(k, Int32(m), &lambda, &u), 0)
+      XCTAssertEqual(bs_sym_top_eigen(k, Int32(m), &lambda, &u, nil), BS_OK)
       let norm = sqrt(u.reduce(0.0) { $0 + Double($1) * Double($1) })
       XCTAssertEqual(norm, 1, accuracy: 1e-5)
       let scale = Double(lambda)
@@ -212,8 +212,8 @@ final class GramDriverTests: XCTestCase {
       for i in 0..<n { for j in 0..<n { var s = 0.0; for t in 0..<d { s += Double(x[i * d + t]) * Double(x[j * d + t]) }; k[i * n + j] = Float(s) } }
       var lambda: Float = 0, s1: Float = 0
       var u = [Float](repeating: 0, count: n), us = u
-      XCTAssertEqual(bs_sym_top_eigen(k, Int32(n), &lambda, &u), 0)
-      XCTAssertEqual(bs_top_singular(x, Int32(n), d, &s1, &us), 0)
+      XCTAssertEqual(bs_sym_top_eigen(k, Int32(n), &lambda, &u, nil), BS_OK)
+      XCTAssertEqual(bs_top_singular(x, Int32(n), d, &s1, &us, nil), BS_OK)
       XCTAssertEqual(Double(s1 * s1), Double(lambda), accuracy: 1e-4 * Double(lambda))
       XCTAssertEqual(abs(zip(u, us).reduce(0) { $0 + Double($1.0) * Double($1.1) }), 1, accuracy: 1e-4)
     }

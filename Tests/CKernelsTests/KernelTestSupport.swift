@@ -204,7 +204,7 @@ func withKernels<T>(isa: bs_isa, threads: Int? = nil, convAlgorithm: Int32? = ni
                     _ body: (OpaquePointer) throws -> T) rethrows -> T {
   guard let ctx = bs_context_create(Int32(threads ?? 2)) else { fatalError("out of memory") }
   defer { bs_context_destroy(ctx) }
-  precondition(bs_context_set_isa(ctx, isa) == 0, "ISA \(isa) not supported")
+  precondition(bs_context_set_isa(ctx, isa) == BS_OK, "ISA \(isa) not supported")
   if let convAlgorithm { bs_context_set_conv_algorithm(ctx, convAlgorithm) }
   return try body(ctx)
 }

@@ -40,12 +40,12 @@ final class KernelVariantTests: XCTestCase {
     withKernels(isa: defaultISA) { ctx in
       XCTAssertEqual(bs_context_isa(ctx), defaultISA)
       for isa in [BS_ISA_REF, BS_ISA_AVX2, BS_ISA_AVX512] where bs_isa_supported(isa) == 0 {
-        XCTAssertEqual(bs_context_set_isa(ctx, isa), -1, "accepted \(isa), which this CPU lacks")
+        XCTAssertEqual(bs_context_set_isa(ctx, isa), BS_ERR_UNSUPPORTED, "accepted \(isa), which this CPU lacks")
         XCTAssertEqual(bs_context_isa(ctx), defaultISA)
       }
       var k = bs_kernels()
       for isa in [BS_ISA_REF, BS_ISA_AVX2, BS_ISA_AVX512] {
-        XCTAssertEqual(bs_kernels_select(isa, &k), bs_isa_supported(isa) != 0 ? 0 : -1)
+        XCTAssertEqual(bs_kernels_select(isa, &k), bs_isa_supported(isa) != 0 ? BS_OK : BS_ERR_UNSUPPORTED)
       }
     }
   }

@@ -65,7 +65,7 @@ final class GradientCheckTests: XCTestCase {
       let (n, h, w, ci, co) = (2, 5, 6, 3, 4)
       var s = bs_conv_shape(N: Int32(n), H: Int32(h), W: Int32(w), Ci: Int32(ci), Co: Int32(co),
                             KH: Int32(k), KW: Int32(k), stride: Int32(stride), pad: Int32(k / 2), OH: 0, OW: 0)
-      XCTAssertEqual(bs_conv_shape_init(&s), 0)
+      XCTAssertEqual(bs_conv_shape_init(&s), BS_OK)
       let outCount = n * Int(s.OH) * Int(s.OW) * co
       var rng = Rng(11)
       var x = rng.normal(n * h * w * ci), wt = rng.normal(co * k * k * ci, scale: 0.5)

@@ -313,8 +313,8 @@ public final class MinibatchCKA: @unchecked Sendable {
                             diagnostics: diagnostics, provenance: provenance, stats: stats)
   }
 
-  private func check(_ rc: Int32) throws {
-    if rc != 0 { throw GramForms.GramError.outOfMemory }
+  private func check(_ status: bs_status) throws {
+    if status != BS_OK { throw GramForms.GramError.outOfMemory }
   }
 
   private func selfDots(_ p: [UnsafePointer<Float>?], len: Int) throws -> [Double] {

@@ -13,7 +13,7 @@ public enum GramForms {
     let full = given ?? Tensor([m * m])
     precondition(full.capacity >= m * m)
     var meanSq = 0.0
-    guard bs_gram_centered(context.pointer, x, Int32(m), d, full.data, &meanSq) == 0 else {
+    guard bs_gram_centered(context.pointer, x, Int32(m), d, full.data, &meanSq) == BS_OK else {
       throw GramError.outOfMemory
     }
     return entry(full: full, m: m, meanSq: meanSq, slot: slot, context: context)
@@ -33,7 +33,7 @@ public enum GramForms {
     let weights = scale.map { $0 * $0 }
     var sums = [Double](repeating: 0, count: 2 * channels)
     guard bs_gram_centered_channels(context.pointer, x, Int32(m), positions, Int32(channels), weights, full.data,
-                                    affineFull.data, &sums) == 0 else { throw GramError.outOfMemory }
+                                    affineFull.data, &sums) == BS_OK else { throw GramError.outOfMemory }
     // Sum over features of the squared column means: of x, and of y (mean_y = a mean_x + b).
     var meanSq = 0.0, affineMeanSq = 0.0
     for c in 0..<channels {
@@ -81,12 +81,13 @@ public enum GramForms {
 
   public enum GramError: Error, CustomStringConvertible, Equatable {
     case outOfMemory
-    case eigen(Int32)
+    /// The eigensolver failed: what it said.
+    case eigen(String)
     case notCentred(GramForm)
     public var description: String {
       switch self {
       case .outOfMemory: return "out of memory computing a Gram matrix"
-      case .eigen(let info): return "LAPACKE_ssyevr failed (info \(info))"
+      case .eigen(let message): return message
       case .notCentred(let f): return "forms derive from the centred Gram, not from \(f)"
       }
     }
@@ -120,8 +121,9 @@ public enum GramForms {
     case .unbiasedWithoutPC1, .biasedWithoutPC1:
       var lambda: Float = 0
       let u = Tensor([m])
-      let info = bs_sym_top_eigen(k.data, Int32(m), &lambda, u.data)
-      guard info == 0 else { throw GramError.eigen(info) }
+      var info: Int32 = 0
+      let st = bs_sym_top_eigen(k.data, Int32(m), &lambda, u.data, &info)
+      guard st == BS_OK else { throw GramError.eigen(st.message(call: "LAPACKE_ssyevr", lapackInfo: info)) }
       if lambda > 0 {
         for i in 0..<m {
           let li = lambda * u.data[i]

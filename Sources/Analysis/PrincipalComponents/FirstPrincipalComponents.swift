@@ -47,12 +47,13 @@ public struct PCReport: Codable, Sendable {
 
 public enum PCError: Error, CustomStringConvertible {
   case tooFewExamples(Int)
-  case lapack(String, Int32)
+  /// A kernel or LAPACK call failed: what it said.
+  case solver(String)
   case budget(String)
   public var description: String {
     switch self {
     case .tooFewExamples(let n): return "first principal components need at least 2 examples, got \(n)"
-    case .lapack(let call, let info): return "\(call) failed (info \(info))"
+    case .solver(let message): return message
     case .budget(let s): return s
     }
   }
@@ -138,15 +139,15 @@ public enum FirstPrincipalComponents {
     case .gram, .auto:
       let k = Tensor([n * n])
       var meanSq = 0.0
-      guard bs_gram_centered(context.pointer, x.data, Int32(n), d, k.data, &meanSq) == 0 else {
-        throw PCError.lapack("bs_gram_centered (out of memory)", -1)
-      }
+      let gram = bs_gram_centered(context.pointer, x.data, Int32(n), d, k.data, &meanSq)
+      guard gram == BS_OK else { throw PCError.solver(gram.message(call: "bs_gram_centered")) }
       for i in 0..<n { total += Double(k.data[i * n + i]) }
       energy = Double(n) * meanSq + total
       if energy <= 0 || total / energy <= GramEntry.constantThreshold { break }
       var lambda: Float = 0
-      let info = bs_sym_top_eigen(k.data, Int32(n), &lambda, &u)
-      guard info == 0 else { throw PCError.lapack("LAPACKE_ssyevr", info) }
+      var info: Int32 = 0
+      let st = bs_sym_top_eigen(k.data, Int32(n), &lambda, &u, &info)
+      guard st == BS_OK else { throw PCError.solver(st.message(call: "LAPACKE_ssyevr", lapackInfo: info)) }
       top = Double(lambda)
     case .svd:
       for i in 0..<(n * d) { energy += Double(x.data[i]) * Double(x.data[i]) }
@@ -154,8 +155,9 @@ public enum FirstPrincipalComponents {
       for i in 0..<(n * d) { total += Double(x.data[i]) * Double(x.data[i]) }
       if energy <= 0 || total / energy <= GramEntry.constantThreshold { break }
       var s1: Float = 0
-      let info = bs_top_singular(x.data, Int32(n), d, &s1, &u)
-      guard info == 0 else { throw PCError.lapack("LAPACKE_sgesvdx", info) }
+      var info: Int32 = 0
+      let st = bs_top_singular(x.data, Int32(n), d, &s1, &u, &info)
+      guard st == BS_OK else { throw PCError.solver(st.message(call: "LAPACKE_sgesvdx", lapackInfo: info)) }
       top = Double(s1) * Double(s1)
     }
     let constant = energy <= 0 || total / energy <= GramEntry.constantThreshold

@@ -100,7 +100,7 @@ func wireError(_ error: Error) -> WireError {
   case let e as PCError:
     switch e {
     case .tooFewExamples, .budget: return invalid("examples", e.description)
-    case .lapack: return WireError(.internal, e.description)
+    case .solver: return WireError(.internal, e.description)
     }
   case let e as PopulationError:
     return WireError(.invalidArgument, e.description)

@@ -1,5 +1,13 @@
 import CKernels
 
+extension bs_status {
+  /// What a failed kernel call says: its status, and LAPACK's info where it reported one.
+  public func message(call: String, lapackInfo: Int32 = 0) -> String {
+    self == BS_ERR_LAPACK ? "\(call) failed (LAPACK info \(lapackInfo))"
+      : "\(call): \(String(cString: bs_status_message(self)))"
+  }
+}
+
 /// What one computation runs with: its threads, kernel variants (ISA), convolution algorithm,
 /// scratch memory and profile counters (a C `bs_context`, as BLIS passes its `cntx`). Every
 /// Engine and Analysis computation takes one explicitly; nothing is process-wide, so a
@@ -31,7 +39,7 @@ public final class KernelContext: @unchecked Sendable {
 
   /// Switches the kernel variants; false when this CPU cannot run `isa`.
   @discardableResult
-  public func setISA(_ isa: bs_isa) -> Bool { bs_context_set_isa(pointer, isa) == 0 }
+  public func setISA(_ isa: bs_isa) -> Bool { bs_context_set_isa(pointer, isa) == BS_OK }
 
   /// BS_CONV_AUTO, BS_CONV_GEMM or BS_CONV_DIRECT; out-of-range values are ignored.
   public var convAlgorithm: Int32 {

@@ -34,7 +34,7 @@ public final class Conv2D: @unchecked Sendable {
                           Co: Int32(outChannels), KH: Int32(kernel), KW: Int32(kernel),
                           stride: Int32(stride), pad: Int32(padding), OH: 0, OW: 0)
     let ok = bs_conv_shape_init(&s)
-    precondition(ok == 0, "invalid convolution shape \(n)x\(h)x\(w)x\(inChannels)")
+    precondition(ok == BS_OK, "invalid convolution shape \(n)x\(h)x\(w)x\(inChannels)")
     return s
   }
 
