@@ -30,8 +30,8 @@ final class ServiceAnalysisTests: ServiceTestCase {
     try writeModel("b", seed: 2)
     let request = heatmapRequest("a")
     let first = send(service, .heatmap, request)
-    guard let payload = first.payload(.heatmapOK),
-          let doc = try? payload.decode(HeatmapResponse.self) else { return }
+    let payload = try XCTUnwrap(first.payload(.heatmapOK))
+    let doc = try payload.decode(HeatmapResponse.self)
 
     let network = try ModelState.model(from: checkpoint)
     let data = synthetic.test.selecting(Array(0..<64))
@@ -65,7 +65,8 @@ final class ServiceAnalysisTests: ServiceTestCase {
 
     // The same request again: every Gram from the cache, no forward pass, the same values.
     let second = send(service, .heatmap, request)
-    guard let again = second.payload(.heatmapOK), let againDoc = try? again.decode(HeatmapResponse.self) else { return }
+    let again = try XCTUnwrap(second.payload(.heatmapOK))
+    let againDoc = try again.decode(HeatmapResponse.self)
     XCTAssertEqual(againDoc.stats.forwardPasses, 0)
     XCTAssertEqual(againDoc.stats.gramsComputed, 0)
     XCTAssertGreaterThan(againDoc.stats.cacheHits, 0)
@@ -79,8 +80,8 @@ final class ServiceAnalysisTests: ServiceTestCase {
     var cross = heatmapRequest("a", other: "b")
     cross.layers = .blocks
     cross.bootstrap = 0
-    guard let crossPayload = send(service, .heatmap, cross).payload(.heatmapOK),
-          let crossDoc = try? crossPayload.decode(HeatmapResponse.self) else { return }
+    let crossPayload = try XCTUnwrap(send(service, .heatmap, cross).payload(.heatmapOK))
+    let crossDoc = try crossPayload.decode(HeatmapResponse.self)
     XCTAssertEqual(crossDoc.rowNames, ["s1.b1.out", "s2.b1.out", "s3.b1.out"])
     XCTAssertEqual(crossPayload.tensor(named: "cka")?.shape, [3, 3])
     XCTAssertNil(crossPayload.tensor(named: "standard_errors"))
@@ -233,8 +234,8 @@ final class ServiceAnalysisTests: ServiceTestCase {
     let request = ExportRequest(model: "a", representation: "s2.b1.add",
                                 examples: ExampleSelection(split: .test, ids: ids))
     let reply = send(service, .export, request)
-    guard let payload = reply.payload(.exportOK),
-          let doc = try? payload.decode(ExportResponse.self) else { return }
+    let payload = try XCTUnwrap(reply.payload(.exportOK))
+    let doc = try payload.decode(ExportResponse.self)
     XCTAssertEqual(doc.layout, "nchw")
     XCTAssertEqual(doc.representation, "s2.b1.add")
     let rep = try XCTUnwrap(Self.tinyConfig.representations.first { $0.name == "s2.b1.add" })
@@ -285,8 +286,8 @@ final class ServiceAnalysisTests: ServiceTestCase {
     // PC.
     let pcRequest = PCRequest(model: "a", layers: .blocks, examples: ExampleSelection(split: .test, count: 32),
                               directions: true)
-    guard let pcPayload = send(service, .pc, pcRequest).payload(.pcOK),
-          let pc = try? pcPayload.decode(PCResponse.self) else { return }
+    let pcPayload = try XCTUnwrap(send(service, .pc, pcRequest).payload(.pcOK))
+    let pc = try pcPayload.decode(PCResponse.self)
     let directPC = try FirstPrincipalComponents.run(AnalysisModel(name: "a", network: network), .blockOutputs,
                                                     data: synthetic.test.selecting(Array(0..<32)), context: testKernels)
     XCTAssertEqual(pc.layers.map(\.name), directPC.layers.map(\.name))

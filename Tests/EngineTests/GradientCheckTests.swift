@@ -91,38 +91,32 @@ final class GradientCheckTests: XCTestCase {
     }
   }
 
-  /// The fused BN+ReLU output is exactly ReLU of the BN output, so its gradient is the ReLU
-  /// backward (checked in testElementwiseGradients) followed by the BN backward checked here.
-  /// (Finite differences straight through the fused ReLU cross kinks: normalised values sit
-  /// near zero by construction.)
+  /// Batch norm (training mode) against finite differences. The fused BN+ReLU is covered
+  /// without finite differences through its kinks (normalised values sit near zero by
+  /// construction): testFusedBatchNormReLUIsReLUOfBatchNorm shows its output is exactly ReLU of
+  /// this BN's, and testElementwiseGradients checks the ReLU backward that precedes this one.
   func testBatchNormGradients() {
-    for relu in [false] {
-      let (rows, c) = (37, 5)
-      var rng = Rng(5)
-      var x = rng.normal(rows * c, scale: 2)
-      for i in 0..<x.count { x[i] += Float(i % c) }   // per-channel offsets
-      var gamma = rng.normal(c), beta = rng.normal(c)
-      let r = rng.normal(rows * c)
-      func forward(_ x: [Float], _ g: [Float], _ b: [Float]) -> ([Float], [Float], [Float]) {
-        var y = [Float](repeating: 0, count: rows * c)
-        var rm = [Float](repeating: 0, count: c), rv = [Float](repeating: 1, count: c)
-        var mean = [Float](repeating: 0, count: c), istd = [Float](repeating: 0, count: c)
-        bs_bn_forward_train(testKernels.pointer, x, rows, Int32(c), g, b, 1e-5, 0.1, relu ? 1 : 0, &rm, &rv, &mean, &istd, &y)
-        return (y, mean, istd)
-      }
-      let (y0, mean, istd) = forward(x, gamma, beta)
-      // Backward of the fused ReLU first, as the model does: gradient at the BN output.
-      var dy = r
-      if relu { testKernels.kernels.bs_relu_backward(y0, r, r.count, &dy) }
-      var dx = [Float](repeating: 0, count: x.count), dg = [Float](repeating: 0, count: c), dbeta = [Float](repeating: 0, count: c)
-      bs_bn_backward(testKernels.pointer, dy, x, rows, Int32(c), gamma, mean, istd, &dg, &dbeta, &dx)
-      let mag = zip(r, y0).reduce(0.0) { $0 + abs(Double($1.0 * $1.1)) }
-      let tag = relu ? "bn+relu" : "bn"
-      // Smaller eps: the normalised output is smooth but curved in x through mean and var.
-      check("\(tag) dx", values: &x, analytic: dx, eps: 1e-2, terms: rows, lossMagnitude: mag) { Self.dot(r, forward($0, gamma, beta).0) }
-      check("\(tag) dgamma", values: &gamma, analytic: dg, eps: 1e-2, terms: rows, lossMagnitude: mag) { Self.dot(r, forward(x, $0, beta).0) }
-      check("\(tag) dbeta", values: &beta, analytic: dbeta, eps: 1e-2, terms: rows, lossMagnitude: mag) { Self.dot(r, forward(x, gamma, $0).0) }
+    let (rows, c) = (37, 5)
+    var rng = Rng(5)
+    var x = rng.normal(rows * c, scale: 2)
+    for i in 0..<x.count { x[i] += Float(i % c) }   // per-channel offsets
+    var gamma = rng.normal(c), beta = rng.normal(c)
+    let r = rng.normal(rows * c)
+    func forward(_ x: [Float], _ g: [Float], _ b: [Float]) -> ([Float], [Float], [Float]) {
+      var y = [Float](repeating: 0, count: rows * c)
+      var rm = [Float](repeating: 0, count: c), rv = [Float](repeating: 1, count: c)
+      var mean = [Float](repeating: 0, count: c), istd = [Float](repeating: 0, count: c)
+      bs_bn_forward_train(testKernels.pointer, x, rows, Int32(c), g, b, 1e-5, 0.1, 0, &rm, &rv, &mean, &istd, &y)
+      return (y, mean, istd)
     }
+    let (y0, mean, istd) = forward(x, gamma, beta)
+    var dx = [Float](repeating: 0, count: x.count), dg = [Float](repeating: 0, count: c), dbeta = [Float](repeating: 0, count: c)
+    bs_bn_backward(testKernels.pointer, r, x, rows, Int32(c), gamma, mean, istd, &dg, &dbeta, &dx)
+    let mag = zip(r, y0).reduce(0.0) { $0 + abs(Double($1.0 * $1.1)) }
+    // Smaller eps: the normalised output is smooth but curved in x through mean and var.
+    check("bn dx", values: &x, analytic: dx, eps: 1e-2, terms: rows, lossMagnitude: mag) { Self.dot(r, forward($0, gamma, beta).0) }
+    check("bn dgamma", values: &gamma, analytic: dg, eps: 1e-2, terms: rows, lossMagnitude: mag) { Self.dot(r, forward(x, $0, beta).0) }
+    check("bn dbeta", values: &beta, analytic: dbeta, eps: 1e-2, terms: rows, lossMagnitude: mag) { Self.dot(r, forward(x, gamma, $0).0) }
   }
 
   func testFusedBatchNormReLUIsReLUOfBatchNorm() {
