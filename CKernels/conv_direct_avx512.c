@@ -4,8 +4,9 @@
 // and output row, tiles of P <= 12 consecutive pixels (split evenly) accumulated over the
 // 3*Ci consecutive floats of each kernel row. A block narrower than 16 (the last one, when
 // Co8 % 16 == 8) loads its weight rows under a mask; channels past Co are masked off at the
-// store. Not measured (no AVX-512 CPU was available), so BLOCKSCOPE_CONV=auto does not pick
-// these variants.
+// store. BLOCKSCOPE_CONV=auto takes these variants for Ci <= 64, where they measured faster
+// than im2col + sgemm inside whole networks (conv_ops.c, auto_direct; docs/PERFORMANCE.md,
+// "Direct convolution thresholds").
 #include "ckernels.h"
 #include "conv_direct.h"
 #include "simd_avx512.h"

@@ -6,24 +6,9 @@
 // and bs_conv3x3_direct_dw micro-kernels one image at a time (no im2col buffer, no sgemm
 // packing).
 //
-// Measured (AMD EPYC Zen 3, 2 cores, AVX2 kernels; one thread, N = 128; GFLOP/s from thread
-// CPU time, best of 7; 12-chain FMA loop ~80 at the time; stride-2 dx is col2im either way):
-//   layer                 forward gemm/direct   weights gemm/direct   dx gemm/direct
-//   32x32x3 -> 16 s1          22.3 / 61.5           23.6 / 57.6         (first layer: no dx)
-//   32x32x16 -> 16 s1         40.0 / 74.1           45.6 / 74.0           39.1 / 80.9
-//   16x16x32 -> 32 s1         52.9 / 76.5           54.5 / 71.9           52.8 / 79.2
-//   8x8x64 -> 64 s1           61.6 / 80.5           65.9 / 73.1           59.9 / 78.7
-//   32x32x16 -> 32 s2         44.4 / 63.4           49.1 / 59.2
-//   16x16x32 -> 64 s2         60.2 / 72.9           61.7 / 66.4
-//   32x32x32 -> 32 s1         51.4 / 73.7           54.4 / 69.5           51.9 / 76.7
-//   16x16x64 -> 64 s1         58.9 / 75.0           60.9 / 69.5           61.7 / 74.1
-//   8x8x128 -> 128 s1         57.2 / 76.2           64.8 / 61.2           58.9 / 73.3
-//   32x32x32 -> 64 s2         59.2 / 73.7           63.0 / 62.4
-//   16x16x64 -> 128 s2        64.5 / 73.4           66.1 / 61.5
-//   32x32x8 -> 8 s1           23.7 / 51.1           28.3 / 60.7           22.3 / 51.5
-//   32x32x24 -> 24 s1         41.2 / 60.8           46.4 / 60.0           45.2 / 57.1
-//   16x16x17 -> 13 s1         17.0 / 47.3           27.9 / 49.8           27.3 / 43.5
-//   16x16x128 -> 128 s1       66.0 / 79.5           65.1 / 69.1           64.6 / 69.8
+// AUTO's choice between the two is explained at auto_direct below; the per-layer and
+// whole-network measurements behind it are in docs/PERFORMANCE.md, "Direct convolution
+// thresholds".
 #include "context_internal.h"
 #include <cblas.h>
 #include <pthread.h>
@@ -85,26 +70,19 @@ static int is_direct_shape(const bs_conv_shape *s) {
 // The passes of a convolution that can run direct.
 enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_WEIGHTS };
 
-// AUTO's choice: direct where bs_conv3x3_direct(_dw) was measured faster than im2col + sgemm.
-// The scalar REF kernels keep sgemm.
+// AUTO's choice: direct where bs_conv3x3_direct(_dw) measured faster than im2col + sgemm
+// (docs/PERFORMANCE.md, "Direct convolution thresholds"). The scalar REF kernels keep sgemm.
 //
-// AVX2 (numbers at the top of this file): forward and backward-data won on every shape
-// measured. The weight gradient won or broke even everywhere except where Co >= 128 and
-// consecutive output pixels' input windows are 512 bytes or more apart (stride * Ci >= 128
-// floats), so that a chunk of pixels maps to a few L1 sets: 0.93-0.94x on 8x8x128 -> 128 and
-// 16x16x64 -> 128 stride 2, 1.0-1.06x on the other such shapes; those keep sgemm.
+// AVX2 (per-layer timings): forward and backward-data won on every shape measured. The weight
+// gradient won or broke even everywhere except where Co >= 128 and consecutive output pixels'
+// input windows are 512 bytes or more apart (stride * Ci >= 128 floats), so that a chunk of
+// pixels maps to a few L1 sets; those keep sgemm.
 //
-// AVX-512 (Zen 4, 2 threads, OpenBLAS 0.3.21 SkylakeX kernels, 2026-12-05): measured inside
-// whole networks (`blockscope-engine bench-train`, direct for every pass of the 3x3
-// convolutions whose Ci lies in a range), images/s:
-//   direct for Ci in          none    3     3-16    3-32    3-64    3-128   16 only  32 only  64 only
-//   resnet56-k1 infer (256)   529    570     687     760     777      -       682      586      512
-//   resnet56-k1 train (128)   153     -       -      249     244     251       -        -        -
-//   resnet20-k2 infer (256)   540     -       -      611     617     583       -        -        -
-//   resnet20-k2 train (128)   173     -       -      210     205     201       -        -        -
-// Ci = 3, 16 and 32 win clearly, 64 breaks even, 128 loses. (One layer timed alone in a loop
-// favours sgemm from Ci = 32 up, 1.3-1.7x; likely because such a loop finds its operands in
-// cache, which a network's sequence of layers does not. The network is what runs.)
+// AVX-512 (timed inside whole networks, direct for the 3x3 convolutions whose Ci lies in a
+// range): Ci = 3, 16 and 32 win clearly, 64 breaks even, 128 loses, so direct for Ci <= 64.
+// One layer timed alone in a loop favours sgemm from Ci = 32 up, likely because such a loop
+// finds its operands in cache, which a network's sequence of layers does not. The network is
+// what runs.
 static int auto_direct(const bs_context *ctx, const bs_conv_shape *s, int pass) {
   switch (ctx->isa) {
   case BS_ISA_AVX2: return pass != PASS_WEIGHTS || s->stride * s->Ci < 128 || s->Co < 128;

@@ -4,11 +4,11 @@
 // C), so results differ from the reference's double sums by rounding only.
 //
 // Why not BLAS: the shapes here are short and wide (m = 100..300 rows, k in the thousands).
-// Measured single-core, upper triangle, on 256x512, 256x16384 and 198x4096 (Xeon with
-// AVX-512): 1.05-1.25x OpenBLAS 0.3.21's AVX2 (Haswell) ssyrk, and 2.4-4x what that OpenBLAS
-// actually runs on CPUs its DYNAMIC_ARCH build does not recognise (its SSE3 Prescott
-// fallback). Its AVX-512 (SkylakeX) ssyrk is ~1.4x faster than this kernel; on AVX-512 CPUs
-// dots_avx512.c's variant runs instead.
+// On them this kernel measured a little faster than OpenBLAS 0.3.21's AVX2 (Haswell) ssyrk
+// and several times faster than what that OpenBLAS actually runs on CPUs its DYNAMIC_ARCH
+// build does not recognise (its SSE3 Prescott fallback). Its AVX-512 (SkylakeX) ssyrk beats
+// this kernel; on AVX-512 CPUs dots_avx512.c's variant runs instead (docs/PERFORMANCE.md,
+// "Dot-product kernels").
 //
 // Layout of the work, per block of KC columns of k:
 //  * for each block of 16 rows of B: B^T packed into a stack buffer bp[KC][16] (8x8

@@ -3,12 +3,12 @@
 // contract as bs_dots_acc_ref; float sums (blocks of KC products, then added to C).
 //
 // Why 6x32: 12 zmm accumulators (FMA latency 4 x 2 ports needs >= 8 chains) with two B loads
-// and six broadcasts per 12 FMAs. Measured single-core, upper triangle, on 256x512,
-// 256x16384 and 198x4096 (Xeon, AVX-512): 1.1-1.25x OpenBLAS 0.3.21's AVX-512 (SkylakeX)
-// ssyrk and ~1.75x the AVX2 kernel. A 14x16 tile (one zmm per row, the AVX2 packing) matched
-// 6x32 at k = 512 but lost ~25 % at 256x16384 (row stride 64 KB: 14 rows at one large
-// power-of-two stride likely share one L1 set, which has 12 ways). 8x32 was within noise of
-// 6x32; 6x48 was slower (more waste on the diagonal).
+// and six broadcasts per 12 FMAs. It measured faster than OpenBLAS 0.3.21's AVX-512
+// (SkylakeX) ssyrk and than the AVX2 kernel on these shapes. A 14x16 tile (one zmm per row,
+// the AVX2 packing) lost at long rows (256x16384, row stride 64 KB: 14 rows at one large
+// power-of-two stride likely share one L1 set, which has 12 ways); 8x32 was no better than
+// 6x32; 6x48 was slower (more waste on the diagonal). Figures: docs/PERFORMANCE.md,
+// "Dot-product kernels".
 //
 // Layout of the work, per block of KC columns of k: for each block of 32 rows of B, B^T is
 // packed into a stack buffer bp[KC][32] (32 KB, stays in L1; 8x8 transposes; rows past nb are

@@ -11,13 +11,10 @@
 //
 // When the block is a slice of wider rows (ld > d: bs_gram_centered's panels of a 16384-wide
 // activation), each row is a separate 2 KB run that the hardware prefetcher meets too late, so
-// the sum pass asks for the row PREFETCH_ROWS ahead into L2 itself. Measured on 256 x 16384
-// activations not in cache (ld = 16384, d = 512 per call): 3.1 -> 1.85 ms per activation
-// (T1 and 4 rows ahead beat T0, 8 rows, or prefetching in the subtract pass too). On a
-// contiguous block (ld == d, gram_channels.c's buffers) the same prefetches cost ~10 %.
-// In bench-cka, where an activation is centred right after the layer wrote it (partly still in
-// L3), the gain is smaller: Gram phase of ResNet-56 over 8 x 256 images, old/new binaries
-// alternated, 5.95/5.79, 6.61/5.73 and 5.10/4.59 s.
+// the sum pass asks for the row PREFETCH_ROWS ahead into L2 itself (T1 and 4 rows ahead
+// measured best; ~40 % less time on uncached 256 x 16384 activations). On a
+// contiguous block (ld == d, gram_channels.c's buffers) the same prefetches cost time, so they
+// are issued only when ld > d (docs/PERFORMANCE.md, "Column-centring prefetch").
 enum { CENTER_BLOCK = 512, PREFETCH_ROWS = 4 };
 
 // x: [m][ld] (first d columns) -> y: [m][ldy] = x - column mean (means accumulated in double).

@@ -12,9 +12,9 @@
 // NHWC rows (bs_transpose, image by image) into channel-major buffers, then centres
 // and multiplies each channel on its own, adding Kc[c] and w_c Kc[c] into its two partial
 // sums; the partials are summed in task order, so results do not depend on scheduling.
-// The transpose was a scalar gather loop until 2026-12-05: in perf samples of bench-cka
-// (ResNet-56, 10 x 256 images) this file's task fell from 11.4 % of all samples to about 1 %
-// plus 3 % in bs_transpose_avx2.
+// The transpose is a kernel of its own (8x8 register blocks in AVX2) because a scalar gather
+// loop here took about a tenth of bench-cka's time (docs/PERFORMANCE.md, "Gram phase:
+// transpose, centring, page mapping").
 #include "context_internal.h"
 #include "task_partials.h"
 #include <string.h>

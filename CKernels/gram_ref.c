@@ -24,7 +24,7 @@ void bs_gram_ref(const float *x, int m, size_t d, size_t ld, float *K) {
     }
 }
 
-// U-centring (Song et al. 2012; PAPER.md section 3), m >= 4, K symmetric:
+// U-centring (Song et al. 2012; docs/ANALYSIS.md, "CKA estimators"), m >= 4, K symmetric:
 //   K~ = K with zero diagonal; r = column sums of K~ / (m-2); r -= sum(r) / (2(m-1));
 //   U = K~ - r 1^T - 1 r^T with zero diagonal.  K, U: [m][m]; U may alias K.
 // Then <vec U(K), vec U(L)> = m(m-3) HSIC1(K, L).

@@ -3,10 +3,10 @@
 //
 // The sum runs along rows (contiguous, vectorised) in task order: each entry is the same sum
 // in the same order as an entry-by-entry loop over t ascending. The mirror copies 16 x 16
-// blocks, so each block touches 16 destination cache lines instead of one line per entry. Measured on m = 256, two tasks:
-// 200 -> 48 us per matrix, where the entry-by-entry loop ran on the calling thread once or
-// twice per representation while the other core waited (~1.5 % of bench-cka samples; the
-// end-to-end change is within this machine's run-to-run noise).
+// blocks, so each block touches 16 destination cache lines instead of one line per entry.
+// This runs on the calling thread, once or twice per representation, while the other cores
+// wait, so the entry-by-entry loop it replaced was worth making ~4x faster
+// (docs/PERFORMANCE.md, "Per-task partial Grams").
 #ifndef BLOCKSCOPE_TASK_PARTIALS_H
 #define BLOCKSCOPE_TASK_PARTIALS_H
 #include <stddef.h>

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """PyTorch reference timing for Blockscope's minibatch-CKA benchmark (tools/bench-cka).
 
-What it measures: the whole minibatch-CKA heatmap (PAPER.md section 3, unbiased HSIC1 of Song
-et al. 2012, the paper's estimator) over EVERY representation of a randomly initialised CIFAR
-ResNet (PAPER.md section 1: post-activation basic blocks, depth 6n+2, stage channels
-16k/32k/64k, 1x1 stride-2 projection shortcuts without BN, He-normal init, eval mode), written
-the way a good PyTorch user would write it:
+What it measures: the whole minibatch-CKA heatmap (docs/ANALYSIS.md, "CKA estimators": unbiased
+HSIC1 of Song et al. 2012, the estimator of Nguyen et al. 2021) over EVERY representation of a
+randomly initialised CIFAR ResNet (Nguyen et al. 2021; README.md, "The model family":
+post-activation basic blocks, depth 6n+2, stage channels 16k/32k/64k, 1x1 stride-2 projection
+shortcuts without BN, He-normal init, eval mode), written the way a good PyTorch user would
+write it:
   * an explicit forward pass (no hooks) that hands each of the 21n+9 representations (input,
     stem conv/bn/relu, per block conv1 bn1 relu1 conv2 bn2 [shortcut] add out, pool, logits,
     probs) to the estimator as soon as it exists, flattened per example, so at most a few
@@ -29,7 +30,8 @@ the ratios torch / Blockscope measured in that one run on that machine.
 Usage: bench_cka_pytorch.py [--depth 56] [--width 1] [--batches 10] [--batch-size 256]
                             [--threads 2] [--data CIFAR_BIN_DIR] [--json] [--check]
 --check verifies, on a tiny random case, that this is the same estimator as the explicit
-HSIC1 formula of PAPER.md (float64 numpy) and prints the max abs difference of the heatmaps.
+HSIC1 formula (docs/ANALYSIS.md, "CKA estimators"; float64 numpy) and prints the max abs
+difference of the heatmaps.
 Needs torch and numpy (e.g. torch==2.13.0+cpu); not part of the test suite.
 """
 import argparse
@@ -65,7 +67,7 @@ class Block(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR ResNet of PAPER.md section 1 (residual variant)."""
+    """CIFAR ResNet of Nguyen et al. 2021 (residual variant; README.md, "The model family")."""
 
     def __init__(self, depth, k, classes=10):
         super().__init__()
@@ -230,7 +232,7 @@ def bench(args):
 
 
 def hsic1_numpy(K, Lm):
-    """Explicit unbiased HSIC1 (PAPER.md section 3), float64."""
+    """Explicit unbiased HSIC1 (docs/ANALYSIS.md, "CKA estimators"), float64."""
     m = K.shape[0]
     Kt = K.copy(); np.fill_diagonal(Kt, 0)
     Lt = Lm.copy(); np.fill_diagonal(Lt, 0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for tools/bench-train: the same CIFAR ResNets (PAPER.md section 1:
+"""PyTorch reference for tools/bench-train: the same CIFAR ResNets (Nguyen et al. 2021:
 post-activation basic blocks, 1x1 stride-2 projection shortcuts with bias, no conv bias before
 BN), the same step (forward, cross-entropy, backward, SGD momentum 0.9 with weight decay) and
 the same measurement (median of timed steps after warm-up), so that Blockscope's throughput can

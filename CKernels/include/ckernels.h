@@ -104,7 +104,8 @@ const char *bs_isa_override_error(void);
 //   -> dwt: [3][3][Ci][Co] (+=). scratch: as bs_conv3x3_direct's (the padded image, a gather
 //   buffer).
 //
-// Gram kernels for CKA (gram_*.c; PAPER.md section 3). m examples, d features, ld row stride.
+// Gram kernels for CKA (gram_*.c; docs/ANALYSIS.md, "CKA estimators"). m examples, d features,
+// ld row stride.
 // bs_center_columns: x: [m][ld] (first d columns) -> y: [m][ldy] (first d columns) = x - column
 //   mean over the m rows (means accumulated in double); y may alias x (with ldy == ld). A
 //   compact y (ldy = d) copies and centres in one pass: the Gram drivers' panels.
@@ -285,7 +286,8 @@ void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, co
 // chunk, every shape. DIRECT: for 3x3 pad-1 stride-1/2 convolutions, bs_conv3x3_direct for the
 // forward pass and (stride 1 only) the backward-data pass, bs_conv3x3_direct_dw for the
 // weight gradient; GEMM for everything else. AUTO (default): DIRECT for the passes and shapes where
-// it was measured faster (AVX2 and AVX-512 kernels; see conv_ops.c), GEMM otherwise.
+// it was measured faster (AVX2 and AVX-512 kernels; see conv_ops.c and docs/PERFORMANCE.md,
+// "Direct convolution thresholds"), GEMM otherwise.
 // BLOCKSCOPE_CONV=auto|gemm|direct sets the value new contexts start with (read once; anything
 // else means auto, with a warning on stderr).
 enum { BS_CONV_AUTO = 0, BS_CONV_GEMM = 1, BS_CONV_DIRECT = 2, BS_CONV_ALGORITHM_COUNT = 3 };

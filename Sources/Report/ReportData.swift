@@ -156,7 +156,7 @@ public struct ModelEntry: Codable, Sendable, Equatable {
   /// nil until trained.
   public var testAccuracy: Double?
   /// Test accuracy within a margin of chance (1/classes): its heatmap's "blocks" are not the
-  /// paper's block structure (PAPER.md section 9).
+  /// paper's block structure (docs/ANALYSIS.md, "What counts as reproduced at laptop scale").
   public var nearChance: Bool
   public var epochsTrained: Int
   /// The block-structure verdict of the within-model heatmap.

@@ -226,7 +226,8 @@ public struct StudyPlanner: Sendable {
   }
 
   /// Probe layers: the output of every block (its add, or `out` for plain nets) and the BN
-  /// before it (PAPER.md section 5).
+  /// before it, as in the paper's linear probes (Nguyen et al. 2021; docs/ANALYSIS.md,
+  /// "Probes, deletion, block structure, populations").
   public static func probeLayers(_ p: GridPoint) -> [String] {
     var names: [String] = []
     for stage in 1...3 {

@@ -36,12 +36,13 @@ public enum StudyPresets {
     return d
   }
 
-  /// CIFAR-10 at laptop scale: ResNet-14 and -44 at widths 1 and 2 (Figure 1), the fractions
-  /// 6 % and 2 % (Figure 2; far below the paper's 25 % and 6 %: less data brings the block
-  /// regime to smaller, cheaper nets, PAPER.md section 9), plain nets at width 1 (Figure 5), two
-  /// seeds (Figures 6 and 7), snapshots after epochs 1 and 5 (how blocks arise): 24 models.
-  /// Width costs its square in compute, so the wide ResNet-44s are half of the study's
-  /// training; every analysis and each epoch's evaluation use 2000 test images.
+  /// CIFAR-10 at laptop scale: ResNet-14 and -44 at widths 1 and 2 (Figure 1), the fractions 6
+  /// % and 2 % (Figure 2; far below the paper's 25 % and 6 %: less data brings the block regime
+  /// to smaller, cheaper nets: docs/ANALYSIS.md, "What counts as reproduced at laptop scale"),
+  /// plain nets at width 1 (Figure 5), two seeds (Figures 6 and 7), snapshots after epochs 1
+  /// and 5 (how blocks arise): 24 models. Width costs its square in compute, so the wide
+  /// ResNet-44s are half of the study's training; every analysis and each epoch's evaluation
+  /// use 2000 test images.
   public static var paper: StudyDeclaration {
     var d = StudyDeclaration(dataset: "cifar10", depths: [14, 44])
     d.widths = [1, 2]

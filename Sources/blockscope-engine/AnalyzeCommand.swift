@@ -4,9 +4,9 @@ import CKernels
 import Engine
 import Foundation
 
-/// Every within-model analysis of PAPER.md sections 3-6 on one trained model, written to a
-/// directory: the CKA heatmap (JSON, CSV), block structure, first principal components, linear
-/// probes and block deletion, plus a summary on stdout.
+/// Every within-model analysis of Nguyen et al. 2021 (docs/ANALYSIS.md) on one trained model,
+/// written to a directory: the CKA heatmap (JSON, CSV), block structure, first principal
+/// components, linear probes and block deletion, plus a summary on stdout.
 struct AnalyzeCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "analyze",
@@ -57,7 +57,7 @@ struct AnalyzeCommand: ParsableCommand {
           + "test accuracy \(accuracy.map { String(format: "%.2f%%", $0 * 100) } ?? "?"), "
           + "\(ckpt.data.dataset) fraction \(ckpt.data.fraction)")
     if let a = accuracy, a < 1.5 / Double(model.network.config.numClasses) {
-      print("WARNING: accuracy is near chance: high CKA in this model means it failed to train, not block structure (PAPER.md section 9)")
+      print("WARNING: accuracy is near chance: high CKA in this model means it failed to train, not block structure (docs/ANALYSIS.md, 'What counts as reproduced at laptop scale')")
     }
 
     // CKA heatmap.

@@ -22,7 +22,8 @@ final class FullBatchCKATests: XCTestCase {
     XCTAssertEqual(x[99, 9], -0.6779133551736201, accuracy: 1e-15)
   }
 
-  /// PAPER.md section 3: linear 0.55761, debiased linear 0.51346, RBF 0.65483 (to 1e-4).
+  /// Kornblith et al. 2019 demo (docs/ANALYSIS.md, "CKA estimators"): linear 0.55761, debiased
+  /// linear 0.51346, RBF 0.65483 (to 1e-4).
   func testReferenceValues2019() throws {
     let (x, y) = Self.demoInputs()
     XCTAssertEqual(try FullBatchCKA.linear(x, y).value!, 0.55761, accuracy: 1e-4)

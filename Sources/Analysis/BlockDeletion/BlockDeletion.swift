@@ -63,7 +63,7 @@ public enum BlockDeletionError: Error, CustomStringConvertible, Equatable {
   }
 }
 
-/// Block deletion without retraining (PAPER.md section 6): a bypassed block's output is its
+/// Block deletion without retraining (Nguyen et al. 2021): a bypassed block's output is its
 /// input (its identity shortcut is kept, the residual branch dropped). Projection blocks (first
 /// block of stages 2 and 3 of the residual net) cannot be removed. For a plain net the engine
 /// treats every block whose input and output shapes agree as removable (output := input).

@@ -1,9 +1,10 @@
 import Engine
 import Foundation
 
-// PAPER.md §4, §9: the "block structure" of an over-parameterized network is a large contiguous
-// range of layers whose representations are all nearly the same (within-model CKA near 1),
-// spanning many residual blocks. This file finds such ranges in one model's CKA heatmap.
+// Nguyen et al. 2021: the "block structure" of an over-parameterized network is a large
+// contiguous range of layers whose representations are all nearly the same (within-model CKA
+// near 1), spanning many residual blocks. This file finds such ranges in one model's CKA
+// heatmap.
 
 /// A within-model CKA heatmap: L x L, symmetric, row-major. Cells whose CKA is undefined (a
 /// constant representation has zero HSIC with itself) are marked in `defined`.

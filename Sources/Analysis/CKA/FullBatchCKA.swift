@@ -83,9 +83,9 @@ public struct CKAValue: Codable, Sendable, Equatable {
 }
 
 /// Full-batch CKA of two feature matrices over the same n examples (Kornblith et al. 2019;
-/// PAPER.md section 3), in Double. Small n: these are the reference implementations and the
-/// estimators for client-supplied matrices; the minibatch heatmaps of whole networks are in
-/// MinibatchCKA.
+/// docs/ANALYSIS.md, "CKA estimators"), in Double. Small n: these are the reference
+/// implementations and the estimators for client-supplied matrices; the minibatch heatmaps of
+/// whole networks are in MinibatchCKA.
 public enum FullBatchCKA {
   /// The RBF bandwidth rule of the reference: s^2 = threshold^2 * median of all n^2 squared
   /// distances (zero diagonal included).
@@ -137,7 +137,7 @@ public enum FullBatchCKA {
     return s / Double((n - 1) * (n - 1))
   }
 
-  /// Unbiased HSIC1 (Song et al. 2012), the explicit formula of PAPER.md section 3:
+  /// Unbiased HSIC1 (Song et al. 2012), the explicit formula (docs/ANALYSIS.md, "CKA estimators"):
   /// [tr(K~ L~) + (1^T K~ 1)(1^T L~ 1)/((n-1)(n-2)) - 2/(n-2) 1^T K~ L~ 1] / (n(n-3)).
   public static func hsic1(_ k: [Double], _ l: [Double], n: Int) -> Double {
     var kt = k, lt = l

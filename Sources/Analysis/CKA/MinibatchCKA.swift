@@ -2,7 +2,7 @@ import CKernels
 import Engine
 import Foundation
 
-/// The minibatch CKA estimators of PAPER.md section 3.
+/// The minibatch CKA estimators (Nguyen et al. 2021; docs/ANALYSIS.md, "CKA estimators").
 public enum CKAEstimator: String, Codable, Sendable, CaseIterable {
   /// The paper's: unbiased HSIC1 per batch (U-centred Grams), mean over batches.
   case unbiased

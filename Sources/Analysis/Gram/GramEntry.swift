@@ -9,7 +9,7 @@ import Engine
 ///   unbiased: U(K_c) / sqrt(m(m-3)) -> HSIC1;  biased: K_c / (m-1) -> HSIC0;
 ///   rbf: H K_rbf H / (m-1) -> HSIC0 of the RBF kernel (median bandwidth, threshold 0.5);
 ///   *WithoutPC1: the same after removing the batch's first principal component,
-///   K_c - lambda1 u1 u1^T (PAPER.md section 4).
+///   K_c - lambda1 u1 u1^T (Nguyen et al. 2021; docs/ANALYSIS.md, "CKA").
 public enum GramForm: String, Codable, Sendable, Hashable, CaseIterable {
   case centred, unbiased, biased, rbf, unbiasedWithoutPC1, biasedWithoutPC1
 }

@@ -1,8 +1,8 @@
 import Engine
 import Foundation
 
-// PAPER.md §8: do wide and deep models make the same errors? Each architecture group's
-// per-example and per-class accuracies are compared with another group's, and the same
+// Nguyen et al. 2021 ask whether wide and deep models make the same errors. Each architecture
+// group's per-example and per-class accuracies are compared with another group's, and the same
 // comparison between two disjoint halves of one group (other seeds, same architecture) is the
 // null that the wide-versus-deep numbers are read against.
 

@@ -44,7 +44,8 @@ public enum StatisticsError: Error, CustomStringConvertible, Equatable {
   }
 }
 
-/// Pure numerics for the population comparisons (PAPER.md §8). Double precision throughout.
+/// Pure numerics for the population comparisons (Nguyen et al. 2021; docs/ANALYSIS.md, "Probes,
+/// deletion, block structure, populations"). Double precision throughout.
 public enum Statistics {
 
   // MARK: Distributions

@@ -59,10 +59,11 @@ public enum PCError: Error, CustomStringConvertible {
   }
 }
 
-/// First principal components of every selected representation over one fixed set of n
-/// examples (PAPER.md section 4). A layer's n x d activations must be whole to centre and
-/// decompose them, so representations are processed in groups whose activations fit
-/// `budgetBytes`, one inference pass over the examples per group: never all layers at once.
+/// First principal components of every selected representation over one fixed set of n examples
+/// (Nguyen et al. 2021; docs/ANALYSIS.md, "First principal components"). A layer's n x d
+/// activations must be whole to centre and decompose them, so representations are processed in
+/// groups whose activations fit `budgetBytes`, one inference pass over the examples per group:
+/// never all layers at once.
 public enum FirstPrincipalComponents {
   public static func run(_ model: AnalysisModel, _ selector: RepresentationSelector = .all,
                          data: Dataset, method: PCMethod = .auto, budgetBytes: Int = 1 << 30,

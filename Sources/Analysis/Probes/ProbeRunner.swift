@@ -1,6 +1,7 @@
 import Engine
 
-/// Settings of a linear-probe run (PAPER.md section 5). Defaults: batch 256, 10 epochs, learning
+/// Settings of a linear-probe run (the linear probes of Nguyen et al. 2021; docs/ANALYSIS.md,
+/// "Probes, deletion, block structure, populations"). Defaults: batch 256, 10 epochs, learning
 /// rate 0.01 cosine-decayed per step to 0, momentum 0.9, weight decay 5e-4, no pooling.
 public struct ProbeConfig: Codable, Equatable, Sendable {
   public var batchSize: Int
@@ -96,7 +97,7 @@ public enum ProbeError: Error, CustomStringConvertible, Equatable {
   }
 }
 
-/// Linear probes on a frozen network (PAPER.md section 5), streamed: every probe trains from
+/// Linear probes on a frozen network (Nguyen et al. 2021), streamed: every probe trains from
 /// the same forward pass of each minibatch, inside the `infer` tap, so no layer's activations
 /// of the training set are ever stored (they would be gigabytes).
 ///

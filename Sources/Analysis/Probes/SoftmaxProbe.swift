@@ -19,9 +19,10 @@ final class ProbeWorkspace {
   }
 }
 
-/// A linear softmax classifier on `features` inputs and `classes` outputs (PAPER.md section 5):
-/// logits = W z + b with z the standardized features, trained by minibatch SGD with momentum
-/// (PyTorch semantics, `bs_sgd_momentum`) and L2 weight decay on W only (not on b).
+/// A linear softmax classifier on `features` inputs and `classes` outputs (a linear probe of
+/// Nguyen et al. 2021): logits = W z + b with z the standardized features, trained by minibatch
+/// SGD with momentum (PyTorch semantics, `bs_sgd_momentum`) and L2 weight decay on W only (not
+/// on b).
 ///
 /// Standardization. Every feature is shifted and scaled by its mean and standard deviation over
 /// the training set (`accumulateStatistics` over all training examples, then

@@ -1,9 +1,10 @@
 import Engine
 
-/// The example order of a minibatch analysis (PAPER.md section 3): `passes` passes over the
-/// examples, each in a fresh seeded shuffle, cut into batches of `batchSize`. The incomplete
-/// last batch of a pass is dropped unless `keepIncomplete` (every batch then weighs the same in
-/// the minibatch mean, whatever its size). Two models fed the same plan see identical batches.
+/// The example order of a minibatch analysis (the minibatch CKA protocol of Nguyen et al. 2021;
+/// docs/ANALYSIS.md, "CKA estimators"): `passes` passes over the examples, each in a fresh
+/// seeded shuffle, cut into batches of `batchSize`. The incomplete last batch of a pass is
+/// dropped unless `keepIncomplete` (every batch then weighs the same in the minibatch mean,
+/// whatever its size). Two models fed the same plan see identical batches.
 public struct MinibatchPlan: Codable, Sendable, Equatable {
   public var batchSize: Int
   public var passes: Int

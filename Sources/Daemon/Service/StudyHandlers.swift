@@ -89,7 +89,8 @@ extension DaemonService {
     }
     let s = try studies.study(r.study)
     let status = studies.status(s)
-    // A failed net's results are flagged (PAPER.md section 9); snapshots count as their model.
+    // A failed net's results are flagged (docs/ANALYSIS.md, "What counts as reproduced at laptop
+    // scale"); snapshots count as their model.
     let nearChance = Set(status.models.filter(\.nearChance).map(\.model))
     let all = studies.files.results(s.name).sorted { $0.key < $1.key }
     let page = all[min(r.offset, all.count)..<min(r.offset + r.limit, all.count)]

@@ -14,8 +14,9 @@ public final class Tensor: @unchecked Sendable {
   private let mappedBytes: Int
 
   /// From this size on a buffer is mapped with MAP_POPULATE instead of allocated and zeroed:
-  /// fresh anonymous pages are zero already, and on this VM one populating mmap maps them
-  /// about 2x faster than first-touch page faults (a Gram cache grows by ~50 MB per batch).
+  /// fresh anonymous pages are zero already, and one populating mmap maps them about 2x faster
+  /// than first-touch page faults on the development VM (a Gram cache grows by ~50 MB per
+  /// batch; docs/PERFORMANCE.md, "Gram phase: transpose, centring, page mapping").
   static let mapThreshold = 1 << 20
 
   /// Zero-filled tensor of the given shape.

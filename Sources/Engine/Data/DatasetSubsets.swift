@@ -1,4 +1,5 @@
-/// Training-set subsets (PAPER.md: models trained on a fraction of the training set).
+/// Training-set subsets (the data-size experiments of Nguyen et al. 2021: models trained on a
+/// fraction of the training set).
 ///
 /// Both subsets keep the examples' ids and return them in their original order. Fractions must
 /// lie in (0, 1] (a NaN or anything else throws `DatasetError.badFraction`), and a fraction so

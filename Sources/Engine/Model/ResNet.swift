@@ -87,7 +87,8 @@ final class BasicBlock: @unchecked Sendable {
   var batchNorms: [BatchNorm] { [bn1, bn2] }
 }
 
-/// The CIFAR ResNet family of PAPER.md section 1 on NHWC fp32 activations.
+/// The CIFAR ResNet family of Nguyen et al. 2021 (README.md, "The model family") on NHWC fp32
+/// activations.
 ///
 /// Training: `forwardTrain` keeps what `backward` needs (conv outputs, ReLU outputs, block
 /// outputs) in buffers sized for the largest batch seen. Inference: `infer` runs with the

@@ -1,4 +1,4 @@
-/// The CIFAR ResNet family of PAPER.md section 1: depth 6n+2, stage widths 16k/32k/64k,
+/// The CIFAR ResNet family of Nguyen et al. 2021: depth 6n+2, stage widths 16k/32k/64k,
 /// post-activation basic blocks, residual or plain.
 public struct ResNetConfig: Codable, Equatable, Sendable {
   public var depth: Int

@@ -1,6 +1,6 @@
-/// The training recipe (PAPER.md section 2): SGD with momentum, batch 128, cosine learning
-/// rate over all steps, L2 weight decay on conv and linear weights only (none on batch-norm
-/// parameters or biases), reflect-pad-4 random crop and horizontal flip.
+/// The training recipe of Nguyen et al. 2021 (their released code): SGD with momentum, batch
+/// 128, cosine learning rate over all steps, L2 weight decay on conv and linear weights only
+/// (none on batch-norm parameters or biases), reflect-pad-4 random crop and horizontal flip.
 public struct TrainConfig: Codable, Equatable, Sendable {
   public var epochs: Int
   public var batchSize: Int

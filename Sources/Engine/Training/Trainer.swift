@@ -20,10 +20,11 @@ public struct TrainingCancelled: Error, CustomStringConvertible {
   public var description: String { "training cancelled after \(epochsCompleted) finished epochs" }
 }
 
-/// SGD training of a ResNet on a dataset (PAPER.md section 2). Deterministic: the shuffle and
-/// augmentation of epoch e come from streams derived from (seed, e), so a run resumed at an
-/// epoch boundary continues exactly as an uninterrupted one, and the weights are bit-identical
-/// whatever the context's thread count (the kernels' reductions have fixed partitions).
+/// SGD training of a ResNet on a dataset (the recipe of Nguyen et al. 2021, see TrainConfig).
+/// Deterministic: the shuffle and augmentation of epoch e come from streams derived from (seed,
+/// e), so a run resumed at an epoch boundary continues exactly as an uninterrupted one, and the
+/// weights are bit-identical whatever the context's thread count (the kernels' reductions have
+/// fixed partitions).
 public final class Trainer: @unchecked Sendable {
   public let model: ResNet
   public let config: TrainConfig
