@@ -213,8 +213,8 @@ static void conv_forward_task(void *p, int t, int ntasks, bs_worker *w) {
 }
 
 // Images in BS_PARTITION_TASKS parts whatever the thread count (the sgemm chunks follow them).
-// The shape went through bs_conv_shape_init (OH/OW agree with the rest).
-static int shape_initialised(const bs_conv_shape *s) {
+// The shape went through bs_conv_shape_init (OH/OW agree with the rest). For BS_ASSERT only.
+__attribute__((unused)) static int shape_initialised(const bs_conv_shape *s) {
   bs_conv_shape t = *s;
   return bs_conv_shape_init(&t) == BS_OK && t.OH == s->OH && t.OW == s->OW;
 }
