@@ -201,10 +201,7 @@ public final class MinibatchCKA: @unchecked Sendable {
     let la = repsA.count, lb = repsB.count
     var stats = HeatmapStats(batches: batches.count, forwardPasses: 0, gramsComputed: 0,
                              formsDerived: 0, cacheHits: 0, seconds: 0)
-    var sum = [Double](repeating: 0, count: la * lb)
-    var selfA = [Double](repeating: 0, count: la), selfB = [Double](repeating: 0, count: lb)
-    // Per-batch products, kept only for the bootstrap.
-    var perBatch: [[Double]] = [], perBatchA: [[Double]] = [], perBatchB: [[Double]] = []
+    var accumulator = HeatmapAccumulator(rows: la, columns: lb, keepsBatches: request.bootstrap > 0)
     var rbfZero = Set<String>()
 
     for (bi, positions) in batches.enumerated() {
@@ -214,58 +211,23 @@ public final class MinibatchCKA: @unchecked Sendable {
       let vecB = within ? vecA
         : try vectors(colModel, repsB, data: data, positions: positions, batchKey: batchKeys[bi],
                       form: form, stats: &stats, rbfZero: &rbfZero)
-      let len = positions.count * (positions.count + 1) / 2
-      var prod = [Double](repeating: 0, count: la * lb)
-      // A degenerate (nil) vector contributes zeros.
-      let zeros = Tensor([len])
-      zeros.zero()
-      let ptrA: [UnsafePointer<Float>?] = vecA.map { $0?.pointer ?? UnsafePointer(zeros.data) }
-      let ptrB: [UnsafePointer<Float>?] = vecB.map { $0?.pointer ?? UnsafePointer(zeros.data) }
-      var dA = [Double](repeating: 0, count: la), dB = [Double](repeating: 0, count: lb)
       let productStart = Date()
-      defer { stats.secondsProducts += Date().timeIntervalSince(productStart) }
-      // The entries must outlive the pointers taken from them (the cache may evict them).
-      try withExtendedLifetime((vecA, vecB, zeros)) {
-        if within {
-          try check(ptrA.withUnsafeBufferPointer { bs_pairwise_dots(context.pointer, $0.baseAddress, Int32(la), nil, 0, len, &prod) })
-          for i in 0..<la { dA[i] = prod[i * la + i] }
-          dB = dA
-        } else {
-          try check(ptrA.withUnsafeBufferPointer { pa in
-            ptrB.withUnsafeBufferPointer { pb in
-              bs_pairwise_dots(context.pointer, pa.baseAddress, Int32(la), pb.baseAddress, Int32(lb), len, &prod)
-            }
-          })
-          dA = try selfDots(ptrA, len: len)
-          dB = try selfDots(ptrB, len: len)
-        }
-      }
-      for i in 0..<(la * lb) { sum[i] += prod[i] }
-      for i in 0..<la { selfA[i] += dA[i] }
-      for j in 0..<lb { selfB[j] += dB[j] }
-      if request.bootstrap > 0 {
-        perBatch.append(prod)
-        perBatchA.append(dA)
-        perBatchB.append(dB)
-      }
+      accumulator.add(try BatchProducts.of(rows: vecA, columns: vecB, within: within,
+                                           m: positions.count, context: context))
+      stats.secondsProducts += Date().timeIntervalSince(productStart)
       progress?(bi + 1, batches.count)
     }
 
-    // CKA = sum_b <a, b> / sqrt(sum_b <a, a> sum_b <b, b>) (the factor 2 and 1/batches cancel).
-    var values = [Double](repeating: 0, count: la * lb)
-    var defined = [Bool](repeating: false, count: la * lb)
+    let (values, defined) = accumulator.values()
     var negatives: [String] = []
     for i in 0..<la {
-      for j in 0..<lb where selfA[i] > 0 && selfB[j] > 0 {
-        let v = sum[i * lb + j] / (selfA[i] * selfB[j]).squareRoot()
-        values[i * lb + j] = v
-        defined[i * lb + j] = true
-        if v < 0 { negatives.append("\(repsA[i].name)|\(repsB[j].name)") }
+      for j in 0..<lb where defined[i * lb + j] && values[i * lb + j] < 0 {
+        negatives.append("\(repsA[i].name)|\(repsB[j].name)")
       }
     }
     var diagnostics: [CKADiagnostic] = []
-    let constA = (0..<la).filter { selfA[$0] <= 0 }.map { repsA[$0].name }
-    let constB = within ? [] : (0..<lb).filter { selfB[$0] <= 0 }.map { repsB[$0].name }
+    let constA = (0..<la).filter { accumulator.rowSelf[$0] <= 0 }.map { repsA[$0].name }
+    let constB = within ? [] : (0..<lb).filter { accumulator.columnSelf[$0] <= 0 }.map { repsB[$0].name }
     if !constA.isEmpty || !constB.isEmpty {
       diagnostics.append(CKADiagnostic(
         kind: .constantRepresentation,
@@ -297,9 +259,8 @@ public final class MinibatchCKA: @unchecked Sendable {
     }
     var errors: [Double]? = nil
     if request.bootstrap > 0 {
-      errors = bootstrapErrors(perBatch, perBatchA, perBatchB, la: la, lb: lb,
-                               resamples: request.bootstrap, seed: request.bootstrapSeed,
-                               defined: defined)
+      errors = accumulator.bootstrapErrors(resamples: request.bootstrap, seed: request.bootstrapSeed,
+                                           defined: defined)
     }
     stats.seconds = Date().timeIntervalSince(start)
     let provenance = HeatmapProvenance(
@@ -311,21 +272,6 @@ public final class MinibatchCKA: @unchecked Sendable {
     return CKAHeatmapResult(rowNames: repsA.map(\.name), columnNames: repsB.map(\.name),
                             values: values, defined: defined, standardErrors: errors,
                             diagnostics: diagnostics, provenance: provenance, stats: stats)
-  }
-
-  private func check(_ status: bs_status) throws {
-    if status != BS_OK { throw GramForms.GramError.outOfMemory }
-  }
-
-  private func selfDots(_ p: [UnsafePointer<Float>?], len: Int) throws -> [Double] {
-    var out = [Double](repeating: 0, count: p.count)
-    for (i, v) in p.enumerated() {
-      var d = 0.0
-      var one = [v]
-      try check(bs_pairwise_dots(context.pointer, &one, 1, nil, 0, len, &d))
-      out[i] = d
-    }
-    return out
   }
 
   /// The dot-ready Gram vectors of one model for one batch (nil where the form is degenerate
@@ -422,47 +368,5 @@ public final class MinibatchCKA: @unchecked Sendable {
     }
     precondition(resolved.allSatisfy { $0 }, "a representation was not streamed")
     return out
-  }
-
-  /// Standard error of every defined cell over `resamples` bootstrap resamples of the batches
-  /// (multinomial weights, seeded), each resample's CKA from the weighted per-batch sums.
-  private func bootstrapErrors(_ prods: [[Double]], _ selfA: [[Double]], _ selfB: [[Double]],
-                               la: Int, lb: Int, resamples: Int, seed: UInt64,
-                               defined: [Bool]) -> [Double] {
-    let nb = prods.count
-    var rng = RandomSource(seed: seed, stream: 0xB007)
-    var sum = [Double](repeating: 0, count: la * lb), sumSq = sum
-    var count = [Int](repeating: 0, count: la * lb)
-    var weights = [Double](repeating: 0, count: nb)
-    var p = [Double](repeating: 0, count: la * lb)
-    var a = [Double](repeating: 0, count: la), b = [Double](repeating: 0, count: lb)
-    for _ in 0..<resamples {
-      for i in 0..<nb { weights[i] = 0 }
-      for _ in 0..<nb { weights[rng.below(nb)] += 1 }
-      for i in 0..<(la * lb) { p[i] = 0 }
-      for i in 0..<la { a[i] = 0 }
-      for j in 0..<lb { b[j] = 0 }
-      for k in 0..<nb where weights[k] > 0 {
-        let w = weights[k]
-        prods[k].withUnsafeBufferPointer { src in
-          for i in 0..<(la * lb) { p[i] += w * src[i] }
-        }
-        for i in 0..<la { a[i] += w * selfA[k][i] }
-        for j in 0..<lb { b[j] += w * selfB[k][j] }
-      }
-      for i in 0..<la {
-        for j in 0..<lb where defined[i * lb + j] && a[i] > 0 && b[j] > 0 {
-          let v = p[i * lb + j] / (a[i] * b[j]).squareRoot()
-          sum[i * lb + j] += v
-          sumSq[i * lb + j] += v * v
-          count[i * lb + j] += 1
-        }
-      }
-    }
-    return (0..<(la * lb)).map { c in
-      guard count[c] > 1 else { return 0 }
-      let n = Double(count[c]), mean = sum[c] / n
-      return (max(0, sumSq[c] / n - mean * mean) * n / (n - 1)).squareRoot()
-    }
   }
 }
