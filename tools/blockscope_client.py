@@ -932,11 +932,31 @@ class Client:
         try:
             self._sock.sendall(frame)
         except OSError as e:
+            # SPEC section 1: a write after the daemon closed fails (EPIPE, ECONNRESET), but
+            # what it sent before closing, usually an ERROR saying why, is still readable.
+            closed = isinstance(e, (BrokenPipeError, ConnectionResetError))
+            reason = self._closing_error() if closed else None
             self.close()
+            if reason is not None:
+                raise reason from None
             raise ConnectionClosed("sending %s to %s failed: %s"
                                    % (type_name(code), self.socket_path, e)) from None
         self._pending[request_id] = (code, [])
         return request_id
+
+    def _closing_error(self):
+        """After a failed send: the connection ERROR the daemon sent before it closed, read
+        from what is left on the socket, or None."""
+        try:
+            # The daemon has closed, so reads do not block; the timeout is a safeguard.
+            self._sock.settimeout(5)
+            while self._sock is not None:
+                self._receive()
+        except BlockscopeError as e:
+            return e if e.closes_connection else None
+        except (OSError, ProtocolError):
+            pass
+        return None
 
     def wait(self, request_id, on_progress=None):
         """Reads until the final frame of `request_id`; returns (doc, {name: Tensor}).

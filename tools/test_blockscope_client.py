@@ -15,7 +15,8 @@ What is covered, and why:
     (embedded as hex, generated once with numpy 2.4.6), including byte-identical output.
   * Client/CLI tests against an in-process fake daemon (a thread on a Unix socket): the
     conversation logic, error mapping, result conversion, exit codes and usage errors.
-  * LiveDaemonTests: a real blockscoped when BLOCKSCOPED names the binary (skipped otherwise).
+  * LiveDaemonTests: a real blockscoped when BLOCKSCOPED names the binary (skipped otherwise),
+    including every golden vector with a `daemon` expectation sent to it byte for byte.
 """
 
 import array
@@ -25,6 +26,7 @@ import json
 import math
 import os
 import random
+import select
 import shutil
 import socket
 import struct
@@ -959,6 +961,21 @@ class ClientTests(unittest.TestCase):
         with self.assertRaises(bc.ConnectionClosed):
             c.status()
 
+    def test_failed_send_reports_why_the_daemon_closed(self):
+        # SPEC section 1: the daemon answered an earlier request with a connection ERROR and
+        # closed; the next send fails (EPIPE), and the ERROR still waiting to be read says why.
+        c = self.client()
+        c.submit("DELETE_MODEL", {"model": "m1"})
+        hangup = select.poll()
+        hangup.register(c._sock, 0)                 # POLLHUP is reported unasked
+        deadline = time.monotonic() + 10
+        while not hangup.poll(100) and time.monotonic() < deadline:
+            pass
+        with self.assertRaises(bc.BlockscopeError) as cm:
+            c.submit("STATUS")
+        self.assertEqual((cm.exception.name, cm.exception.request_id), ("SHUTTING_DOWN_CLOSE", 0))
+        self.assertFalse(c.connected)
+
     def test_unexpected_or_invalid_frames_from_the_daemon(self):
         c = self.client()
         with self.assertRaises(bc.ProtocolError) as cm:
@@ -1228,6 +1245,81 @@ class LiveDaemonTests(unittest.TestCase):
             self.assertEqual(cm.exception.name, "NOT_FOUND")
             self.assertIn("jobs_checkpointed", c.shutdown())
         self.assertEqual(self.proc.wait(30), 0, self.daemon_log())
+
+    def converse(self, data, answers, closes):
+        """Sends `data` on a new connection; returns the frames read once `answers` frames are
+        in, or until the daemon closes when `closes`, and whether it closed."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.settimeout(30)
+        sock.connect(self.socket)
+        sock.sendall(data)
+        dec = bc.FrameDecoder(role="client")
+        frames, closed = [], False
+        while not closed and (closes or len(frames) < answers):
+            try:
+                chunk = sock.recv(1 << 20)
+            except ConnectionResetError:      # SPEC section 1: the close, with unread bytes
+                chunk = b""
+            if not chunk:
+                closed = True
+            dec.feed(chunk)
+            frames.extend(dec)
+        if not closed:
+            # Still open: a request of the test's own is answered.
+            sock.sendall(bc.encode_frame("STATUS", 0x7FFFFFFF, {}))
+            while not any(f.request_id == 0x7FFFFFFF for f in frames):
+                chunk = sock.recv(1 << 20)
+                self.assertTrue(chunk, "closed instead of answering STATUS")
+                dec.feed(chunk)
+                frames.extend(dec)
+            status = frames.pop()
+            self.assertEqual(status.type_name, "STATUS_OK", status)
+        return frames, closed
+
+    def test_golden_vectors_sent_to_the_daemon(self):
+        """Every vector with a `daemon` expectation, byte for byte on a new connection: the
+        frames and the close the manifest lists; each `answer_to` vector is the daemon's
+        answer byte for byte."""
+        vectors = load_vectors()
+        files = {entry["file"]: data for entry, data in vectors}
+        checked = 0
+        for entry, data in vectors:
+            expected = entry.get("daemon")
+            if expected is None:
+                continue
+            with self.subTest(entry["file"]):
+                want = expected["answers"]
+                frames, closed = self.converse(data, len(want), expected["closes"])
+                got = []
+                for f in frames:
+                    a = {"type": f.type, "type_name": f.type_name, "request_id": f.request_id}
+                    if f.type_name == "ERROR":
+                        a["error"] = {k: f.doc[k] for k in ("code", "name", "close")}
+                    got.append(a)
+                key = lambda a: json.dumps(a, sort_keys=True)
+                # Final frames of different requests in any order; per request, in order.
+                self.assertEqual(sorted(map(key, got)), sorted(map(key, want)))
+                for rid in {a["request_id"] for a in want}:
+                    self.assertEqual([a for a in got if a["request_id"] == rid],
+                                     [a for a in want if a["request_id"] == rid])
+                if want and want[-1]["request_id"] == 0:
+                    self.assertEqual(got[-1], want[-1])
+                self.assertEqual(closed, expected["closes"])
+                checked += 1
+        self.assertGreaterEqual(checked, 25)
+        for entry, data in vectors:
+            if "answer_to" in entry:
+                with self.subTest(entry["file"]):
+                    request = b"".join(files[f] for f in entry["answer_to"])
+                    frames, _ = self.converse(request, 2, False)
+                    f = frames[-1]
+                    received = bc._HEADER.pack(16 + len(f.payload), bc.MAGIC, f.version, f.flags,
+                                               f.type, 0, f.request_id) + f.payload
+                    self.assertEqual(received, data)
+        # None of them stopped the daemon (a malformed SHUTDOWN among them).
+        with bc.Client(self.socket, timeout=60) as c:
+            self.assertIn("uptime_seconds", c.status())
 
     def test_shutdown_answer_survives_the_close_that_follows(self):
         # The daemon answers SHUTDOWN, then closes the (now idle) connection with

@@ -7,6 +7,13 @@ spec rather than against themselves.
 
     python3 Protocol/vectors/make_vectors.py      # rewrites Protocol/vectors/*.bin, manifest.json
 
+Two kinds of entries are not a reading of the spec alone, and say so: `answer_to` marks a
+response that is the daemon's actual answer to request vectors (its numbers are blockscoped's
+Double results, written here as literals and checked against a standard-library recomputation),
+and `daemon` lists what blockscoped answers when a new connection sends the file's bytes
+(SPEC sections 2 and 4). Tests/DaemonTests/TransportVectorTests.swift and the Python client's
+LiveDaemonTests send the files to the daemon and hold it to both.
+
 The output is deterministic: running the script again gives byte-identical files. Docs are
 serialised with sorted keys and no spaces, and every number that is a whole number is written
 as a JSON integer (JSON numbers have no separate float kind), which is also what Swift's
@@ -14,6 +21,7 @@ JSONEncoder writes, so an implementation can re-encode a decoded doc to the same
 """
 
 import json
+import math
 import os
 import struct
 import sys
@@ -150,33 +158,67 @@ class Frame:
 VECTORS = []
 
 
-def valid(file, description, direction, frames):
-    VECTORS.append(({"file": file, "description": description, "direction": direction,
-                     "expect": "frames", "frames": [f.entry() for f in frames]},
-                    b"".join(f.bytes for f in frames)))
+# What blockscoped answers a new connection that sends a vector's bytes (section 4): frames
+# named by type and request id (an ERROR also by code), then whether the daemon closes.
+
+def answer(type_name, request_id):
+    return {"type": TYPES[type_name], "type_name": type_name, "request_id": request_id}
+
+
+def error_answer(error, request_id=0):
+    """An ERROR: connection errors (code < 100) carry request id 0 and close (section 4)."""
+    code = ERRORS[error]
+    entry = answer("ERROR", request_id)
+    entry["error"] = {"code": code, "name": error, "close": code < 100}
+    return entry
+
+
+def daemon(answers, closes):
+    return {"answers": answers, "closes": closes}
+
+
+def hello_answers(frames):
+    """HELLO_OK for every HELLO among frames the daemon accepts before a failure."""
+    return [answer("HELLO_OK", f.request_id) for f in frames if f.type_name == "HELLO"]
+
+
+def valid(file, description, direction, frames, expected=None, answer_to=None):
+    entry = {"file": file, "description": description, "direction": direction,
+             "expect": "frames", "frames": [f.entry() for f in frames]}
+    if expected is not None:
+        entry["daemon"] = expected
+    if answer_to is not None:
+        entry["answer_to"] = answer_to
+    VECTORS.append((entry, b"".join(f.bytes for f in frames)))
 
 
 def frame_error(file, description, direction, error, before, bad_bytes):
-    """A frame-level error: decoding fails after the `before` frames, before any payload."""
+    """A frame-level error: decoding fails after the `before` frames, before any payload. The
+    daemon answers the frames before it, then the error on request id 0, and closes."""
     VECTORS.append(({"file": file, "description": description, "direction": direction,
                      "expect": "error", "level": "frame",
                      "error": {"code": ERRORS[error], "name": error},
-                     "after_frames": len(before), "frames": [f.entry() for f in before]},
+                     "after_frames": len(before), "frames": [f.entry() for f in before],
+                     "daemon": daemon(hello_answers(before) + [error_answer(error)], True)},
                     b"".join(f.bytes for f in before) + bad_bytes))
 
 
 def payload_error(file, description, type_name, request_id, body, before=()):
-    """The frame decodes; parsing its payload (section 3) gives MALFORMED_PAYLOAD."""
+    """The frame decodes; parsing its payload (section 3) gives MALFORMED_PAYLOAD. After a
+    HELLO the daemon answers it on the request's id and keeps the connection."""
     type_code = TYPES[type_name]
     bad = frame_bytes(type_code, request_id, body)
-    VECTORS.append(({"file": file, "description": description, "direction": "request",
-                     "expect": "error", "level": "payload",
-                     "error": {"code": ERRORS["MALFORMED_PAYLOAD"], "name": "MALFORMED_PAYLOAD"},
-                     "after_frames": len(before), "frames": [f.entry() for f in before],
-                     "bad_frame": {"version": VERSION, "flags": 0, "type": type_code,
-                                   "type_name": type_name, "request_id": request_id,
-                                   "length": len(bad) - 4}},
-                    b"".join(f.bytes for f in before) + bad))
+    entry = {"file": file, "description": description, "direction": "request",
+             "expect": "error", "level": "payload",
+             "error": {"code": ERRORS["MALFORMED_PAYLOAD"], "name": "MALFORMED_PAYLOAD"},
+             "after_frames": len(before), "frames": [f.entry() for f in before],
+             "bad_frame": {"version": VERSION, "flags": 0, "type": type_code,
+                           "type_name": type_name, "request_id": request_id,
+                           "length": len(bad) - 4}}
+    if before and before[0].type_name == "HELLO":
+        entry["daemon"] = daemon(hello_answers(before)
+                                 + [error_answer("MALFORMED_PAYLOAD", request_id)], False)
+    VECTORS.append((entry, b"".join(f.bytes for f in before) + bad))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,9 +279,48 @@ CKA = Frame("CKA", 22, {"estimators": ["linear", "debiased"], "rbf_threshold": 0
                 tensor("y", "f64", [5, 2], [0.1 * i * i - 1.0 for i in range(10)]),
             ],
             flags=FLAG_QUIET)
-CKA_OK = Frame("CKA_OK", 22, {
-    "n": 5, "linear": 0.75, "debiased": None,
-    "reasons": {"debiased": "n = 5: too few examples for the debiased estimator here"}})
+
+
+def linear_and_debiased_cka(x, y):
+    """Linear CKA and debiased linear CKA (the unbiased HSIC of Song et al. 2012) of two
+    matrices with examples in rows, in plain Python floats."""
+    n = len(x)
+
+    def centred_gram(m):
+        means = [sum(row[j] for row in m) / n for j in range(len(m[0]))]
+        c = [[row[j] - means[j] for j in range(len(row))] for row in m]
+        return [[sum(a * b for a, b in zip(r, s)) for s in c] for r in c]
+
+    def hsic0(k, l):
+        return sum(k[i][j] * l[i][j] for i in range(n) for j in range(n))
+
+    def hsic1(k, l):
+        k = [[0.0 if i == j else k[i][j] for j in range(n)] for i in range(n)]
+        l = [[0.0 if i == j else l[i][j] for j in range(n)] for i in range(n)]
+        kl = [[sum(k[i][m] * l[m][j] for m in range(n)) for j in range(n)] for i in range(n)]
+        trace = sum(kl[i][i] for i in range(n))
+        ones = sum(map(sum, k)) * sum(map(sum, l)) / ((n - 1) * (n - 2))
+        return (trace + ones - 2 * sum(map(sum, kl)) / (n - 2)) / (n * (n - 3))
+
+    k, l = centred_gram(x), centred_gram(y)
+    linear = hsic0(k, l) / math.sqrt(hsic0(k, k) * hsic0(l, l))
+    debiased = hsic1(k, l) / math.sqrt(hsic1(k, k) * hsic1(l, l))
+    return linear, debiased
+
+
+def rows(t):
+    width = t["shape"][1]
+    return [t["data"][i:i + width] for i in range(0, len(t["data"]), width)]
+
+
+# blockscoped's answer to HELLO + CKA above, byte for byte (TransportVectorTests and
+# LiveDaemonTests send the two request files and compare): its Double results as literals,
+# since the last bits depend on the order of its sums. They must agree with the recomputation.
+CKA_OK = Frame("CKA_OK", 22, {"n": 5, "linear": 0.9367569163265614,
+                              "debiased": 0.9718529812515155})
+_linear, _debiased = linear_and_debiased_cka(rows(CKA.tensors[0]), rows(CKA.tensors[1]))
+assert abs(_linear - CKA_OK.doc["linear"]) < 1e-12, _linear
+assert abs(_debiased - CKA_OK.doc["debiased"]) < 1e-12, _debiased
 # Every key of a declaration, so that the Swift encoder (which writes them all) reproduces it.
 STUDY_CREATE = Frame("STUDY_CREATE", 30, {"study": "depth-vs-data", "declaration": {
     "dataset": "cifar10", "depths": [14, 56], "widths": [1, 2], "fractions": [1, 0.06],
@@ -269,12 +350,14 @@ STUDY_STATUS_OK = Frame("STUDY_STATUS_OK", 31, {
 MODELS = Frame("MODELS", 4, {})
 DATASETS = Frame("DATASETS", 5, {})
 
-valid("hello_request.bin", "HELLO from a client speaking version 1 only", "request", [HELLO])
+valid("hello_request.bin", "HELLO from a client speaking version 1 only", "request", [HELLO],
+      daemon([answer("HELLO_OK", 1)], False))
 valid("hello_ok_response.bin", "HELLO_OK choosing version 1, with the daemon's limits",
       "response", [HELLO_OK])
 valid("status_request.bin",
-      "STATUS with doc {} and a request id above 2^53 (0x0123456789ABCDEF, little-endian)",
-      "request", [STATUS])
+      "STATUS with doc {} and a request id above 2^53 (0x0123456789ABCDEF, little-endian); "
+      "sent as a connection's first frame, HELLO_REQUIRED",
+      "request", [STATUS], daemon([error_answer("HELLO_REQUIRED")], True))
 valid("status_ok_response.bin", "STATUS_OK with every key (a path: '/' is not escaped)",
       "response", [STATUS_OK])
 valid("train_request.bin",
@@ -284,15 +367,17 @@ valid("progress_event.bin", "PROGRESS of a training job: a step of epoch 5 with 
       "response", [PROGRESS])
 valid("error_frame.bin",
       "ERROR NOT_FOUND answering request 12 (the connection stays open); an ERROR is "
-      "accepted in both directions (a client may send one before closing)",
-      "any", [ERROR])
+      "accepted in both directions (a client may send one before closing: the daemon closes "
+      "without answering, whatever its request id, before HELLO too)",
+      "any", [ERROR], daemon([], True))
 valid("heatmap_ok_response.bin",
       "HEATMAP_OK with tensors cka f64[3,3], defined u8[3,3], batch_example_ids i32[2,4]",
       "response", [HEATMAP_OK])
 valid("cka_request.bin", "CKA with QUIET set and tensors x f32[5,3], y f64[5,2]",
       "request", [CKA])
-valid("cka_ok_response.bin", "CKA_OK: one estimator a number, one null with its reason",
-      "response", [CKA_OK])
+valid("cka_ok_response.bin",
+      "CKA_OK: blockscoped's answer, byte for byte, to hello_request.bin then cka_request.bin",
+      "response", [CKA_OK], answer_to=["hello_request.bin", "cka_request.bin"])
 valid("study_create_request.bin",
       "STUDY_CREATE with every key of a study declaration", "request", [STUDY_CREATE])
 valid("study_status_ok_response.bin",
@@ -300,9 +385,47 @@ valid("study_status_ok_response.bin",
       "response", [STUDY_STATUS_OK])
 valid("pipelined_requests.bin",
       "HELLO, STATUS and MODELS back to back in one write (pipelining)",
-      "request", [HELLO, STATUS, MODELS])
+      "request", [HELLO, STATUS, MODELS],
+      daemon([answer("HELLO_OK", 1), answer("STATUS_OK", STATUS.request_id),
+              answer("MODELS_OK", 4)], False))
 valid("empty_doc_request.bin", "DATASETS with the 2-byte doc {} and no tensors",
       "request", [DATASETS])
+
+# The conversation rules of section 4, in the order the daemon checks them.
+HELLO_ID_0 = Frame("HELLO", 0, {"min_version": 1, "max_version": 1, "client": "id zero"})
+STATUS_ID_0 = Frame("STATUS", 0, {})
+SECOND_HELLO = Frame("HELLO", 2, {"min_version": 1, "max_version": 1, "client": "again"})
+# A client giving up before HELLO (the code is the client's reason; the daemon reads no doc).
+CLIENT_ERROR = Frame("ERROR", 0, {
+    "code": 2, "name": "UNSUPPORTED_VERSION", "message": "this client needs protocol version 2",
+    "close": True})
+HELLO_MISSING_KEY = Frame("HELLO", 2, {"max_version": 1, "client": "no min_version"})
+HELLO_AFTER_BAD = Frame("HELLO", 3, {"min_version": 1, "max_version": 1, "client": "fixed"})
+HELLO_FUTURE = Frame("HELLO", 1, {"min_version": 2, "max_version": 3, "client": "future"})
+
+valid("hello_request_id_0.bin",
+      "HELLO with request id 0: MALFORMED_HEADER and close (HELLO is a request; id 0 is the "
+      "connection's)", "request", [HELLO_ID_0],
+      daemon([error_answer("MALFORMED_HEADER")], True))
+valid("status_request_id_0_first.bin",
+      "STATUS with request id 0 as the first frame: HELLO_REQUIRED (the type is checked "
+      "before the request id)", "request", [STATUS_ID_0],
+      daemon([error_answer("HELLO_REQUIRED")], True))
+valid("client_error_first.bin",
+      "a client's ERROR (request id 0) as its first frame: the daemon closes without answering",
+      "request", [CLIENT_ERROR], daemon([], True))
+valid("hello_no_common_version.bin",
+      "HELLO from a client speaking versions 2 to 3 only: UNSUPPORTED_VERSION and close",
+      "request", [HELLO_FUTURE], daemon([error_answer("UNSUPPORTED_VERSION")], True))
+valid("second_hello.bin", "HELLO, then a second HELLO: HELLO_REQUIRED and close", "request",
+      [HELLO, SECOND_HELLO], daemon([answer("HELLO_OK", 1), error_answer("HELLO_REQUIRED")], True))
+valid("request_id_0.bin", "HELLO, then STATUS with request id 0: MALFORMED_HEADER and close",
+      "request", [HELLO, STATUS_ID_0],
+      daemon([answer("HELLO_OK", 1), error_answer("MALFORMED_HEADER")], True))
+valid("hello_missing_key_then_hello.bin",
+      "a HELLO without min_version (INVALID_ARGUMENT on its id; the connection still waits for "
+      "HELLO), then a good HELLO", "request", [HELLO_MISSING_KEY, HELLO_AFTER_BAD],
+      daemon([error_answer("INVALID_ARGUMENT", 2), answer("HELLO_OK", 3)], False))
 
 # ---------------------------------------------------------------------------------------------
 # Malformed frames. The header after a bad length is a plausible STATUS header so that only the
@@ -339,6 +462,20 @@ frame_error("bad_flags.bin", "flags 0x03: QUIET plus the undefined bit 1", "any"
             "MALFORMED_HEADER", [], status_header(STATUS_LENGTH, flags=0x03) + STATUS_BODY)
 frame_error("bad_unknown_type.bin", "type 0x0077 is not in section 4", "any", "UNKNOWN_TYPE",
             [], frame_bytes(0x0077, 9, STATUS_BODY))
+frame_error("bad_several_faults.bin",
+            "magic 'SB', version 2, flags 0x80, reserved 1, type 0x0077 and request id 0 at "
+            "once: BAD_MAGIC, the first check", "any", "BAD_MAGIC", [],
+            frame_bytes(0x0077, 0, STATUS_BODY, magic=b"SB", version=2, flags=0x80,
+                        reserved=1))
+frame_error("bad_flags_and_type.bin",
+            "flags 0x02, type 0x0077 and request id 0: MALFORMED_HEADER (flags are checked "
+            "before the type, the type before the request id)", "any", "MALFORMED_HEADER", [],
+            frame_bytes(0x0077, 0, STATUS_BODY, flags=0x02))
+frame_error("bad_response_type_over_limit.bin",
+            "after HELLO, a STATUS_OK header with length 16 MiB + 17 (above every limit but "
+            "2^30): NOT_A_REQUEST, since the type is checked before its limit", "request",
+            "NOT_A_REQUEST", [HELLO],
+            frame_bytes(TYPES["STATUS_OK"], 2, b"", length=16 * MiB + HEADER_SIZE + 1))
 frame_error("bad_response_to_daemon.bin",
             "after HELLO, a client sends a STATUS_OK (a response type) to the daemon",
             "request", "NOT_A_REQUEST", [HELLO],
@@ -364,30 +501,43 @@ Y_BYTES = tensor_bytes(tensor("y", "f32", [5, 2], [0.25 * i for i in range(10)])
 XY_DOC = {"tensors": [{"name": "x", "dtype": "f32", "shape": [5, 3]},
                       {"name": "y", "dtype": "f32", "shape": [5, 2]}]}
 
+# Payload errors (section 3), each after a HELLO: the daemon answers MALFORMED_PAYLOAD on the
+# request's id and the connection stays open.
 payload_error("bad_payload_empty.bin",
               "a STATUS frame of length 16: no room for the 4-byte doc_length",
-              "STATUS", 9, b"")
+              "STATUS", 9, b"", before=[HELLO])
 payload_error("bad_payload_doc_length.bin",
               "doc_length 100 but only the 2-byte doc {} follows", "STATUS", 9,
-              raw_payload(b"{}", doc_length=100))
+              raw_payload(b"{}", doc_length=100), before=[HELLO])
+payload_error("bad_payload_doc_empty.bin",
+              "doc_length 0: an empty doc is not JSON, not even for a request without keys",
+              "DATASETS", 9, raw_payload(b""), before=[HELLO])
 payload_error("bad_payload_not_json.bin", "the doc is not JSON", "STATUS", 9,
-              raw_payload(b"{\"model\": r20}"))
+              raw_payload(b"{\"model\": r20}"), before=[HELLO])
 payload_error("bad_payload_doc_array.bin", "the doc is a JSON array, not an object",
-              "STATUS", 9, raw_payload(b"[1,2]"))
+              "STATUS", 9, raw_payload(b"[1,2]"), before=[HELLO])
 payload_error("bad_payload_invalid_utf8.bin", "the doc's string holds the byte 0xFF",
-              "STATUS", 9, raw_payload(b"{\"client\":\"\xff\"}"))
+              "STATUS", 9, raw_payload(b"{\"client\":\"\xff\"}"), before=[HELLO])
+payload_error("bad_payload_tensors_null.bin",
+              "\"tensors\": null (absent means no tensors; null is not absent here)",
+              "STATUS", 9, raw_payload(b"{\"tensors\":null}"), before=[HELLO])
+payload_error("bad_payload_shutdown_not_object.bin",
+              "SHUTDOWN whose doc is []: refused like any request; the daemon does not stop",
+              "SHUTDOWN", 9, raw_payload(b"[]"), before=[HELLO])
 payload_error("bad_payload_tensor_bytes_missing.bin",
-              "after HELLO, a CKA request whose y f32[5,2] lacks its last 4 bytes", "CKA", 10,
+              "a CKA request whose y f32[5,2] lacks its last 4 bytes", "CKA", 10,
               raw_payload(doc_json(XY_DOC), X_BYTES + Y_BYTES[:-4]), before=[HELLO])
 payload_error("bad_payload_trailing_bytes.bin",
               "a CKA request with 3 bytes after its last tensor", "CKA", 10,
-              raw_payload(doc_json(XY_DOC), X_BYTES + Y_BYTES + b"\x00\x00\x00"))
+              raw_payload(doc_json(XY_DOC), X_BYTES + Y_BYTES + b"\x00\x00\x00"),
+              before=[HELLO])
 payload_error("bad_payload_dtype.bin", "a tensor descriptor with dtype \"f16\"", "CKA", 10,
               raw_payload(doc_json({"tensors": [{"name": "x", "dtype": "f16", "shape": [2]}]}),
-                          b"\x00" * 4))
+                          b"\x00" * 4), before=[HELLO])
 payload_error("bad_payload_shape.bin", "a tensor descriptor with a negative dimension",
               "CKA", 10,
-              raw_payload(doc_json({"tensors": [{"name": "x", "dtype": "u8", "shape": [-1]}]})))
+              raw_payload(doc_json({"tensors": [{"name": "x", "dtype": "u8", "shape": [-1]}]})),
+              before=[HELLO])
 
 NOTES = [
     "Integers are little-endian. 'length' is the frame's length field (bytes after it).",
@@ -401,6 +551,14 @@ NOTES = [
     "expect 'error', level 'payload': every frame decodes (bad_frame is the last one's "
     "header) and parsing bad_frame's payload fails with 'error'. expect 'incomplete': the "
     "decoder yields after_frames frames, then needs more bytes; trailing_bytes stay buffered.",
+    "daemon (on some request vectors): what blockscoped does when a new connection sends "
+    "exactly the file's bytes: 'answers' are the frames it sends, by type and request id (an "
+    "ERROR also by code, name and close), in this order except that final frames of different "
+    "requests may come in any order (SPEC section 4); then it closes the connection when "
+    "'closes' is true, else the connection stays open (a STATUS sent next is answered). Docs "
+    "other than ERROR's are not compared.",
+    "answer_to (on a response vector): the file is, byte for byte, the last frame blockscoped "
+    "sends when a new connection sends these request files in order.",
 ]
 
 

@@ -113,6 +113,8 @@ public struct Payload: Hashable, Sendable {
       throw malformed("the doc is null, not a JSON object")
     } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
       throw malformed("the doc is not JSON")
+    } catch let DecodingError.valueNotFound(_, context) where context.codingPath.count == 1 {
+      throw malformed("\"tensors\" is null, not an array (a doc without tensors omits the key)")
     } catch let error as DecodingError {
       throw malformed("bad tensor descriptor: " + describe(error))
     } catch {
@@ -126,9 +128,16 @@ public struct Payload: Hashable, Sendable {
 
     enum CodingKeys: String, CodingKey { case tensors }
 
+    /// Absent means no tensors; null is refused (SPEC.md section 3). `tensors` says how the
+    /// bytes after the doc are split, so it follows the payload's exact layout rules rather
+    /// than the message keys' "null means the default".
     init(from decoder: Decoder) throws {
       let container = try decoder.container(keyedBy: CodingKeys.self)
-      tensors = try container.ifPresent(.tensors) ?? []
+      guard container.contains(.tensors) else {
+        tensors = []
+        return
+      }
+      tensors = try container.value(.tensors)
     }
   }
 

@@ -3,12 +3,15 @@
 // I/O, so every rule is testable without a socket.
 //
 //   - The first frame is HELLO; anything else, or a second HELLO, is HELLO_REQUIRED (close).
+//     The exception is ERROR, in any state: the client is closing, so it is not answered.
 //   - HELLO chooses the highest version both sides speak; no overlap is UNSUPPORTED_VERSION
 //     (close). Later frames must carry the chosen version (VERSION_MISMATCH, close).
-//   - Request ids are nonzero (id 0 names the connection in ERROR frames: MALFORMED_HEADER,
-//     close). A reused id of an unanswered request is DUPLICATE_REQUEST_ID (close: an answer on
-//     that id could not be told from the first request's). At most 64 requests are unanswered
-//     at once (TOO_MANY_REQUESTS, answered on that request only).
+//   - Request ids are nonzero, HELLO's included (id 0 names the connection in ERROR frames:
+//     MALFORMED_HEADER, close). A reused id of an unanswered request is DUPLICATE_REQUEST_ID
+//     (close: an answer on that id could not be told from the first request's). At most 64
+//     requests are unanswered at once (TOO_MANY_REQUESTS, answered on that request only).
+//
+// The order of these checks is SPEC.md section 4's numbered list; `receive` follows it.
 
 /// One connection's conversation rules, daemon side.
 public struct ProtocolSession: Sendable {
@@ -26,7 +29,8 @@ public struct ProtocolSession: Sendable {
     case reject(requestID: UInt64, WireError)
     /// Send `ERROR` with request id 0, then close the connection.
     case close(WireError)
-    /// The client sent `ERROR` (it is about to close): close without answering.
+    /// The client sent `ERROR` (it is about to close), before or after HELLO, on any request
+    /// id: close without answering. The doc is nil when it does not decode (it is not checked).
     case peerError(ErrorDoc?)
   }
 
@@ -94,8 +98,18 @@ public struct ProtocolSession: Sendable {
   }
 
   private mutating func receiveFirst(_ frame: Frame) -> Decision {
+    if frame.type == .error {
+      // A client that gives up before HELLO is closing like one that gives up later:
+      // HELLO_REQUIRED would be written to a peer that is going away.
+      return .peerError(try? frame.decodeDoc(ErrorDoc.self))
+    }
     guard frame.type == .hello else {
       return .close(WireError(.helloRequired, "the first frame must be HELLO, not \(frame.type.debugName)"))
+    }
+    if frame.requestID == 0 {
+      // HELLO is a request like any other: HELLO_OK, or an ERROR about its doc, on id 0 could
+      // not be told from a connection error.
+      return .close(WireError(.malformedHeader, "request id 0 is reserved for the connection (HELLO included)"))
     }
     let hello: HelloRequest
     do throws(WireError) {

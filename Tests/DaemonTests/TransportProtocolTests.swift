@@ -82,9 +82,11 @@ final class TransportProtocolTests: XCTestCase {
       XCTAssertTrue(doc.close, name)
       XCTAssertTrue(client.isClosed, name)
     }
-    // Before HELLO too, and a first frame that is not HELLO.
+    // Before HELLO too, a first frame that is not HELLO, and a HELLO on the connection's id 0.
+    let helloOnZero = try Frame.message(type: .hello, requestID: 0, doc: HelloRequest(client: "zero")).encoded()
     for (name, bytes, code) in [("length 0 first", littleEndian32(0), ErrorCode.frameTooShort),
-                                ("STATUS first", status, ErrorCode.helloRequired)] {
+                                ("STATUS first", status, ErrorCode.helloRequired),
+                                ("HELLO on id 0", helloOnZero, ErrorCode.malformedHeader)] {
       let client = try daemon.connect()
       try client.send(bytes)
       let frames = try client.readUntilClosed()
@@ -216,6 +218,10 @@ final class TransportProtocolTests: XCTestCase {
     try client.send(Frame.error(.cancelled, "giving up", requestID: 0))
     XCTAssertEqual(try client.readUntilClosed().map(frameSummary), [])
     daemon.service.releaseHeld()
+    // Before HELLO as well: no HELLO_REQUIRED for a client that is leaving.
+    let early = try daemon.connect()
+    try early.send(Frame.error(.unsupportedVersion, "giving up before HELLO", requestID: 0))
+    XCTAssertEqual(try early.readUntilClosed().map(frameSummary), [])
   }
 
   func testHalfClosedClientStillGetsItsAnswers() throws {

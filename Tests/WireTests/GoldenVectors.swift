@@ -73,6 +73,32 @@ struct GoldenManifest: Decodable {
     var tensors: [Tensor]?
   }
 
+  /// One frame the daemon answers: its type and request id, and for an ERROR its code.
+  struct Answer: Decodable, Hashable, CustomStringConvertible {
+    struct ErrorRef: Decodable, Hashable {
+      var code: UInt16
+      var name: String
+      var close: Bool
+    }
+
+    var type: UInt16
+    var typeName: String
+    var requestId: UInt64
+    var error: ErrorRef?
+
+    var description: String {
+      "\(typeName) (id \(requestId))" + (error.map { " \($0.name)" + ($0.close ? ", close" : "") } ?? "")
+    }
+  }
+
+  /// What blockscoped does when a new connection sends exactly the vector's bytes.
+  struct DaemonExpectation: Decodable {
+    /// In order, except that final frames of different requests may come in any order.
+    var answers: [Answer]
+    /// The daemon closes the connection after the answers (else it stays open).
+    var closes: Bool
+  }
+
   struct Vector: Decodable {
     var file: String
     var description: String
@@ -87,6 +113,9 @@ struct GoldenManifest: Decodable {
     var frames: [FrameEntry]
     var badFrame: FrameEntry?
     var trailingBytes: Int?
+    var daemon: DaemonExpectation?
+    /// A response vector that is the daemon's answer to these request files, sent in order.
+    var answerTo: [String]?
 
     /// The decoder roles the vector applies to.
     var roles: [FrameDecoder.Role] {

@@ -74,10 +74,9 @@ final class PayloadTests: XCTestCase {
     expectMalformed(payload(#"{"tensors":[{"name":"a","dtype":"u8","shape":[-1]}]}"#), "negative")
     expectMalformed(payload(#"{"tensors":[{"name":"a","dtype":"u8","shape":[1.5]}]}"#, [0]), "shape")
     expectMalformed(payload(#"{"tensors":[{"name":"a","dtype":"u8","shape":"2"}]}"#, [0, 0]), "shape")
-    // Absent, null and empty all mean no tensors; unknown descriptor keys are ignored; a
-    // scalar has one element and a zero dimension none.
+    // Absent and empty mean no tensors; unknown descriptor keys are ignored; a scalar has
+    // one element and a zero dimension none.
     XCTAssertEqual(try Payload.parse(payload("{}")).tensors, [])
-    XCTAssertEqual(try Payload.parse(payload(#"{"tensors":null}"#)).tensors, [])
     XCTAssertEqual(try Payload.parse(payload(#"{"tensors":[]}"#)).tensors, [])
     let parsed = try Payload.parse(payload(
       #"{"tensors":[{"name":"s","dtype":"f64","shape":[],"unit":"m"},{"name":"e","dtype":"f32","shape":[0,3]}]}"#,
@@ -85,6 +84,20 @@ final class PayloadTests: XCTestCase {
     XCTAssertEqual(parsed.tensors.map(\.name), ["s", "e"])
     XCTAssertEqual(parsed.tensors[0].doubles, [1.0])
     XCTAssertEqual(parsed.tensors[1].floats, [])
+  }
+
+  /// SPEC.md section 3: `"tensors": null` is MALFORMED_PAYLOAD, not "no tensors" (the key
+  /// describes the bytes after the doc; the message keys' null-means-absent rule is not for it).
+  func testTensorsNullIsMalformed() throws {
+    // The exact bytes: doc_length 16, then {"tensors":null}.
+    let bytes: [UInt8] = [0x10, 0x00, 0x00, 0x00] + Array(#"{"tensors":null}"#.utf8)
+    XCTAssertEqual(bytes, payload(#"{"tensors":null}"#))
+    expectMalformed(bytes, #""tensors" is null"#)
+    expectMalformed(payload(#"{"tensors":null,"model":"m"}"#), #""tensors" is null"#)
+    // A null descriptor inside the array is a bad descriptor.
+    expectMalformed(payload(#"{"tensors":[null]}"#), "descriptor")
+    // Other keys keep the null-means-absent rule.
+    XCTAssertEqual(try Payload.parse(payload(#"{"model":null}"#)).tensors, [])
   }
 
   func testDocOfExactlyFourMiBIsAccepted() throws {

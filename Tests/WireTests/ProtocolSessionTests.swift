@@ -40,11 +40,38 @@ final class ProtocolSessionTests: XCTestCase {
   }
 
   func testHelloMustComeFirst() {
-    for first in [request(id: 1), request(.train, id: 1), Frame.error(.internal, "x", requestID: 0)] {
+    // The type is checked before the request id: a STATUS on id 0 is HELLO_REQUIRED too.
+    for first in [request(id: 1), request(.train, id: 1), request(id: 0)] {
       var session = ProtocolSession()
       expectClose(session.receive(first), .helloRequired)
       XCTAssertFalse(session.isEstablished)
     }
+  }
+
+  /// SPEC.md section 4: a client's ERROR means it is closing, before HELLO as after; the
+  /// daemon closes without answering, whatever the ERROR's request id.
+  func testClientErrorBeforeHelloClosesWithoutAnswer() {
+    for id in [UInt64(0), 12] {
+      var session = ProtocolSession()
+      guard case .peerError(let doc) = session.receive(Frame.error(.unsupportedVersion, "giving up", requestID: id)) else {
+        return XCTFail("a first ERROR (id \(id)) is not the client closing")
+      }
+      XCTAssertEqual(doc?.errorCode, .unsupportedVersion)
+      XCTAssertFalse(session.isEstablished)
+    }
+    var garbled = ProtocolSession()
+    guard case .peerError(nil) = garbled.receive(Frame(type: .error, requestID: 0, payload: [])) else {
+      return XCTFail("an ERROR whose doc does not decode is still the client closing")
+    }
+  }
+
+  /// HELLO is a request: id 0 is MALFORMED_HEADER and close, checked before its doc.
+  func testHelloWithRequestIDZeroCloses() {
+    var session = ProtocolSession()
+    expectClose(session.receive(hello(id: 0)), .malformedHeader)
+    XCTAssertFalse(session.isEstablished)
+    var garbage = ProtocolSession()
+    expectClose(garbage.receive(Frame(type: .hello, requestID: 0, payload: [1, 0, 0, 0, 0x7B])), .malformedHeader)
   }
 
   func testHelloNegotiatesTheHighestCommonVersion() {
@@ -139,6 +166,65 @@ final class ProtocolSessionTests: XCTestCase {
   func testResponseTypesAreNotRequests() {
     var session = established()
     expectClose(session.receive(request(.statusOK, id: 3)), .notARequest)
+  }
+
+  /// Every golden vector with a `daemon` expectation through the decoder and the session, as
+  /// the daemon runs them: what the two decide (HELLO_OK, ERRORs on the request's id, the
+  /// connection error and the close) is what the manifest says blockscoped answers. Requests
+  /// the session dispatches are the service's to answer; the manifest must expect exactly one
+  /// final frame for each, and no connection error for them.
+  func testDaemonExpectationsOfTheVectors() throws {
+    let manifest = try GoldenManifest.load()
+    let vectors = manifest.vectors.filter { $0.daemon != nil }
+    XCTAssertGreaterThanOrEqual(vectors.count, 25)
+    for vector in vectors {
+      let expected = try XCTUnwrap(vector.daemon)
+      var decoder = FrameDecoder(role: .server)
+      var session = ProtocolSession()
+      decoder.feed(try GoldenManifest.bytes(of: vector))
+      var answers: [GoldenManifest.Answer] = []
+      var dispatched: [UInt64] = []
+      var closed = false
+      func errorAnswer(_ error: WireError, _ id: UInt64) -> GoldenManifest.Answer {
+        GoldenManifest.Answer(type: MessageType.error.rawValue, typeName: "ERROR", requestId: id,
+                              error: .init(code: error.code.rawValue, name: error.code.name, close: error.closesConnection))
+      }
+      decoding: while true {
+        let frame: Frame
+        do throws(WireError) {
+          guard let next = try decoder.next() else { break }
+          frame = next
+        } catch {
+          answers.append(errorAnswer(error, 0))
+          closed = true
+          break
+        }
+        switch session.receive(frame) {
+        case .hello(_, let version):
+          decoder.negotiatedVersion = version
+          answers.append(.init(type: MessageType.helloOK.rawValue, typeName: "HELLO_OK", requestId: frame.requestID))
+        case .dispatch(let request):
+          dispatched.append(request.requestID)
+        case .reject(let id, let wireError):
+          answers.append(errorAnswer(wireError, id))
+        case .close(let wireError):
+          answers.append(errorAnswer(wireError, 0))
+          closed = true
+          break decoding
+        case .peerError:
+          closed = true
+          break decoding
+        }
+      }
+      let fromService = expected.answers.filter { answer in dispatched.contains(answer.requestId) }
+      XCTAssertEqual(fromService.count, dispatched.count, "\(vector.file): one final frame per dispatched request")
+      XCTAssertTrue(fromService.allSatisfy { $0.error.map { !$0.close } ?? true }, vector.file)
+      XCTAssertEqual(answers, expected.answers.filter { !dispatched.contains($0.requestId) }, vector.file)
+      XCTAssertEqual(closed, expected.closes, vector.file)
+      if let last = expected.answers.last, last.requestId == 0 {
+        XCTAssertEqual(last.error?.close, true, vector.file)
+      }
+    }
   }
 
   /// The pipelined golden vector through the decoder and the session, as the daemon runs them.

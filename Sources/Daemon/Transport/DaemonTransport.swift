@@ -427,6 +427,14 @@ public final class DaemonTransport: @unchecked Sendable {
                              outbox: connection.outbox)
     connection.replies[frame.requestID] = reply
     if frame.type == .shutdown {
+      // The transport answers SHUTDOWN itself, but its payload is checked like any request's
+      // (SPEC.md section 7): a malformed one is refused and stops nothing.
+      do throws(WireError) {
+        _ = try IncomingRequest(frame).decode(ShutdownRequest.self)
+      } catch {
+        reply.fail(error)
+        return
+      }
       beginShutdown(requester: reply)
       return
     }
