@@ -1,0 +1,73 @@
+import CKernels
+import Engine
+import Foundation
+
+public enum ForeignGramError: Error, CustomStringConvertible, Equatable {
+  case unknownRepresentation(String)
+  case shape(String)
+  case nonFinite(String)
+  /// The batch key was used before with other data (another Gram for the same key).
+  case batchKeyReused(representation: String, batch: String)
+  /// A heatmap needs a Gram the cache does not hold (never sent, or evicted).
+  case missing([String])
+
+  public var description: String {
+    switch self {
+    case .unknownRepresentation(let r): return "representation \(r) was not declared by the session"
+    case .shape(let s): return s
+    case .nonFinite(let r): return "representation \(r) holds NaN or infinite values"
+    case .batchKeyReused(let r, let b):
+      return "batch \(b) of representation \(r) was sent before with other data: a batch key names one set of examples"
+    case .missing(let keys):
+      return "no Gram for " + keys.prefix(5).joined(separator: ", ")
+        + (keys.count > 5 ? " and \(keys.count - 5) more" : "")
+        + " (never sent, or evicted from the cache: send the batch again)"
+    }
+  }
+}
+
+/// Foreign activations in, centred Grams out: each arriving batch of a representation
+/// ([n][features] fp32, any layout: CKA does not depend on the order of features) becomes its
+/// centred Gram entry in the cache, and the activations are not kept. A batch key names one set
+/// of examples: the same key with different data is refused (the entries' contents are
+/// compared by a hash of the packed Gram).
+public final class ForeignGrams: @unchecked Sendable {
+  public let cache: GramCache
+  private let lock = NSLock()
+  /// (model key, representation, batch key) -> hash of the packed centred Gram.
+  private var seen: [GramKey: UInt64] = [:]
+
+  public init(cache: GramCache) { self.cache = cache }
+
+  /// Ingests one representation of one batch; returns the centred entry (also in the cache).
+  @discardableResult
+  public func ingest(_ model: ForeignModel, representation: String, batchKey: UInt64,
+                     batchName: String, activations x: UnsafePointer<Float>, examples n: Int,
+                     features d: Int, context: KernelContext) throws -> GramEntry {
+    guard let rep = model.representation(representation) else {
+      throw ForeignGramError.unknownRepresentation(representation)
+    }
+    guard d == rep.features else {
+      throw ForeignGramError.shape("representation \(representation) has \(rep.features) features per example; the batch has \(d)")
+    }
+    guard n >= 4 else { throw ForeignGramError.shape("a batch needs at least 4 examples (the unbiased estimator), got \(n)") }
+    for i in 0..<(n * d) where !x[i].isFinite { throw ForeignGramError.nonFinite(representation) }
+    let entry = try GramForms.centred(x, m: n, d: d, context: context)
+    var f = Fingerprint()
+    f.add(UnsafeRawBufferPointer(start: entry.pointer, count: entry.count * 4))
+    let key = GramKey(model: model.key, representation: representation, batch: batchKey, form: .centred)
+    try lock.withLock {
+      if let old = seen[key], old != f.value {
+        throw ForeignGramError.batchKeyReused(representation: representation, batch: batchName)
+      }
+      seen[key] = f.value
+    }
+    cache.insert(entry, for: key)
+    return entry
+  }
+
+  /// Forgets what a model's batches held (its Grams stay in the cache until evicted).
+  public func forget(model key: UInt64) {
+    lock.withLock { seen = seen.filter { $0.key.model != key } }
+  }
+}
