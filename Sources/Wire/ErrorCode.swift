@@ -15,6 +15,7 @@ public enum ErrorCode: UInt16, CaseIterable, Sendable {
   case serverBusy = 11
   case shuttingDownClose = 12
   case duplicateRequestID = 13
+  case timeout = 14
 
   case malformedPayload = 100
   case invalidArgument = 101
@@ -57,6 +58,7 @@ public enum ErrorCode: UInt16, CaseIterable, Sendable {
     case .serverBusy: return "SERVER_BUSY"
     case .shuttingDownClose: return "SHUTTING_DOWN_CLOSE"
     case .duplicateRequestID: return "DUPLICATE_REQUEST_ID"
+    case .timeout: return "TIMEOUT"
     case .malformedPayload: return "MALFORMED_PAYLOAD"
     case .invalidArgument: return "INVALID_ARGUMENT"
     case .notFound: return "NOT_FOUND"

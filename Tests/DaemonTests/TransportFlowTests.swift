@@ -84,6 +84,66 @@ final class TransportFlowTests: XCTestCase {
     _ = clients
   }
 
+  /// Slow and idle peers (SPEC section 5): no HELLO within the hello timeout, or a frame still
+  /// trickling in after the frame timeout, get TIMEOUT on id 0 and are closed.
+  func testSlowPeersTimeOut() throws {
+    let daemon = try TransportTestDaemon { $0.helloTimeout = 0.5; $0.frameTimeout = 0.6 }
+    defer { daemon.cleanUp() }
+    let silent = try daemon.connect()
+    let started = Date()
+    let frames = try silent.readUntilClosed(timeout: 10)
+    XCTAssertEqual(frames.count, 1)
+    let doc = try expectErrorDoc(frames.first)
+    XCTAssertEqual(doc.errorCode, .timeout)
+    XCTAssertTrue(doc.message.contains("HELLO"), doc.message)
+    XCTAssertEqual(frames.first?.requestID, 0)
+    XCTAssertLessThan(Date().timeIntervalSince(started), 3)
+
+    let trickler = try daemon.client()
+    let status = try WireTestClient.request(.status, id: 2).encoded()
+    // Its bytes one every 0.1 s: past the timeout the daemon closes, and a later send fails
+    // (EPIPE) while the ERROR stays readable.
+    for byte in status.prefix(15) {
+      guard (try? trickler.send([byte])) != nil else { break }
+      usleep(100_000)
+    }
+    let cut = try trickler.readUntilClosed(timeout: 10)
+    XCTAssertEqual(try expectErrorDoc(cut.last).errorCode, .timeout)
+
+    // A frame that arrives in pieces within the timeout is served; an idle established
+    // connection is never timed out.
+    let patient = try daemon.client()
+    usleep(1_200_000)
+    try patient.send(Array(status.prefix(7)))
+    usleep(200_000)
+    try patient.send(Array(status.dropFirst(7)))
+    XCTAssertEqual(try patient.final(of: 2).type, .statusOK)
+  }
+
+  /// All slots taken: the connection that has held its slot longest without a complete frame
+  /// makes room (SERVER_BUSY), and the new one is served; idle established ones are kept.
+  func testAFullDaemonMakesRoomByClosingTheStalestSlowPeer() throws {
+    let daemon = try TransportTestDaemon { $0.maxConnections = 3; $0.helloTimeout = 60 }
+    defer { daemon.cleanUp() }
+    let owner = try daemon.client()
+    let slow = try (0..<2).map { _ -> WireTestClient in
+      let c = try daemon.connect()
+      usleep(50_000)   // distinct accept times: the first is the stalest
+      return c
+    }
+    XCTAssertTrue(daemon.waitFor { $0.connections.count == 3 })
+    let newcomer = try daemon.client()
+    try newcomer.send(.status, id: 2)
+    XCTAssertEqual(try newcomer.final(of: 2).type, .statusOK)
+    let evicted = try slow[0].readUntilClosed(timeout: 10)
+    let doc = try expectErrorDoc(evicted.first)
+    XCTAssertEqual(doc.errorCode, .serverBusy)
+    XCTAssertTrue(doc.message.contains("made room"), doc.message)
+    try owner.send(.status, id: 3)
+    XCTAssertEqual(try owner.final(of: 3).type, .statusOK, "the idle established connection stays")
+    XCTAssertFalse(slow[1].isClosed)
+  }
+
   /// The peer check sees the connecting process's credentials before a byte is read; a refused
   /// peer gets PERMISSION_DENIED and is closed; others are unaffected.
   func testForeignPeerIsRefused() throws {

@@ -45,8 +45,8 @@ final class TypeTableTests: XCTestCase {
   }
 
   func testErrorCodes() {
-    XCTAssertEqual(ErrorCode.allCases.count, 27)
-    XCTAssertEqual(ErrorCode.allCases.filter(\.closesConnection).map(\.rawValue), Array(1...13))
+    XCTAssertEqual(ErrorCode.allCases.count, 28)
+    XCTAssertEqual(ErrorCode.allCases.filter(\.closesConnection).map(\.rawValue), Array(1...14))
     XCTAssertEqual(ErrorCode.allCases.filter { !$0.closesConnection }.map(\.rawValue), Array(100...113))
     XCTAssertEqual(ErrorCode.notARequest.name, "NOT_A_REQUEST")
     XCTAssertEqual(ErrorCode.shuttingDownClose.name, "SHUTTING_DOWN_CLOSE")

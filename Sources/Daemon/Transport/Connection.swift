@@ -32,6 +32,18 @@ final class Connection {
   var inputEnded = false
   /// Loop time (ms) after which a closing connection is cut.
   var closeDeadline: UInt64 = 0
+  /// Loop time (ms) of the accept (the HELLO timeout counts from here).
+  var acceptedAt: UInt64 = 0
+  /// Loop time (ms) when the frame now held in part began to arrive; nil when no frame is
+  /// partly received.
+  var partialSince: UInt64?
+
+  /// Since when the connection has held its slot without a complete frame to show for it: from
+  /// the accept until HELLO, then while a frame is partly received. nil: it is productive.
+  var unproductiveSince: UInt64? {
+    guard state == .open, session.inFlight.isEmpty else { return nil }
+    return session.isEstablished ? partialSince : acceptedAt
+  }
 
   init(id: Int, pipe: UnsafeMutablePointer<uv_pipe_t>, outbox: ConnectionOutbox, transport: DaemonTransport) {
     self.id = id

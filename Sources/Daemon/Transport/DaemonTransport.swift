@@ -303,10 +303,20 @@ public final class DaemonTransport: @unchecked Sendable {
                            "uid \(credentials.uid) may not use this daemon (it serves uid \(geteuid()))"))
       return
     }
-    guard connections.count < options.maxConnections else {
-      logAcceptProblem("refused a connection: \(options.maxConnections) connections are open")
-      refuse(fd, WireError(.serverBusy, "\(options.maxConnections) connections are open; try again later"))
-      return
+    if connections.values.filter({ $0.state == .open }).count >= options.maxConnections {
+      // Full. Room is made by closing the connection that has held its slot longest without a
+      // complete frame (no HELLO yet, or a frame trickling in): slow or idle peers cannot lock
+      // the owner's tools out. Only when every slot is doing work is the newcomer refused.
+      let time = now
+      let stalest = connections.values.compactMap { c in c.unproductiveSince.map { (c, $0) } }
+        .min { $0.1 < $1.1 }
+      if let (victim, since) = stalest {
+        closeWithError(victim, WireError(.serverBusy, "\(options.maxConnections) connections are open; this one, without a complete frame for \((time - since) / 1000) s, made room for a new one"))
+      } else {
+        logAcceptProblem("refused a connection: \(options.maxConnections) connections are open")
+        refuse(fd, WireError(.serverBusy, "\(options.maxConnections) connections are open; try again later"))
+        return
+      }
     }
     let pipe = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
     uv_pipe_init(loop, pipe, 0)
@@ -322,6 +332,7 @@ public final class DaemonTransport: @unchecked Sendable {
     nextConnectionID += 1
     let outbox = ConnectionOutbox(connectionID: id, highWater: options.highWaterBytes, wakeup: wakeup)
     let connection = Connection(id: id, pipe: pipe, outbox: outbox, transport: self)
+    connection.acceptedAt = now
     pipe.pointee.data = Unmanaged.passUnretained(connection).toOpaque()
     connections[id] = connection
     startReading(connection)
@@ -365,6 +376,11 @@ public final class DaemonTransport: @unchecked Sendable {
       }
       guard let frame else { break }
       act(on: frame, from: connection)
+    }
+    if !connection.decoder.hasPartialFrame {
+      connection.partialSince = nil
+    } else if connection.partialSince == nil {
+      connection.partialSince = now
     }
     flush(connection)
   }
@@ -479,6 +495,8 @@ public final class DaemonTransport: @unchecked Sendable {
         connection.pausedForOutput = true
       } else if connection.pausedForOutput && unsent < options.lowWaterBytes {
         connection.pausedForOutput = false
+        // The frame timeout counts the peer's time, not the time we did not read.
+        if connection.partialSince != nil { connection.partialSince = now }
         startReading(connection)
       }
     }
@@ -512,6 +530,25 @@ public final class DaemonTransport: @unchecked Sendable {
       return
     }
     flush(connection)
+  }
+
+  // MARK: Slow peers
+
+  /// TIMEOUT for a connection without HELLO past the hello timeout, or holding a partly
+  /// received frame past the frame timeout (not while we are the ones not reading).
+  private func expireSlowPeers(at time: UInt64) {
+    for connection in Array(connections.values) where connection.state == .open {
+      if !connection.session.isEstablished && time >= connection.acceptedAt + milliseconds(options.helloTimeout) {
+        closeWithError(connection, WireError(.timeout, "no HELLO within \(seconds(options.helloTimeout))"))
+      } else if let since = connection.partialSince, !connection.pausedForOutput,
+                time >= since + milliseconds(options.frameTimeout) {
+        closeWithError(connection, WireError(.timeout, "a frame was not complete within \(seconds(options.frameTimeout)) of its first byte"))
+      }
+    }
+  }
+
+  private func seconds(_ value: Double) -> String {
+    value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
   }
 
   // MARK: Closing
@@ -584,6 +621,7 @@ public final class DaemonTransport: @unchecked Sendable {
     for connection in Array(connections.values) where connection.state == .closing && time >= connection.closeDeadline {
       abort(connection, reason: "closed before it took its last frames")
     }
+    expireSlowPeers(at: time)
     if stopping { shutdownTick() }
   }
 

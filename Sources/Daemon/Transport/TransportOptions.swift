@@ -67,6 +67,11 @@ public struct TransportOptions: Sendable {
   public var peerCheck: PeerCheck
   /// Seconds a closing connection may take to take its last frames before it is cut.
   public var closeTimeout: Double
+  /// Seconds a new connection may take to send its HELLO (SPEC section 5); then TIMEOUT.
+  public var helloTimeout: Double
+  /// Seconds from the first byte of a frame to its last (SPEC section 5); then TIMEOUT. A peer
+  /// trickling a frame byte by byte cannot hold a connection slot for longer.
+  public var frameTimeout: Double
   /// Seconds after the service's `shutdown()` returns that in-flight requests may still be
   /// answered before they are refused with SHUTTING_DOWN.
   public var shutdownGrace: Double
@@ -79,6 +84,7 @@ public struct TransportOptions: Sendable {
               handleSignals: Bool = false, serverVersion: String = BlockscopedVersion.string,
               peerCheck: @escaping PeerCheck = TransportOptions.sameUser,
               closeTimeout: Double = 10, shutdownGrace: Double = 2, shutdownFlushTimeout: Double = 5,
+              helloTimeout: Double = 10, frameTimeout: Double = 30,
               log: DaemonLog = .standardError) {
     self.socketPath = socketPath
     self.strictDirectory = strictDirectory
@@ -90,6 +96,8 @@ public struct TransportOptions: Sendable {
     self.serverVersion = serverVersion
     self.peerCheck = peerCheck
     self.closeTimeout = closeTimeout
+    self.helloTimeout = helloTimeout
+    self.frameTimeout = frameTimeout
     self.shutdownGrace = shutdownGrace
     self.shutdownFlushTimeout = shutdownFlushTimeout
     self.log = log
