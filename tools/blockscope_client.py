@@ -67,7 +67,8 @@ REQUEST_TYPES = {
     "PROBE": 0x000E, "DELETE_BLOCKS": 0x000F, "COMPARE_OUTPUTS": 0x0010, "CKA": 0x0011,
     "EXPORT": 0x0012, "SHUTDOWN": 0x0013, "STUDY_CREATE": 0x0014, "STUDY_STATUS": 0x0015,
     "STUDY_LIST": 0x0016, "STUDY_CANCEL": 0x0017, "STUDY_RESUME": 0x0018, "STUDY_DELETE": 0x0019,
-    "STUDY_RESULTS": 0x001A, "STUDY_RESULT": 0x001B,
+    "STUDY_RESULTS": 0x001A, "STUDY_RESULT": 0x001B, "SESSION_OPEN": 0x001C,
+    "SESSION_BATCH": 0x001D, "SESSION_CLOSE": 0x001E, "FOREIGN_MODELS": 0x001F,
 }
 RESPONSE_BIT = 0x8000
 PROGRESS = 0x4001
@@ -106,6 +107,8 @@ def frame_limit(type_code_):
     """The largest allowed `length` of a frame of this type (SPEC section 5)."""
     if type_code_ == REQUEST_TYPES["CKA"]:
         return 512 * MiB
+    if type_code_ == REQUEST_TYPES["SESSION_BATCH"]:
+        return 64 * MiB
     if type_code_ in TYPE_NAMES and type_code_ < RESPONSE_BIT and type_code_ != PROGRESS:
         return 4 * MiB + HEADER_SIZE
     if type_code_ in (REQUEST_TYPES["HEATMAP"] | RESPONSE_BIT, REQUEST_TYPES["PC"] | RESPONSE_BIT,
@@ -223,10 +226,13 @@ class ConnectionClosed(ConnectionError):
 
 #: dtype -> (item size, array.array typecode). "i" is 4 bytes on every CPython platform we
 #: know, but it is checked below rather than assumed.
-DTYPES = {"f32": (4, "f"), "f64": (8, "d"), "i32": (4, "i"), "u8": (1, "B")}
+#: f16 (IEEE binary16) and bf16 (the high half of an f32) are held as their 16-bit patterns
+#: ("H"); to_array() and tolist() widen them to floats.
+DTYPES = {"f32": (4, "f"), "f64": (8, "d"), "i32": (4, "i"), "u8": (1, "B"), "f16": (2, "H"),
+          "bf16": (2, "H")}
 if array.array("i").itemsize != 4:                                  # pragma: no cover
     DTYPES["i32"] = (4, "l")
-_ACCEPTED_TYPECODES = {"f32": "f", "f64": "d", "i32": "il", "u8": "B"}
+_ACCEPTED_TYPECODES = {"f32": "f", "f64": "d", "i32": "il", "u8": "B", "f16": "H", "bf16": "H"}
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
@@ -235,6 +241,20 @@ def _product(shape):
     for d in shape:
         n *= d
     return n
+
+
+def values_array(dtype, values):
+    """An array.array holding `values` as `dtype` stores them: f16 rounded to binary16 by
+    struct, bf16 rounded to nearest even from f32 (NaN stays NaN); the others as they are."""
+    if dtype == "f16":
+        return array.array("H", struct.unpack("<%dH" % len(values),
+                                              struct.pack("<%de" % len(values), *values)))
+    if dtype == "bf16":
+        bits = struct.unpack("<%dI" % len(values), struct.pack("<%df" % len(values), *values))
+        return array.array("H", [(b >> 16) | 0x40 if (b & 0x7FFFFFFF) > 0x7F800000
+                                 else ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) & 0xFFFF
+                                 for b in bits])
+    return array.array(DTYPES[dtype][1], values)
 
 
 class Tensor:
@@ -296,7 +316,7 @@ class Tensor:
                 walk(item, depth + 1)
 
         walk(values, 0)
-        return cls(name, dtype, shape, array.array(DTYPES[dtype][1], flat))
+        return cls(name, dtype, shape, values_array(dtype, flat))
 
     @property
     def count(self):
@@ -318,13 +338,20 @@ class Tensor:
         return self.data
 
     def to_array(self):
-        """A native-order `array.array` copy of the values (flat, row-major)."""
+        """A native-order `array.array` copy of the values (flat, row-major); f16 and bf16
+        widened to an array of f32 ("f")."""
         if isinstance(self.data, array.array):
-            return array.array(self.data.typecode, self.data)
-        a = array.array(DTYPES[self.dtype][1])
-        a.frombytes(self.data)
-        if _BIG_ENDIAN and a.itemsize > 1:                              # pragma: no cover
-            a.byteswap()
+            a = array.array(self.data.typecode, self.data)
+        else:
+            a = array.array(DTYPES[self.dtype][1])
+            a.frombytes(self.data)
+            if _BIG_ENDIAN and a.itemsize > 1:                          # pragma: no cover
+                a.byteswap()
+        if self.dtype == "f16":
+            return array.array("f", struct.unpack("<%de" % len(a), struct.pack("<%dH" % len(a), *a)))
+        if self.dtype == "bf16":
+            return array.array("f", struct.unpack("<%df" % len(a),
+                                                  struct.pack("<%dI" % len(a), *(b << 16 for b in a))))
         return a
 
     def tolist(self):
@@ -438,8 +465,8 @@ def decode_payload(payload):
         if not isinstance(name, str):
             raise _perror("MALFORMED_PAYLOAD", "%s.name is missing or not a string" % where)
         if dtype not in DTYPES:
-            raise _perror("MALFORMED_PAYLOAD", "%s.dtype %r is not one of f32, f64, i32, u8"
-                          % (where, dtype))
+            raise _perror("MALFORMED_PAYLOAD", "%s.dtype %r is not one of %s"
+                          % (where, dtype, ", ".join(DTYPES)))
         if not isinstance(shape, list) or not all(
                 isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in shape):
             raise _perror("MALFORMED_PAYLOAD", "%s.shape %r is not an array of non-negative "
@@ -749,6 +776,9 @@ def save_npy(path, data, dtype, shape):
     list of numbers; dtype: "f32"/"f64"/"i32"/"u8" or the numpy descr ("<f4", ...)."""
     if dtype not in DTYPES:
         dtype = _npy_dtype(dtype)
+    if dtype not in _NPY_WRITE_DESCR:
+        raise ValueError("save_npy: %s is not written to .npy files (widen it: Tensor.to_array())"
+                         % dtype)
     shape = tuple(shape)
     if isinstance(data, Tensor):
         data = data.data
@@ -799,6 +829,29 @@ def _matrix_tensor(name, x):
     if t.dtype not in ("f32", "f64"):
         t = Tensor(name, "f64", t.shape, array.array("d", t.to_array()))
     return t
+
+
+def _activation_tensor(name, x):
+    """An activation tensor [n, ...] for SESSION_BATCH from: a Tensor (f32/f16/bf16), a
+    (dtype, shape, data) tuple, anything numpy-like (float32 and float16 sent as they are,
+    other dtypes converted to float32, on the CPU: call .detach().cpu().numpy() on a torch
+    tensor), or nested lists (-> f32)."""
+    if isinstance(x, Tensor):
+        return Tensor(name, x.dtype, x.shape, x.data)
+    if isinstance(x, tuple) and len(x) == 3 and isinstance(x[0], str):
+        return Tensor(name, *x)
+    if hasattr(x, "dtype") and hasattr(x, "shape") and hasattr(x, "tobytes"):
+        descr = getattr(x.dtype, "str", str(x.dtype))
+        shape = tuple(int(d) for d in x.shape)
+        if descr == "<f2":
+            return Tensor(name, "f16", shape, x.tobytes(order="C"))
+        if descr != "<f4" and hasattr(x, "astype"):
+            x = x.astype("<f4")
+            descr = "<f4"
+        if descr == "<f4":
+            return Tensor(name, "f32", shape, x.tobytes(order="C"))
+        return Tensor.from_nested(name, x.tolist(), "f32")
+    return Tensor.from_nested(name, x, "f32")
 
 
 def _options(**kw):
@@ -1094,17 +1147,22 @@ class Client:
                 remove_pc1=None, examples=None, batch_size=None, passes=None, seed=None,
                 bootstrap=None, bootstrap_seed=None, keep_incomplete=None,
                 block_threshold=None, block_min_blocks=None, block_min_contrast=None,
-                on_progress=None, extra=None):
+                batches=None, foreign=None, other_foreign=None, on_progress=None, extra=None):
         """Minibatch-CKA heatmap. Returns the response doc plus, as nested lists:
         "cka" (R x C floats, None where the cell is undefined: see "diagnostics"),
         "defined" (R x C bools), "standard_errors" (only with bootstrap > 0) and
-        "batch_example_ids" (B x batch_size ints)."""
+        "batch_example_ids" (B x batch_size ints). `model`/`other` may name foreign models
+        (session_open); `batches` (client keys or "DATASET:SPLIT[a:b]" references) computes it
+        from cached batches instead of a plan over `examples`; `foreign`/`other_foreign` say
+        which namespace a name is in when a stored and a foreign model share it."""
         doc = _options(model=model, other=other, layers=layers, other_layers=other_layers,
                        estimator=estimator, remove_pc1=remove_pc1, examples=examples,
                        batch_size=batch_size, passes=passes, seed=seed, bootstrap=bootstrap,
                        bootstrap_seed=bootstrap_seed, keep_incomplete=keep_incomplete,
                        block_threshold=block_threshold, block_min_blocks=block_min_blocks,
-                       block_min_contrast=block_min_contrast, extra=extra)
+                       block_min_contrast=block_min_contrast, extra=extra,
+                       batches=list(batches) if batches is not None else None, foreign=foreign,
+                       other_foreign=other_foreign)
         result, tensors = self._call("HEATMAP", doc, on_progress=on_progress)
         cka = tensors["cka"].tolist()
         defined = [[bool(v) for v in row] for row in tensors["defined"].tolist()]
@@ -1169,6 +1227,40 @@ class Client:
             if name in tensors:
                 result[name] = tensors[name].tolist()
         return result
+
+    # Foreign models (SPEC section 7, "Foreign models").
+
+    def session_open(self, model, fingerprint, representations):
+        """Declares a foreign model and opens a session on it. representations: a list of
+        {"name", "shape" (per-example dimensions), "block"?} or of (name, shape) pairs.
+        Returns {"session", "model", "fingerprint", "key", "reopened", "replaced"?}."""
+        reps = []
+        for r in representations:
+            if isinstance(r, dict):
+                reps.append(dict(r, shape=[int(d) for d in r["shape"]]))
+            else:
+                name, shape = r
+                reps.append({"name": name, "shape": [int(d) for d in shape]})
+        return self._call("SESSION_OPEN", {"model": model, "fingerprint": fingerprint,
+                                           "representations": reps})[0]
+
+    def session_batch(self, session, batch, activations):
+        """Sends representations of one batch: activations maps representation names to
+        arrays [n, ...declared shape] (numpy float32/float16, Tensors, nested lists; see
+        _activation_tensor). batch: a client key or "DATASET:SPLIT[a:b]". Several calls may
+        carry different representations of one batch. Returns {"batch", "representations",
+        "examples", "pending"}."""
+        items = activations.items() if hasattr(activations, "items") else activations
+        tensors = [_activation_tensor(name, x) for name, x in items]
+        return self._call("SESSION_BATCH", {"session": session, "batch": batch}, tensors)[0]
+
+    def session_close(self, session):
+        """Ends a session (the foreign model and its Grams stay). Returns {"session",
+        "model", "batches", "incomplete"}."""
+        return self._call("SESSION_CLOSE", {"session": session})[0]
+
+    def foreign_models(self):
+        return self._call("FOREIGN_MODELS", {})[0]["models"]
 
     def study_create(self, study, declaration):
         """Declares a study (SPEC 'Study declaration') and starts it; returns its status."""

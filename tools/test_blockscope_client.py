@@ -126,8 +126,7 @@ def load_vectors():
 
 def manifest_tensor(t):
     """A Tensor from a manifest tensor entry (descriptor plus decoded values in 'data')."""
-    return bc.Tensor(t["name"], t["dtype"], t["shape"], array.array(bc.DTYPES[t["dtype"]][1],
-                                                                       t["data"]))
+    return bc.Tensor(t["name"], t["dtype"], t["shape"], bc.values_array(t["dtype"], t["data"]))
 
 
 ROLES = {"request": ["server"], "response": ["client"], "any": ["server", "client", None]}
@@ -315,9 +314,9 @@ class FramingTests(unittest.TestCase):
         self.assertFails(frame_bytes(**dict(ok, flags=2)), "MALFORMED_HEADER")
         self.assertFails(frame_bytes(**dict(ok, flags=0x80)), "MALFORMED_HEADER")
         self.assertFails(frame_bytes(**dict(ok, reserved=1)), "MALFORMED_HEADER")
-        self.assertFails(frame_bytes(**dict(ok, type_=0x001C)), "UNKNOWN_TYPE")
+        self.assertFails(frame_bytes(**dict(ok, type_=0x0020)), "UNKNOWN_TYPE")
         self.assertFails(frame_bytes(**dict(ok, type_=0x0000)), "UNKNOWN_TYPE")
-        self.assertFails(frame_bytes(**dict(ok, type_=0x801C)), "UNKNOWN_TYPE")
+        self.assertFails(frame_bytes(**dict(ok, type_=0x8020)), "UNKNOWN_TYPE")
         self.assertFails(frame_bytes(**dict(ok, type_=0x8002)), "NOT_A_REQUEST", role="server")
         self.assertFails(frame_bytes(**dict(ok, type_=0x4001)), "NOT_A_REQUEST", role="server")
         # The SPEC names no code for a request type arriving at a client (Sources/Wire agrees).
@@ -335,7 +334,8 @@ class FramingTests(unittest.TestCase):
             0x0001: 4 * 2 ** 20 + 16, 0x0002: 4 * 2 ** 20 + 16, 0x0012: 4 * 2 ** 20 + 16,
             0x0011: 512 * 2 ** 20, 0x800C: 256 * 2 ** 20, 0x800D: 256 * 2 ** 20,
             0x8012: 2 ** 30, 0x8011: 16 * 2 ** 20, 0x8001: 16 * 2 ** 20, 0x4001: 16 * 2 ** 20,
-            0xFFFF: 16 * 2 ** 20,
+            0xFFFF: 16 * 2 ** 20, 0x001D: 64 * 2 ** 20, 0x001C: 4 * 2 ** 20 + 16,
+            0x801D: 16 * 2 ** 20,
         }
         for t, limit in limits.items():
             self.assertEqual(bc.frame_limit(t), limit, hex(t))
@@ -445,8 +445,8 @@ class FramingTests(unittest.TestCase):
         self.assertEqual(bc.type_name(0x1234), "0x1234")
         with self.assertRaises(ValueError):
             bc.type_code("NOPE")
-        self.assertEqual(len(bc.REQUEST_TYPES), 27)
-        self.assertEqual(len(bc.ERROR_NAMES), 27)
+        self.assertEqual(len(bc.REQUEST_TYPES), 31)
+        self.assertEqual(len(bc.ERROR_NAMES), 28)
 
 
 # =============================================================================================
@@ -523,7 +523,7 @@ class PayloadTests(unittest.TestCase):
         self.assertMalformed(raw_payload(b'{"tensors":null}'), "not an array")
         self.assertMalformed(raw_payload(b'{"tensors":[1]}'), "not an object")
         self.assertMalformed(raw_payload(desc(name=1), b"ab"), "name")
-        self.assertMalformed(raw_payload(desc(dtype="f16"), b"ab"), "dtype")
+        self.assertMalformed(raw_payload(desc(dtype="f8"), b"ab"), "dtype")
         self.assertMalformed(raw_payload(desc(dtype="F32"), b"ab"), "dtype")
         self.assertMalformed(raw_payload(desc(shape=2), b"ab"), "shape")
         self.assertMalformed(raw_payload(desc(shape=[-2]), b"ab"), "shape")
@@ -549,7 +549,7 @@ class TensorTests(unittest.TestCase):
 
     def test_checks(self):
         with self.assertRaises(ValueError):
-            bc.Tensor("x", "f16", [1], b"\x00\x00")
+            bc.Tensor("x", "f8", [1], b"\x00")
         with self.assertRaises(ValueError):
             bc.Tensor("x", "f32", [2], b"\x00" * 7)
         with self.assertRaises(ValueError):
@@ -558,6 +558,29 @@ class TensorTests(unittest.TestCase):
             bc.Tensor("x", "f32", [1], array.array("d", [1.0]))
         with self.assertRaises(ValueError):
             bc.Tensor.from_nested("x", [[1, 2], [3]])
+
+    def test_half_precision_widens(self):
+        # f16: 1, -2, 65504, 2^-24, inf; bf16: the high halves of f32 values.
+        half = bc.Tensor("h", "f16", [5], struct.pack("<5H", 0x3C00, 0xC000, 0x7BFF, 0x0001, 0x7C00))
+        self.assertEqual(half.tolist(), [1.0, -2.0, 65504.0, 2.0 ** -24, math.inf])
+        values = [1.5, -3.25, 1e30]
+        bits = [struct.unpack("<I", struct.pack("<f", v))[0] >> 16 for v in values]
+        brain = bc.Tensor("b", "bf16", [3], struct.pack("<3H", *bits))
+        self.assertEqual(brain.tolist(), [struct.unpack("<f", struct.pack("<I", b << 16))[0]
+                                          for b in bits])
+        self.assertEqual(brain.tolist()[:2], [1.5, -3.25])
+        doc, tensors = bc.decode_payload(bc.encode_payload({}, [half, brain]))
+        self.assertEqual(tensors, [half, brain])
+        with self.assertRaises(ValueError):
+            bc.save_npy(io.BytesIO(), half, "f16", [5])
+
+    def test_activation_tensors(self):
+        t = bc._activation_tensor("x", [[1, 2], [3, 4]])
+        self.assertEqual((t.dtype, t.shape), ("f32", (2, 2)))
+        same = bc._activation_tensor("y", t)
+        self.assertEqual((same.name, same.dtype, same.to_bytes()), ("y", "f32", t.to_bytes()))
+        raw = bc._activation_tensor("z", ("f16", [1], b"\x00\x3c"))
+        self.assertEqual(raw.tolist(), [1.0])
 
     def test_views(self):
         t = bc.Tensor.from_nested("m", [[1, 2, 3], [4, 5, 6]], "i32")
@@ -1411,6 +1434,56 @@ class LiveDaemonTests(unittest.TestCase):
         with self.assertRaises(bc.BlockscopeError) as cm:
             c.heatmap("live", examples={"split": "test", "count": 256}, batch_size=128, passes=1)
         self.assertEqual(cm.exception.name, "NOT_FOUND")
+
+    def test_foreign_model_streamed_back_equals_the_stored_one(self):
+        """A stored model's exported activations, streamed back as a foreign model over
+        dataset references, from two connections (the session is the daemon's): its heatmap,
+        and its cross heatmap against the stored model, equal the stored model's own."""
+        c = self.client()
+        started = c.train(**self.tiny("src"))
+        self.assertEqual(c.watch(started["job"])["state"], "finished")
+        layers = ["stem.relu", "s1.b1.out", "s2.b1.out", "s3.b1.out", "pool"]
+        exported = {name: c.export("src", name, count=64)["activations"] for name in layers}
+        opened = c.session_open("torch-src", "sha:src-1",
+                                [(name, t.shape[1:]) for name, t in exported.items()])
+        self.assertEqual((opened["model"], opened["reopened"]), ("torch-src", False))
+        self.assertRegex(opened["key"], "^[0-9a-f]{16}$")
+        other = self.client()
+        references = ["synthetic:test[%d:%d]" % (a, a + 16) for a in range(0, 64, 16)]
+        for i, reference in enumerate(references):
+            for k, name in enumerate(layers):
+                t = exported[name]
+                row = t.nbytes // t.shape[0]
+                part = bc.Tensor(name, "f32", (16,) + t.shape[1:], t.data[i * 16 * row:(i + 1) * 16 * row])
+                answer = (c if k % 2 else other).session_batch(opened["session"], reference, {name: part})
+                self.assertEqual(answer["examples"], 16)
+            self.assertEqual(answer["pending"], [])
+        within = c.heatmap("torch-src", batches=references)
+        stored = c.heatmap("src", layers=layers, batches=references)
+        cross = c.heatmap("torch-src", other="src", layers=layers, batches=references)
+        self.assertTrue(within["provenance"]["foreign"])
+        self.assertEqual(within["batch_example_ids"], [list(range(a, a + 16)) for a in range(0, 64, 16)])
+        for a, b, x in zip(within["cka"], stored["cka"], cross["cka"]):
+            for u, v, w in zip(a, b, x):
+                self.assertAlmostEqual(u, v, delta=1e-6)
+                self.assertAlmostEqual(u, w, delta=1e-6)
+        closed = c.session_close(opened["session"])
+        self.assertEqual((closed["batches"], closed["incomplete"]), (4, []))
+        [listed] = c.foreign_models()
+        self.assertEqual((listed["model"], listed["sessions"], len(listed["batches"])), ("torch-src", [], 4))
+        # Refusals name the problem and leave the connection open.
+        with self.assertRaises(bc.BlockscopeError) as cm:
+            c.session_batch(opened["session"], "k", {"pool": [[0.0]] * 4})
+        self.assertEqual(cm.exception.name, "NOT_FOUND")
+        again = c.session_open("torch-src", "sha:src-1", [(n, t.shape[1:]) for n, t in exported.items()])
+        self.assertTrue(again["reopened"])
+        with self.assertRaises(bc.BlockscopeError) as cm:
+            pool = exported["pool"]
+            nan = array.array("f", [float("nan")] * (16 * pool.count // pool.shape[0]))
+            c.session_batch(again["session"], references[0],
+                            {"pool": bc.Tensor("pool", "f32", (16,) + pool.shape[1:], nan)})
+        self.assertEqual(cm.exception.name, "INVALID_ARGUMENT")
+        self.assertEqual(c.heatmap("torch-src")["provenance"]["batches"], references)
 
     def test_cancel_then_resume_from_another_connection(self):
         c = self.client()

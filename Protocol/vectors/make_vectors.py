@@ -47,7 +47,8 @@ REQUEST_TYPES = {
     "PROBE": 0x000E, "DELETE_BLOCKS": 0x000F, "COMPARE_OUTPUTS": 0x0010, "CKA": 0x0011,
     "EXPORT": 0x0012, "SHUTDOWN": 0x0013, "STUDY_CREATE": 0x0014, "STUDY_STATUS": 0x0015,
     "STUDY_LIST": 0x0016, "STUDY_CANCEL": 0x0017, "STUDY_RESUME": 0x0018, "STUDY_DELETE": 0x0019,
-    "STUDY_RESULTS": 0x001A, "STUDY_RESULT": 0x001B,
+    "STUDY_RESULTS": 0x001A, "STUDY_RESULT": 0x001B, "SESSION_OPEN": 0x001C,
+    "SESSION_BATCH": 0x001D, "SESSION_CLOSE": 0x001E, "FOREIGN_MODELS": 0x001F,
 }
 TYPES = dict(REQUEST_TYPES)
 for _name, _code in REQUEST_TYPES.items():
@@ -60,6 +61,8 @@ TYPE_NAMES = {code: name for name, code in TYPES.items()}
 def limit(type_code):
     if type_code == TYPES["CKA"]:
         return 512 * MiB
+    if type_code == TYPES["SESSION_BATCH"]:
+        return 64 * MiB
     if type_code in REQUEST_TYPES.values():
         return 4 * MiB + HEADER_SIZE
     if type_code in (TYPES["HEATMAP_OK"], TYPES["PC_OK"], TYPES["STUDY_RESULT_OK"]):
@@ -79,8 +82,10 @@ ERRORS = {
     "RESULT_TOO_LARGE": 112, "INTERNAL": 113,
 }
 
-# Section 3: tensor element types (struct format character, byte size).
-DTYPES = {"f32": ("f", 4), "f64": ("d", 8), "i32": ("i", 4), "u8": ("B", 1)}
+# Section 3: tensor element types (struct format character, byte size). bf16 has no struct
+# format: it is the high half of an f32 (packed by tensor_bytes).
+DTYPES = {"f32": ("f", 4), "f64": ("d", 8), "i32": ("i", 4), "u8": ("B", 1), "f16": ("e", 2),
+          "bf16": (None, 2)}
 
 
 def doc_json(doc):
@@ -97,11 +102,21 @@ def tensor(name, dtype, shape, data):
         # The manifest lists the values a receiver decodes, so they must be exact in f32.
         for v in data:
             assert struct.unpack("<f", struct.pack("<f", v))[0] == v, (name, v)
+    if dtype == "f16":
+        for v in data:
+            assert struct.unpack("<e", struct.pack("<e", v))[0] == v, (name, v)
+    if dtype == "bf16":
+        # Exact: the low 16 bits of the f32 are zero.
+        for v in data:
+            assert struct.unpack("<I", struct.pack("<f", v))[0] & 0xFFFF == 0, (name, v)
     return {"name": name, "dtype": dtype, "shape": list(shape), "data": list(data)}
 
 
 def tensor_bytes(t):
     fmt, _ = DTYPES[t["dtype"]]
+    if t["dtype"] == "bf16":
+        return b"".join(struct.pack("<H", struct.unpack("<I", struct.pack("<f", v))[0] >> 16)
+                        for v in t["data"])
     return struct.pack("<%d%s" % (len(t["data"]), fmt), *t["data"])
 
 
@@ -347,6 +362,25 @@ STUDY_STATUS_OK = Frame("STUDY_STATUS_OK", 31, {
     "progress": 0.375, "eta_seconds": 1834.5,
     "errors": [{"key": "probe/r14-k1-cifar10-f0.06-s0-e30-98abc3a6",
                 "message": "NO_SPACE: write(/store/studies/x) failed"}]})
+# Foreign models (section 7): a session declaring three representations, and one batch of 4
+# examples of a dataset reference carrying them in the three float dtypes (f16 and bf16 are
+# widened to f32 by the daemon).
+SESSION_OPEN = Frame("SESSION_OPEN", 40, {
+    "model": "torch-resnet8", "fingerprint": "sha256:9f86d081884c7d65",
+    "representations": [{"name": "layer1.0", "shape": [2, 2, 2], "block": 0},
+                        {"name": "avgpool", "shape": [2]}, {"name": "fc", "shape": [3]}]})
+SESSION_OPEN_OK = Frame("SESSION_OPEN_OK", 40, {
+    "session": 7, "model": "torch-resnet8", "fingerprint": "sha256:9f86d081884c7d65",
+    "key": "5be1f2a0c3d4e5f6", "reopened": False, "replaced": "sha256:0123"})
+SESSION_BATCH = Frame("SESSION_BATCH", 41, {"session": 7, "batch": "cifar10:test[0:4]"},
+                      tensors=[
+                          tensor("layer1.0", "f32", [4, 2, 2, 2], [0.25 * i - 4 for i in range(32)]),
+                          tensor("avgpool", "bf16", [4, 2], [1.5, -2.0, 0.375, 3.0, -0.5, 96.0, 0.0, 1.0]),
+                          tensor("fc", "f16", [4, 3], [0.5 * i - 2.5 for i in range(12)]),
+                      ])
+SESSION_BATCH_OK = Frame("SESSION_BATCH_OK", 41, {
+    "batch": "cifar10:test[0:4]", "representations": ["layer1.0", "avgpool", "fc"], "examples": 4,
+    "pending": []})
 MODELS = Frame("MODELS", 4, {})
 DATASETS = Frame("DATASETS", 5, {})
 
@@ -383,6 +417,18 @@ valid("study_create_request.bin",
 valid("study_status_ok_response.bin",
       "STUDY_STATUS_OK: a trained (reused) model and one training, an error, an ETA",
       "response", [STUDY_STATUS_OK])
+valid("session_open_request.bin",
+      "SESSION_OPEN: a foreign model with three representations, one in block 0",
+      "request", [SESSION_OPEN])
+valid("session_open_ok_response.bin",
+      "SESSION_OPEN_OK: session 7, the name rebound from another fingerprint", "response",
+      [SESSION_OPEN_OK])
+valid("session_batch_request.bin",
+      "SESSION_BATCH: a dataset-reference batch of 4 examples with tensors layer1.0 f32[4,2,2,2], "
+      "avgpool bf16[4,2] and fc f16[4,3]", "request", [SESSION_BATCH])
+valid("session_batch_ok_response.bin",
+      "SESSION_BATCH_OK: all three representations received, none pending", "response",
+      [SESSION_BATCH_OK])
 valid("pipelined_requests.bin",
       "HELLO, STATUS and MODELS back to back in one write (pipelining)",
       "request", [HELLO, STATUS, MODELS],
@@ -531,9 +577,10 @@ payload_error("bad_payload_trailing_bytes.bin",
               "a CKA request with 3 bytes after its last tensor", "CKA", 10,
               raw_payload(doc_json(XY_DOC), X_BYTES + Y_BYTES + b"\x00\x00\x00"),
               before=[HELLO])
-payload_error("bad_payload_dtype.bin", "a tensor descriptor with dtype \"f16\"", "CKA", 10,
-              raw_payload(doc_json({"tensors": [{"name": "x", "dtype": "f16", "shape": [2]}]}),
-                          b"\x00" * 4), before=[HELLO])
+payload_error("bad_payload_dtype.bin", "a tensor descriptor with dtype \"f8\" (not a dtype)",
+              "CKA", 10,
+              raw_payload(doc_json({"tensors": [{"name": "x", "dtype": "f8", "shape": [2]}]}),
+                          b"\x00" * 2), before=[HELLO])
 payload_error("bad_payload_shape.bin", "a tensor descriptor with a negative dimension",
               "CKA", 10,
               raw_payload(doc_json({"tensors": [{"name": "x", "dtype": "u8", "shape": [-1]}]})),

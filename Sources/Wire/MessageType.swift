@@ -29,6 +29,10 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
   case studyDelete = 0x0019
   case studyResults = 0x001A
   case studyResult = 0x001B
+  case sessionOpen = 0x001C
+  case sessionBatch = 0x001D
+  case sessionClose = 0x001E
+  case foreignModels = 0x001F
 
   case helloOK = 0x8001
   case statusOK = 0x8002
@@ -57,6 +61,10 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
   case studyDeleteOK = 0x8019
   case studyResultsOK = 0x801A
   case studyResultOK = 0x801B
+  case sessionOpenOK = 0x801C
+  case sessionBatchOK = 0x801D
+  case sessionCloseOK = 0x801E
+  case foreignModelsOK = 0x801F
 
   /// Zero or more per request, daemon to client, before the request's final frame.
   case progress = 0x4001
@@ -102,6 +110,8 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     .studyCreate: "STUDY_CREATE", .studyStatus: "STUDY_STATUS", .studyList: "STUDY_LIST",
     .studyCancel: "STUDY_CANCEL", .studyResume: "STUDY_RESUME", .studyDelete: "STUDY_DELETE",
     .studyResults: "STUDY_RESULTS", .studyResult: "STUDY_RESULT",
+    .sessionOpen: "SESSION_OPEN", .sessionBatch: "SESSION_BATCH", .sessionClose: "SESSION_CLOSE",
+    .foreignModels: "FOREIGN_MODELS",
   ]
 
   /// The type with this spec name, if any.
@@ -114,6 +124,8 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
   public var limit: Int {
     switch self {
     case .cka: return 512 << 20
+    // Activations: a 256 x 16384 f32 representation is 16 MiB; room for four per frame.
+    case .sessionBatch: return 64 << 20
     case _ where isRequest: return (4 << 20) + FrameHeader.headerSize
     case .heatmapOK, .pcOK, .studyResultOK: return 256 << 20
     case .exportOK: return FrameHeader.maxLength

@@ -3,9 +3,10 @@
 
 /// One tensor of a payload: its descriptor and its little-endian bytes.
 public struct WireTensor: Hashable, Sendable {
-  /// The element types of the protocol.
+  /// The element types of the protocol. `f16` (IEEE binary16) and `bf16` (bfloat16, the top
+  /// half of an f32) carry activations from tools that compute in them; receivers widen them.
   public enum DType: String, CaseIterable, Codable, Hashable, Sendable {
-    case f32, f64, i32, u8
+    case f32, f64, i32, u8, f16, bf16
 
     public init(from decoder: Decoder) throws {
       let container = try decoder.singleValueContainer()
@@ -13,7 +14,7 @@ public struct WireTensor: Hashable, Sendable {
       guard let dtype = Self(rawValue: text) else {
         throw DecodingError.dataCorrupted(DecodingError.Context(
           codingPath: container.codingPath,
-          debugDescription: "dtype \"\(text)\" is not one of f32, f64, i32, u8"))
+          debugDescription: "dtype \"\(text)\" is not one of f32, f64, i32, u8, f16, bf16"))
       }
       self = dtype
     }
@@ -24,6 +25,7 @@ public struct WireTensor: Hashable, Sendable {
       case .f32, .i32: return 4
       case .f64: return 8
       case .u8: return 1
+      case .f16, .bf16: return 2
       }
     }
   }
@@ -85,13 +87,32 @@ public struct WireTensor: Hashable, Sendable {
   /// The values of a `u8` tensor; nil for another dtype.
   public var uint8s: [UInt8]? { dtype == .u8 ? bytes : nil }
 
-  /// The values of any dtype, widened to Double (exact for all four dtypes).
+  /// The values of any dtype, widened to Double (exact for every dtype).
   public var valuesAsDoubles: [Double] {
     switch dtype {
-    case .f32: return values(of: Float.self).map(Double.init)
+    case .f32, .f16, .bf16: return widenedFloats!.map(Double.init)
     case .f64: return values(of: Double.self)
     case .i32: return values(of: Int32.self).map(Double.init)
     case .u8: return bytes.map(Double.init)
+    }
+  }
+
+  /// The values of an `f32`, `f16` or `bf16` tensor as Float (widening is exact: every f16 and
+  /// bf16 value, subnormals, infinities and NaN included, is an f32); nil for other dtypes.
+  public var widenedFloats: [Float]? {
+    switch dtype {
+    case .f32: return values(of: Float.self)
+    case .f16, .bf16:
+      let count = bytes.count / 2
+      let bf16 = dtype == .bf16
+      return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        for i in 0..<count {
+          let bits = UInt16(bytes[2 * i]) | UInt16(bytes[2 * i + 1]) << 8
+          buffer[i] = bf16 ? Float(bitPattern: UInt32(bits) << 16) : widenHalf(bits)
+        }
+        initialized = count
+      }
+    default: return nil
     }
   }
 
@@ -139,6 +160,23 @@ public struct WireTensor: Hashable, Sendable {
       }
       initialized = count
     }
+  }
+}
+
+/// IEEE binary16 bits to the equal Float (written out: Float16 is not on every platform).
+func widenHalf(_ h: UInt16) -> Float {
+  let sign = UInt32(h & 0x8000) << 16
+  let exponent = Int((h >> 10) & 0x1F)
+  let mantissa = UInt32(h & 0x3FF)
+  switch exponent {
+  case 0:
+    // Zero or subnormal: mantissa x 2^-24, exact in Float.
+    let magnitude = Float(mantissa) * 0x1p-24
+    return sign != 0 ? -magnitude : magnitude
+  case 0x1F:
+    return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13)
+  default:
+    return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | mantissa << 13)
   }
 }
 

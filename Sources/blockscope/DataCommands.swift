@@ -45,7 +45,7 @@ struct CKACommand: ParsableCommand {
     }
     switch array.dtype {
     case .f32, .f64: return array.tensor(named: name)
-    case .i32, .u8: return WireTensor(name: name, doubles: array.doubles, shape: array.shape)
+    case .i32, .u8, .f16, .bf16: return WireTensor(name: name, doubles: array.doubles, shape: array.shape)
     }
   }
 

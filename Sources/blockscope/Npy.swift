@@ -68,6 +68,9 @@ enum Npy {
     case .f32: return "<f4"
     case .i32: return "<i4"
     case .u8: return "|u1"
+    case .f16: return "<f2"
+    // numpy has no bfloat16: its bits, as ml_dtypes-less numpy would hold them.
+    case .bf16: return "<u2"
     }
   }
 
@@ -178,6 +181,7 @@ enum Npy {
     case "<f8": return .f64
     case "<f4": return .f32
     case "<i4": return .i32
+    case "<f2": return .f16
     case "|u1", "<u1", "u1", ">u1", "=u1": return .u8
     default: return nil
     }

@@ -253,7 +253,7 @@ final class GoldenVectorTests: XCTestCase {
       XCTAssertEqual(tensor.elementCount, expected.data.count, context)
       let values: [Double]?
       switch tensor.dtype {
-      case .f32: values = tensor.floats?.map(Double.init)
+      case .f32, .f16, .bf16: values = tensor.widenedFloats?.map(Double.init)
       case .f64: values = tensor.doubles
       case .i32: values = tensor.int32s?.map(Double.init)
       case .u8: values = tensor.uint8s?.map(Double.init)
@@ -284,6 +284,10 @@ final class GoldenVectorTests: XCTestCase {
     case .ckaOK: return try through(CKAResponse.self)
     case .studyCreate: return try through(StudyCreateRequest.self)
     case .studyStatusOK: return try through(StudyStatusResponse.self)
+    case .sessionOpen: return try through(SessionOpenRequest.self)
+    case .sessionOpenOK: return try through(SessionOpenResponse.self)
+    case .sessionBatch: return try through(SessionBatchRequest.self)
+    case .sessionBatchOK: return try through(SessionBatchResponse.self)
     default:
       XCTFail("no message struct mapped for \(frame.type.name) in this test")
       return frame

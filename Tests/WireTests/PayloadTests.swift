@@ -66,11 +66,34 @@ final class PayloadTests: XCTestCase {
     XCTAssertNoThrow(try Payload.parse(payload(#"{"name":"naïve ✓"}"#)))
   }
 
+  /// f16 and bf16 (activations of tools that compute in them) widen exactly to f32.
+  func testHalfPrecisionTensorsWiden() throws {
+    // f16: 1, -2, 65504 (largest), 2^-24 (smallest subnormal), -0, inf, NaN.
+    let f16: [UInt16] = [0x3C00, 0xC000, 0x7BFF, 0x0001, 0x8000, 0x7C00, 0x7E00]
+    let half = try Payload.parse(payload(
+      #"{"tensors":[{"name":"h","dtype":"f16","shape":[7]}]}"#,
+      f16.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] })).tensors[0]
+    let widened = try XCTUnwrap(half.widenedFloats)
+    XCTAssertEqual(Array(widened.prefix(5)), [1, -2, 65504, 0x1p-24, -0.0])
+    XCTAssertEqual(widened[4].sign, .minus)
+    XCTAssertEqual(widened[5], .infinity)
+    XCTAssertTrue(widened[6].isNaN)
+    XCTAssertNil(half.floats, "floats stays f32 only")
+    // bf16: the top 16 bits of the f32.
+    let values: [Float] = [1.5, -3.25, 0x1p-130, 1e30]
+    let bf16 = values.map { UInt16($0.bitPattern >> 16) }
+    let brain = try Payload.parse(payload(
+      #"{"tensors":[{"name":"b","dtype":"bf16","shape":[2,2]}]}"#,
+      bf16.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] })).tensors[0]
+    XCTAssertEqual(brain.widenedFloats, values.map { Float(bitPattern: $0.bitPattern & 0xFFFF_0000) })
+    XCTAssertEqual(brain.valuesAsDoubles.first, 1.5)
+  }
+
   func testTensorDescriptors() throws {
     expectMalformed(payload(#"{"tensors":5}"#), "descriptor")
     expectMalformed(payload(#"{"tensors":[5]}"#), "descriptor")
     expectMalformed(payload(#"{"tensors":[{"dtype":"u8","shape":[1]}]}"#, [0]), "name")
-    expectMalformed(payload(#"{"tensors":[{"name":"a","dtype":"f16","shape":[1]}]}"#, [0, 0]), "f16")
+    expectMalformed(payload(#"{"tensors":[{"name":"a","dtype":"f8","shape":[1]}]}"#, [0]), "f8")
     expectMalformed(payload(#"{"tensors":[{"name":"a","dtype":"u8","shape":[-1]}]}"#), "negative")
     expectMalformed(payload(#"{"tensors":[{"name":"a","dtype":"u8","shape":[1.5]}]}"#, [0]), "shape")
     expectMalformed(payload(#"{"tensors":[{"name":"a","dtype":"u8","shape":"2"}]}"#, [0, 0]), "shape")

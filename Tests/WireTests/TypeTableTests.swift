@@ -5,7 +5,7 @@ import XCTest
 final class TypeTableTests: XCTestCase {
   func testMessageTypes() {
     let requests = MessageType.allCases.filter(\.isRequest)
-    XCTAssertEqual(requests.map(\.rawValue), Array(1...0x1B))
+    XCTAssertEqual(requests.map(\.rawValue), Array(1...0x1F))
     for request in requests {
       let response = try! XCTUnwrap(request.responseType)
       XCTAssertEqual(response.rawValue, request.rawValue | 0x8000)
@@ -14,7 +14,7 @@ final class TypeTableTests: XCTestCase {
       XCTAssertEqual(response.name, request.name + "_OK")
       XCTAssertNil(response.responseType)
     }
-    XCTAssertEqual(MessageType.allCases.count, 2 * 27 + 2)
+    XCTAssertEqual(MessageType.allCases.count, 2 * 31 + 2)
     XCTAssertEqual(MessageType.progress.rawValue, 0x4001)
     XCTAssertTrue(MessageType.progress.isEvent)
     XCTAssertFalse(MessageType.progress.isRequest || MessageType.progress.isResponse)
@@ -23,6 +23,8 @@ final class TypeTableTests: XCTestCase {
     XCTAssertEqual(MessageType.deleteBlocks.name, "DELETE_BLOCKS")
     XCTAssertEqual(MessageType.compareOutputsOK.name, "COMPARE_OUTPUTS_OK")
     XCTAssertEqual(MessageType.heatmap.debugName, "HEATMAP (0x000C)")
+    XCTAssertEqual(MessageType.sessionBatch.debugName, "SESSION_BATCH (0x001D)")
+    XCTAssertEqual(MessageType.foreignModelsOK.name, "FOREIGN_MODELS_OK")
     for type in MessageType.allCases {
       XCTAssertEqual(MessageType(name: type.name), type)
     }
@@ -35,6 +37,7 @@ final class TypeTableTests: XCTestCase {
       let expected: Int
       switch type {
       case .cka: expected = 512 * MiB
+      case .sessionBatch: expected = 64 * MiB
       case .heatmapOK, .pcOK, .studyResultOK: expected = 256 * MiB
       case .exportOK: expected = 1 << 30
       default: expected = type.isRequest ? 4 * MiB + 16 : 16 * MiB

@@ -274,6 +274,24 @@ public final class MinibatchCKA: @unchecked Sendable {
                             diagnostics: diagnostics, provenance: provenance, stats: stats)
   }
 
+  /// Puts one model's centred Grams for one batch of `data` (its positions, in order) in the
+  /// cache, keyed as `heatmap` keys its batches (`Fingerprint.of(batch:in:)`): one forward pass
+  /// when any is missing. A foreign model's Grams of the same examples (a dataset reference)
+  /// then pair with them in CachedHeatmap. Returns the work done (forward passes, Grams).
+  @discardableResult
+  public func cacheGrams(of model: AnalysisModel, _ reps: [Representation], data: Dataset,
+                         positions: [Int]) throws -> HeatmapStats {
+    var stats = HeatmapStats(batches: 1, forwardPasses: 0, gramsComputed: 0, formsDerived: 0,
+                             cacheHits: 0, seconds: 0)
+    var rbfZero = Set<String>()
+    let start = Date()
+    _ = try vectors(model, reps, data: data, positions: positions,
+                    batchKey: Fingerprint.of(batch: positions, in: data), form: .centred,
+                    stats: &stats, rbfZero: &rbfZero)
+    stats.seconds = Date().timeIntervalSince(start)
+    return stats
+  }
+
   /// The dot-ready Gram vectors of one model for one batch (nil where the form is degenerate
   /// for that batch), from the cache where possible; one forward pass for the rest.
   private func vectors(_ model: AnalysisModel, _ reps: [Representation], data: Dataset,

@@ -35,12 +35,14 @@ public struct CachedHeatmap {
     let cols = columns ?? rows
     let within = columns == nil
     let form = request.form
-    // Every centred Gram must be there before anything is computed.
+    // Every Gram must be there (in the form asked for, or centred to derive it from) before
+    // anything is computed.
     var missing: [String] = []
     for side in within ? [rows] : [rows, cols] {
       for (b, batch) in batches.enumerated() {
         for rep in side.representations
-        where cache.entry(GramKey(model: side.key, representation: rep, batch: batch, form: .centred)) == nil {
+        where !cache.contains(GramKey(model: side.key, representation: rep, batch: batch, form: form))
+          && !cache.contains(GramKey(model: side.key, representation: rep, batch: batch, form: .centred)) {
           missing.append("\(side.name) \(rep) batch \(batchNames[b])")
         }
       }

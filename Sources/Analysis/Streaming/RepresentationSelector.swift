@@ -47,6 +47,28 @@ public enum RepresentationSelector: Sendable, Equatable {
     return chosen
   }
 
+  /// The selected names among a foreign model's declared representations, in declared order.
+  /// `blocks` and `adds` need a ResNet's representation kinds, which a foreign model has not.
+  public func select(names declared: [String]) throws -> [String] {
+    let chosen: [String]
+    switch self {
+    case .all: chosen = declared
+    case .blockOutputs, .adds:
+      throw SelectionError.empty("\(self == .adds ? "adds" : "blocks") (a foreign model's representations have no kinds: name them or use glob patterns)")
+    case .pattern(let p):
+      let globs = p.split(separator: ",").map { String($0).trimmingSpaces }
+      chosen = declared.filter { r in globs.contains { Self.glob($0, matches: r) } }
+    case .names(let names):
+      let known = Set(declared)
+      let missing = names.filter { !known.contains($0) }
+      if !missing.isEmpty { throw SelectionError.unknown(missing) }
+      let wanted = Set(names)
+      chosen = declared.filter { wanted.contains($0) }
+    }
+    if chosen.isEmpty { throw SelectionError.empty("\(self)") }
+    return chosen
+  }
+
   /// Glob match with `*` and `?` (iterative, linear backtracking).
   static func glob(_ pattern: String, matches name: String) -> Bool {
     let p = Array(pattern.utf8), s = Array(name.utf8)

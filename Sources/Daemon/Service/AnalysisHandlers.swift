@@ -125,6 +125,8 @@ extension DaemonService {
     if let m = r.blockMinBlocks, m < 1 { throw invalid("block_min_blocks", "\(m) must be at least 1") }
     if let c = r.blockMinContrast, !c.isFinite { throw invalid("block_min_contrast", "must be a number") }
 
+    // Foreign models and cached batches (SPEC.md "Foreign models") take their own path.
+    if try needsCachedBatches(r) { return try cachedBatchHeatmap(r, reply) }
     let a = try store.load(r.model)
     let b: LoadedModel? = try r.other.map { try store.load($0) }
     if let b, b.header.config.inputHeight != a.header.config.inputHeight
@@ -158,55 +160,13 @@ extension DaemonService {
                          }, shouldStop: shouldStop(reply))
     }
 
-    let rCount = result.rowNames.count, cCount = result.columnNames.count
-    var tensors = [
-      WireTensor(name: HeatmapResponse.ckaTensor, doubles: result.values, shape: [rCount, cCount]),
-      WireTensor(name: HeatmapResponse.definedTensor, uint8s: result.defined.map { $0 ? 1 : 0 },
-                 shape: [rCount, cCount]),
-    ]
-    if r.bootstrap > 0 {
-      tensors.append(WireTensor(name: HeatmapResponse.standardErrorsTensor,
-                                doubles: result.standardErrors ?? Array(repeating: 0, count: rCount * cCount),
-                                shape: [rCount, cCount]))
-    }
-    let batches = result.provenance.batchExampleIds
-    var ids: [Int32] = []
-    ids.reserveCapacity(batches.count * r.batchSize)
-    for batch in batches {
-      ids += batch.prefix(r.batchSize)
-      ids += Array(repeating: -1, count: max(0, r.batchSize - batch.count))
-    }
-    tensors.append(WireTensor(name: HeatmapResponse.batchExampleIDsTensor, int32s: ids,
-                              shape: [batches.count, r.batchSize]))
-
-    var diagnostics = result.diagnostics.map {
-      HeatmapResponse.Diagnostic(kind: kindName($0.kind.rawValue), message: $0.message,
-                                 representations: $0.representations)
-    }
+    let tensors = heatmapTensors(result, batchIDs: result.provenance.batchExampleIds, width: r.batchSize,
+                                 bootstrap: r.bootstrap > 0)
+    var diagnostics = responseDiagnostics(result)
     var blockStructure: HeatmapResponse.BlockStructure?
     if within {
-      let parameters = BlockStructureParameters(
-        threshold: r.blockThreshold ?? BlockStructureParameters.defaultThreshold,
-        minBlocks: r.blockMinBlocks ?? BlockStructureParameters.defaultMinBlocks,
-        minContrast: r.blockMinContrast ?? BlockStructureParameters.defaultMinContrast)
-      do {
-        let reps = try rows.select(from: a.header.config)
-        let layout = try RepresentationLayout(config: a.header.config, representations: reps)
-        let map = try CKAHeatmap(size: reps.count, values: result.values, defined: result.defined)
-        let report = try BlockStructureDetector(heatmap: map, layout: layout).detect(parameters)
-        blockStructure = HeatmapResponse.BlockStructure(
-          threshold: parameters.threshold, minBlocks: parameters.minBlocks,
-          minContrast: parameters.minContrast, blockScore: report.blockScore, hasBlockStructure: report.hasBlockStructure,
-          ranges: report.ranges.map {
-            HeatmapResponse.BlockStructure.Range(first: $0.firstIndex, last: $0.lastIndex,
-                                                 blocksSpanned: $0.blocksSpanned,
-                                                 meanCka: $0.meanCKA, minCka: $0.minCKA,
-                                                 outsideCka: $0.outsideCKA, contrast: $0.contrast)
-          })
-      } catch {
-        diagnostics.append(HeatmapResponse.Diagnostic(
-          kind: "block_structure_unavailable", message: "block-structure detection failed: \(error)",
-          representations: []))
+      blockStructure = detectBlocks(r, result, diagnostics: &diagnostics) {
+        try RepresentationLayout(config: a.header.config, representations: try rows.select(from: a.header.config))
       }
     }
     let s = result.stats

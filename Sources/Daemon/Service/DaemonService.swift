@@ -25,6 +25,8 @@ public final class DaemonService: RequestService, @unchecked Sendable {
   let jobs: JobManager
   let grams: GramCache
   let outputs: OutputCache
+  /// Foreign models and their streaming sessions (SESSION_*; their Grams go into `grams`).
+  let sessions: SessionManager
   /// Set at the end of init (it needs the service).
   private(set) var studies: StudyManager!
 
@@ -55,6 +57,7 @@ public final class DaemonService: RequestService, @unchecked Sendable {
       self.store = store
       self.datasets = datasets
       grams = GramCache(budgetBytes: options.cacheBytes)
+      sessions = SessionManager(cache: grams)
       outputs = OutputCache(budgetBytes: options.outputCacheBytes)
       jobs = try JobManager(directory: path + "/jobs", store: store, datasets: datasets, options: options)
     } catch {
@@ -195,6 +198,10 @@ public final class DaemonService: RequestService, @unchecked Sendable {
     case .studyDelete: try studyDelete(request, reply)
     case .studyResults: try studyResults(request, reply)
     case .studyResult: try studyResult(request, reply)
+    case .sessionOpen: try sessionOpen(request, reply)
+    case .sessionBatch: try sessionBatch(request, reply)
+    case .sessionClose: try sessionClose(request, reply)
+    case .foreignModels: try foreignModels(request, reply)
     case .hello:
       throw WireError(.internal, "HELLO reached the service; the transport answers it")
     default:

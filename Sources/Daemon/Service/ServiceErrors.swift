@@ -79,6 +79,12 @@ func wireError(_ error: Error) -> WireError {
     case .passes: return invalid("passes", e.description)
     case .noBatches: return invalid("examples", e.description)
     }
+  case let e as ForeignGramError:
+    switch e {
+    case .unknownRepresentation, .missing: return notFound(e.description)
+    case .shape, .nonFinite: return WireError(.invalidArgument, e.description)
+    case .batchKeyReused: return WireError(.conflict, e.description)
+    }
   case let e as HeatmapError:
     return WireError(.invalidArgument, e.description)
   case let e as ProbeError:

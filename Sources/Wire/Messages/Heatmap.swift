@@ -29,6 +29,15 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
   public var blockThreshold: Double?
   public var blockMinBlocks: Int?
   public var blockMinContrast: Double?
+  /// Cached batches instead of `examples` (foreign models; SPEC.md "Foreign models"): client
+  /// batch keys or dataset references `DATASET:SPLIT[a:b]`. When given, `examples`,
+  /// `batch_size`, `passes`, `seed` and `keep_incomplete` are not used (an encoder that writes
+  /// every key still sends them).
+  public var batches: [String]?
+  /// `model` (`other`) names a foreign model (true) or a stored one (false); nil: a stored
+  /// model of that name if there is one, else a foreign one.
+  public var foreign: Bool?
+  public var otherForeign: Bool?
 
   /// The spec's defaults.
   public init(model: String, other: String? = nil, layers: LayerSelector = .all,
@@ -38,7 +47,8 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
               batchSize: Int = 256, passes: Int = 10, seed: UInt64 = 0, bootstrap: Int = 0,
               bootstrapSeed: UInt64 = 0, keepIncomplete: Bool = false,
               blockThreshold: Double? = nil, blockMinBlocks: Int? = nil,
-              blockMinContrast: Double? = nil) {
+              blockMinContrast: Double? = nil, batches: [String]? = nil, foreign: Bool? = nil,
+              otherForeign: Bool? = nil) {
     self.model = model
     self.other = other
     self.layers = layers
@@ -55,6 +65,9 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
     self.blockThreshold = blockThreshold
     self.blockMinBlocks = blockMinBlocks
     self.blockMinContrast = blockMinContrast
+    self.batches = batches
+    self.foreign = foreign
+    self.otherForeign = otherForeign
   }
 
   /// The columns' selector.
@@ -65,7 +78,7 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
          examples, batchSize = "batch_size", passes, seed, bootstrap,
          bootstrapSeed = "bootstrap_seed", keepIncomplete = "keep_incomplete",
          blockThreshold = "block_threshold", blockMinBlocks = "block_min_blocks",
-         blockMinContrast = "block_min_contrast"
+         blockMinContrast = "block_min_contrast", batches, foreign, otherForeign = "other_foreign"
   }
 
   public init(from decoder: Decoder) throws {
@@ -86,6 +99,9 @@ public struct HeatmapRequest: Codable, Hashable, Sendable {
     blockThreshold = try c.ifPresent(.blockThreshold)
     blockMinBlocks = try c.ifPresent(.blockMinBlocks)
     blockMinContrast = try c.ifPresent(.blockMinContrast)
+    batches = try c.ifPresent(.batches)
+    foreign = try c.ifPresent(.foreign)
+    otherForeign = try c.ifPresent(.otherForeign)
   }
 }
 
@@ -134,11 +150,17 @@ public struct HeatmapResponse: Codable, Hashable, Sendable {
     public var bootstrapSeed: UInt64
     /// Examples left out of the incomplete last batch.
     public var droppedExamples: Int
+    /// Heatmaps over cached batches (the request's `batches`): their names, in order.
+    public var batches: [String]?
+    /// Set (true) when `model` (`other`) is a foreign model; absent otherwise.
+    public var foreign: Bool?
+    public var otherForeign: Bool?
 
     public init(model: String, modelFingerprint: String, other: String? = nil,
                 otherFingerprint: String? = nil, split: ExampleSelection.Split, batchSize: Int,
                 passes: Int, seed: UInt64, bootstrap: Int, bootstrapSeed: UInt64,
-                droppedExamples: Int) {
+                droppedExamples: Int, batches: [String]? = nil, foreign: Bool? = nil,
+                otherForeign: Bool? = nil) {
       self.model = model
       self.modelFingerprint = modelFingerprint
       self.other = other
@@ -150,12 +172,16 @@ public struct HeatmapResponse: Codable, Hashable, Sendable {
       self.bootstrap = bootstrap
       self.bootstrapSeed = bootstrapSeed
       self.droppedExamples = droppedExamples
+      self.batches = batches
+      self.foreign = foreign
+      self.otherForeign = otherForeign
     }
 
     enum CodingKeys: String, CodingKey {
       case model, modelFingerprint = "model_fingerprint", other,
            otherFingerprint = "other_fingerprint", split, batchSize = "batch_size", passes, seed,
-           bootstrap, bootstrapSeed = "bootstrap_seed", droppedExamples = "dropped_examples"
+           bootstrap, bootstrapSeed = "bootstrap_seed", droppedExamples = "dropped_examples",
+           batches, foreign, otherForeign = "other_foreign"
     }
 
     public init(from decoder: Decoder) throws {
@@ -165,7 +191,8 @@ public struct HeatmapResponse: Codable, Hashable, Sendable {
                 split: try c.value(.split), batchSize: try c.value(.batchSize),
                 passes: try c.value(.passes), seed: try c.value(.seed),
                 bootstrap: try c.value(.bootstrap), bootstrapSeed: try c.value(.bootstrapSeed),
-                droppedExamples: try c.value(.droppedExamples))
+                droppedExamples: try c.value(.droppedExamples), batches: try c.ifPresent(.batches),
+                foreign: try c.ifPresent(.foreign), otherForeign: try c.ifPresent(.otherForeign))
     }
   }
 

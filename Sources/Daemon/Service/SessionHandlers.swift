@@ -1,0 +1,177 @@
+import Analysis
+import Engine
+import Foundation
+import Wire
+
+/// Bounds on foreign models (SPEC.md section 7, "Foreign models").
+enum SessionLimits {
+  static let maxFingerprintBytes = 128
+  static let maxRepresentations = 4096
+  static let maxNameBytes = 128
+  /// A representation's features per example (the frame limit bounds a batch's bytes anyway).
+  static let maxFeatures = 1 << 26
+  static let maxBatchKeyBytes = 256
+  /// A batch's Grams are n^2 floats per representation: as HEATMAP's batch_size.
+  static let maxExamples = AnalysisLimits.maxHeatmapBatch
+}
+
+extension DaemonService {
+  // MARK: SESSION_OPEN
+
+  func sessionOpen(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(SessionOpenRequest.self)
+    try ModelStore.validateName(r.model)
+    try checkText(r.fingerprint, key: "fingerprint", maxBytes: SessionLimits.maxFingerprintBytes)
+    guard (1...SessionLimits.maxRepresentations).contains(r.representations.count) else {
+      throw invalid("representations", "\(r.representations.count) representations; 1 to \(SessionLimits.maxRepresentations)")
+    }
+    var seen = Set<String>()
+    var lastBlock = -1
+    for (i, rep) in r.representations.enumerated() {
+      let key = "representations[\(i)]"
+      try checkText(rep.name, key: key + ".name", maxBytes: SessionLimits.maxNameBytes)
+      guard seen.insert(rep.name).inserted else { throw invalid(key + ".name", "\"\(rep.name)\" is declared twice") }
+      guard rep.shape.allSatisfy({ $0 >= 1 }), let features = rep.features,
+            (1...SessionLimits.maxFeatures).contains(features) else {
+        throw invalid(key + ".shape", "\(rep.shape): per-example dimensions, each at least 1, "
+                      + "at most \(SessionLimits.maxFeatures) features in all ([] is one feature)")
+      }
+      if let block = rep.block {
+        guard block >= 0, block >= lastBlock else {
+          throw invalid(key + ".block", "\(block): blocks are numbered from 0 in forward order "
+                        + "(non-decreasing over the representations)")
+        }
+        lastBlock = block
+      }
+    }
+    try respond(reply, .sessionOpenOK, try sessions.open(name: r.model, fingerprint: r.fingerprint,
+                                                          representations: r.representations))
+  }
+
+  // MARK: SESSION_BATCH
+
+  func sessionBatch(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let payload = try request.parsedPayload()
+    let r = try payload.decode(SessionBatchRequest.self)
+    let (session, definition) = try sessions.session(r.session)
+    try checkText(r.batch, key: "batch", maxBytes: SessionLimits.maxBatchKeyBytes)
+    let (batchKey, reference) = try resolveBatch(r.batch, key: "batch")
+
+    // Every tensor is checked (name, dtype, shape, example count, finite values) before any
+    // Gram is computed: a frame that fails these leaves nothing behind.
+    guard !payload.tensors.isEmpty else {
+      throw invalid("tensors", "none: SESSION_BATCH carries one tensor per representation, named after it")
+    }
+    var inputs: [(rep: ForeignRepresentation, values: [Float])] = []
+    var first: (name: String, n: Int)?
+    for t in payload.tensors where !inputs.contains(where: { $0.rep.name == t.name }) {
+      guard let rep = definition.declared.first(where: { $0.name == t.name }) else {
+        throw notFound("tensor '\(t.name)': model \"\(session.name)\" declared no such representation "
+                       + "(declared: \(definition.declared.prefix(8).map(\.name).joined(separator: ", "))"
+                       + (definition.declared.count > 8 ? ", ..." : "") + ")")
+      }
+      guard let values = t.widenedFloats else {
+        throw invalid("tensors", "tensor '\(t.name)' is \(t.dtype.rawValue); activations are f32, f16 or bf16")
+      }
+      guard t.shape.count == rep.shape.count + 1, Array(t.shape.dropFirst()) == rep.shape else {
+        throw invalid("tensors", "tensor '\(t.name)' has shape \(t.shape); representation \(rep.name) "
+                      + "was declared \(rep.shape), so its tensor is [n] + \(rep.shape)")
+      }
+      let n = t.shape[0]
+      if let first, first.n != n {
+        throw invalid("tensors", "tensor '\(t.name)' has \(n) examples but '\(first.name)' has \(first.n): "
+                      + "every representation of one batch has the same examples")
+      }
+      first = first ?? (t.name, n)
+      if let bad = values.firstIndex(where: { !$0.isFinite }) {
+        throw invalid("tensors", "tensor '\(t.name)' holds a non-finite value (\(values[bad]) at example "
+                      + "\(bad / max(1, rep.features ?? 1)))")
+      }
+      inputs.append((rep, values))
+    }
+    let n = first!.n
+    guard (4...SessionLimits.maxExamples).contains(n) else {
+      throw invalid("tensors", "a batch of \(n) examples; 4 to \(SessionLimits.maxExamples) (the unbiased estimator needs 4)")
+    }
+    if let reference, reference.count != n {
+      throw invalid("tensors", "the batch \(reference.text) is \(reference.count) examples; the tensors have \(n)")
+    }
+
+    try sessions.reserve(session.fingerprint, batch: batchKey, name: r.batch, examples: n, reference: reference)
+    let context = analysisContext()
+    var received: [String] = []
+    do {
+      for (rep, values) in inputs {
+        try values.withUnsafeBufferPointer { x in
+          _ = try sessions.grams.ingest(definition.model, representation: rep.name, batchKey: batchKey,
+                                        batchName: r.batch, activations: x.baseAddress!, examples: n,
+                                        features: rep.features ?? 0, context: context)
+        }
+        received.append(rep.name)
+      }
+    } catch {
+      // What went in before the failure stays (it was consistent); the frame's answer is the error.
+      sessions.record(session.fingerprint, batch: batchKey, received: received)
+      throw error
+    }
+    let pending = sessions.record(session.fingerprint, batch: batchKey, received: received)
+    try respond(reply, .sessionBatchOK, SessionBatchResponse(batch: r.batch, representations: received,
+                                                            examples: n, pending: pending))
+  }
+
+  // MARK: SESSION_CLOSE, FOREIGN_MODELS
+
+  func sessionClose(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(SessionCloseRequest.self)
+    try respond(reply, .sessionCloseOK, try sessions.close(r.session))
+  }
+
+  func foreignModels(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    _ = try request.decode(EmptyDoc.self)
+    try respond(reply, .foreignModelsOK, sessions.list())
+  }
+
+  // MARK: Shared with HEATMAP
+
+  /// A batch name's cache key: a dataset reference keyed by its images as the daemon keys its
+  /// own batches (so stored models share it), else the client's key.
+  func resolveBatch(_ text: String, key: String) throws(WireError) -> (key: UInt64, reference: DatasetReference?) {
+    let reference: DatasetReference?
+    do {
+      reference = try DatasetReference.parse(text)
+    } catch {
+      throw invalid(key, error.description)
+    }
+    guard let reference else { return (ForeignModel.batchKey(text), nil) }
+    let (split, positions) = try referencedExamples(reference, key: key)
+    return (Fingerprint.of(batch: positions, in: split), reference)
+  }
+
+  /// The split a dataset reference names and the positions of its examples in it.
+  func referencedExamples(_ reference: DatasetReference,
+                          key: String) throws(WireError) -> (split: Dataset, positions: [Int]) {
+    let splits: DatasetSplits
+    do {
+      splits = try datasets.splits(reference.dataset)
+    } catch where error.code == .invalidArgument {
+      throw invalid(key, "\(reference.text): unknown dataset \"\(reference.dataset)\" (known: "
+                    + DatasetCache.listed.joined(separator: ", ") + ")")
+    }
+    let split = reference.split == .test ? splits.test : splits.train
+    guard reference.end <= split.count else {
+      throw notFound("\(reference.text): the \(reference.split.rawValue) split of \(reference.dataset) "
+                     + "has \(split.count) examples")
+    }
+    return (split, Array(reference.start..<reference.end))
+  }
+
+  /// Names, fingerprints and keys: 1 to `maxBytes` UTF-8 bytes, no control characters.
+  private func checkText(_ text: String, key: String, maxBytes: Int) throws(WireError) {
+    guard (1...maxBytes).contains(text.utf8.count) else {
+      throw invalid(key, "\(text.utf8.count) bytes; 1 to \(maxBytes)")
+    }
+    guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+      throw invalid(key, "contains a control character")
+    }
+  }
+}

@@ -1,0 +1,247 @@
+import Analysis
+import Foundation
+import XCTest
+
+@testable import Daemon
+@testable import Engine
+import Wire
+
+/// Foreign models through the service (issue 14): sessions, streamed batches, heatmaps over
+/// cached batches, and every refusal leaving other sessions' data and the daemon intact.
+final class ServiceForeignTests: ServiceTestCase {
+  /// A stored model's activations as a client would hold them: EXPORT of every selected
+  /// representation (NCHW, examples 0..<count of the test split).
+  struct Exported {
+    var names: [String]
+    var shapes: [[Int]]
+    var values: [[Float]]
+    func features(_ i: Int) -> Int { shapes[i].reduce(1, *) }
+
+    /// One tensor per representation (`indices` of `names`) of these examples, in order.
+    func tensors(_ examples: [Int], _ indices: [Int]? = nil, dtype: WireTensor.DType = .f32) -> [WireTensor] {
+      (indices ?? Array(names.indices)).map { i in
+        let d = features(i)
+        let rows = examples.flatMap { values[i][($0 * d)..<(($0 + 1) * d)] }
+        return WireTensor(name: names[i], floats: rows, shape: [examples.count] + shapes[i])
+      }
+    }
+  }
+
+  func export(_ service: DaemonService, _ model: String, layers: LayerSelector = .all,
+              count: Int = 64) throws -> Exported {
+    let selected = Self.tinyConfig.representations.map(\.name).filter { name in
+      if case .names(let wanted) = layers { return wanted.contains(name) }
+      return true
+    }
+    var out = Exported(names: [], shapes: [], values: [])
+    for name in selected {
+      let payload = try XCTUnwrap(send(service, .export, ExportRequest(
+        model: model, representation: name, examples: ExampleSelection(split: .test, count: count))).payload(.exportOK))
+      let activations = try XCTUnwrap(payload.tensor(named: ExportResponse.activationsTensor))
+      out.names.append(name)
+      out.shapes.append(Array(activations.shape.dropFirst()))
+      out.values.append(try XCTUnwrap(activations.floats))
+    }
+    return out
+  }
+
+  func open(_ service: DaemonService, _ model: String, fingerprint: String, _ exported: Exported,
+            file: StaticString = #filePath, line: UInt = #line) throws -> UInt64 {
+    let reps = zip(exported.names, exported.shapes).map { ForeignRepresentation(name: $0, shape: $1) }
+    let reply = send(service, .sessionOpen, SessionOpenRequest(model: model, fingerprint: fingerprint, representations: reps))
+    return try XCTUnwrap(reply.doc(.sessionOpenOK, as: SessionOpenResponse.self, file: file, line: line), file: file, line: line).session
+  }
+
+  func batch(_ service: DaemonService, _ session: UInt64, _ key: String, _ tensors: [WireTensor]) -> RecordingReply {
+    send(service, .sessionBatch, SessionBatchRequest(session: session, batch: key), tensors: tensors)
+  }
+
+  func heatmap(_ service: DaemonService, _ request: Wire.HeatmapRequest,
+               file: StaticString = #filePath, line: UInt = #line) throws -> (HeatmapResponse, [Double]) {
+    let payload = try XCTUnwrap(send(service, .heatmap, request).payload(.heatmapOK, file: file, line: line), file: file, line: line)
+    return (try payload.decode(HeatmapResponse.self), try XCTUnwrap(payload.tensor(named: "cka")?.doubles))
+  }
+
+  /// Acceptance: a stored model's own activations, exported and streamed back as a foreign
+  /// model under client keys for the native plan's batches, give the native HEATMAP to 1e-6
+  /// for every estimator and PC1 removal; half of each batch's representations come in a
+  /// second frame.
+  func testStreamedExportGivesTheNativeHeatmap() throws {
+    let service = try makeService()
+    try writeModel("a", seed: 1)
+    var native = Wire.HeatmapRequest(model: "a", examples: ExampleSelection(split: .test, count: 64),
+                                     batchSize: 16, passes: 2, seed: 3)
+    let plan = try XCTUnwrap(send(service, .heatmap, native).payload(.heatmapOK))
+    let ids = try XCTUnwrap(plan.tensor(named: "batch_example_ids")?.int32s).map(Int.init)
+    let batches = stride(from: 0, to: ids.count, by: 16).map { Array(ids[$0..<($0 + 16)]) }
+    XCTAssertEqual(batches.count, 8)
+
+    let exported = try export(service, "a")
+    let session = try open(service, "a-torch", fingerprint: "export-of-a", exported)
+    let half = exported.names.count / 2
+    for (b, examples) in batches.enumerated() {
+      let first = batch(service, session, "plan-\(b)", exported.tensors(examples, Array(0..<half)))
+      XCTAssertEqual(first.doc(.sessionBatchOK, as: SessionBatchResponse.self)?.pending.count, exported.names.count - half)
+      let second = batch(service, session, "plan-\(b)", exported.tensors(examples, Array(half..<exported.names.count)))
+      let done = try XCTUnwrap(second.doc(.sessionBatchOK, as: SessionBatchResponse.self))
+      XCTAssertEqual(done.examples, 16)
+      XCTAssertEqual(done.pending, [])
+    }
+    let keys = batches.indices.map { "plan-\($0)" }
+    for (estimator, removePC1) in [(Wire.HeatmapRequest.Estimator.unbiased, false), (.biased, false), (.rbf, false),
+                                   (.unbiased, true), (.biased, true)] {
+      native.estimator = estimator
+      native.removePC1 = removePC1
+      let (nativeDoc, nativeValues) = try heatmap(service, native)
+      var streamed = Wire.HeatmapRequest(model: "a-torch", estimator: estimator, removePC1: removePC1,
+                                         bootstrap: 8, batches: keys)
+      streamed.blockMinBlocks = 1
+      let (doc, values) = try heatmap(service, streamed)
+      XCTAssertEqual(doc.rowNames, nativeDoc.rowNames)
+      XCTAssertEqual(doc.provenance.foreign, true)
+      XCTAssertEqual(doc.provenance.batches, keys)
+      XCTAssertEqual(doc.stats.forwardPasses, 0)
+      XCTAssertNotNil(doc.blockStructure)
+      for (s, n) in zip(values, nativeValues) {
+        XCTAssertEqual(s, n, accuracy: 1e-6, "\(estimator) removePC1 \(removePC1)")
+      }
+    }
+    // Without `batches`: every complete batch of the model, in the order received.
+    let (all, allValues) = try heatmap(service, Wire.HeatmapRequest(model: "a-torch"))
+    XCTAssertEqual(all.provenance.batches, keys)
+    native.estimator = .unbiased
+    native.removePC1 = false
+    for (s, n) in zip(allValues, try heatmap(service, native).1) { XCTAssertEqual(s, n, accuracy: 1e-6) }
+    // A stored model of the name wins; `foreign` says otherwise.
+    XCTAssertEqual(send(service, .sessionOpen, SessionOpenRequest(
+      model: "a", fingerprint: "export-of-a", representations: zip(exported.names, exported.shapes).map {
+        ForeignRepresentation(name: $0, shape: $1) })).doc(.sessionOpenOK, as: SessionOpenResponse.self)?.reopened, true)
+    XCTAssertNil(try heatmap(service, Wire.HeatmapRequest(model: "a", examples: ExampleSelection(split: .test, count: 64),
+                                                          batchSize: 16, passes: 1)).0.provenance.foreign)
+    XCTAssertEqual(try heatmap(service, Wire.HeatmapRequest(model: "a", foreign: true)).0.provenance.foreign, true)
+  }
+
+  /// A foreign model against the stored model it was exported from, over dataset references:
+  /// the daemon computes the stored side's Grams for the referenced examples, and the cross
+  /// heatmap equals the foreign model's within heatmap (and the stored model's own over the
+  /// same references).
+  func testCrossForeignVersusStoredOverDatasetReferencesEqualsWithin() throws {
+    let service = try makeService()
+    try writeModel("a", seed: 2)
+    let layers = ["stem.relu", "s1.b1.out", "s2.b1.out", "s3.b1.out", "pool"]
+    let exported = try export(service, "a", layers: .names(layers))
+    let session = try open(service, "fa", fingerprint: "fa-1", exported)
+    let references = stride(from: 0, to: 64, by: 16).map { "synthetic:test[\($0):\($0 + 16)]" }
+    for (i, reference) in references.enumerated() {
+      let reply = batch(service, session, reference, exported.tensors(Array((16 * i)..<(16 * i + 16))))
+      XCTAssertEqual(reply.doc(.sessionBatchOK, as: SessionBatchResponse.self)?.examples, 16)
+    }
+    let (within, withinValues) = try heatmap(service, Wire.HeatmapRequest(model: "fa"))
+    XCTAssertEqual(within.provenance.batches, references)
+    let cross = Wire.HeatmapRequest(model: "fa", other: "a", layers: .names(layers), batches: references)
+    let (crossDoc, crossValues) = try heatmap(service, cross)
+    XCTAssertEqual(crossDoc.provenance.otherForeign, nil)
+    XCTAssertEqual(crossDoc.columnNames, layers)
+    XCTAssertEqual(crossDoc.stats.forwardPasses, 4, "the stored side runs once per reference")
+    XCTAssertNil(crossDoc.blockStructure)
+    for (c, w) in zip(crossValues, withinValues) { XCTAssertEqual(c, w, accuracy: 1e-6) }
+    let (again, _) = try heatmap(service, cross)
+    XCTAssertEqual(again.stats.forwardPasses, 0, "the stored side's Grams are cached under the same batch keys")
+    let (storedDoc, storedValues) = try heatmap(service, Wire.HeatmapRequest(model: "a", layers: .names(layers),
+                                                                               batches: references))
+    XCTAssertEqual(storedDoc.provenance.foreign, nil)
+    for (s, w) in zip(storedValues, withinValues) { XCTAssertEqual(s, w, accuracy: 1e-6) }
+    // The references' example ids come back; a client key cannot pair with a stored model.
+    XCTAssertEqual(send(service, .heatmap, cross).payload(.heatmapOK)?.tensor(named: "batch_example_ids")?.int32s,
+                   (0..<64).map(Int32.init))
+    _ = batch(service, session, "mine", exported.tensors(Array(0..<8)))
+    expectError(send(service, .heatmap, Wire.HeatmapRequest(model: "fa", other: "a", batches: ["mine"])),
+                .invalidArgument, mentioning: "client key")
+  }
+
+  func testSessionErrorsLeaveOtherSessionsAndTheDaemonServing() throws {
+    let service = try makeService()
+    let reps = [ForeignRepresentation(name: "x", shape: [2, 3]), ForeignRepresentation(name: "y", shape: [5])]
+    func openRaw(_ model: String, _ fingerprint: String, _ reps: [ForeignRepresentation]) -> RecordingReply {
+      send(service, .sessionOpen, SessionOpenRequest(model: model, fingerprint: fingerprint, representations: reps))
+    }
+    var rng = TestFloats(seed: 9)
+    func tensor(_ name: String, _ shape: [Int], values: [Float]? = nil) -> WireTensor {
+      WireTensor(name: name, floats: values ?? rng.next(shape.reduce(1, *)), shape: shape)
+    }
+    // SESSION_OPEN's checks.
+    expectError(openRaw("bad/name", "f", reps), .invalidArgument, mentioning: "model")
+    expectError(openRaw("m", String(repeating: "z", count: 129), reps), .invalidArgument, mentioning: "fingerprint")
+    expectError(openRaw("m", "f", [reps[0], reps[0]]), .invalidArgument, mentioning: "twice")
+    expectError(openRaw("m", "f", [ForeignRepresentation(name: "x", shape: [0])]), .invalidArgument, mentioning: "shape")
+    expectError(openRaw("m", "f", []), .invalidArgument, mentioning: "representations")
+    let a = try XCTUnwrap(openRaw("m", "fa", reps).doc(.sessionOpenOK, as: SessionOpenResponse.self))
+    XCTAssertFalse(a.reopened)
+    expectError(openRaw("other", "fa", [reps[0]]), .conflict, mentioning: "other representations")
+    let b = try XCTUnwrap(openRaw("n", "fb", reps).doc(.sessionOpenOK, as: SessionOpenResponse.self))
+
+    // Session b sends a whole batch; session a leaves "k" half sent (its client went away).
+    let bx = tensor("x", [6, 2, 3]), by = tensor("y", [6, 5])
+    XCTAssertEqual(batch(service, b.session, "k", [bx, by]).doc(.sessionBatchOK, as: SessionBatchResponse.self)?.pending, [])
+    let ax = tensor("x", [8, 2, 3])
+    XCTAssertEqual(batch(service, a.session, "k", [ax]).doc(.sessionBatchOK, as: SessionBatchResponse.self)?.pending, ["y"])
+
+    // SESSION_BATCH's checks, each naming what is wrong; nothing of a refused frame is kept.
+    expectError(batch(service, 4242, "k", [ax]), .notFound, mentioning: "no session 4242")
+    expectError(batch(service, a.session, "k2", [tensor("x", [8, 3, 2])]), .invalidArgument, mentioning: "[2, 3]")
+    expectError(batch(service, a.session, "k2", [tensor("z", [8, 1])]), .notFound, mentioning: "'z'")
+    expectError(batch(service, a.session, "k2", [tensor("x", [8, 2, 3]), tensor("y", [7, 5])]),
+                .invalidArgument, mentioning: "7 examples but 'x' has 8")
+    expectError(batch(service, a.session, "k", [tensor("y", [6, 5])]), .conflict, mentioning: "holds 8 examples")
+    expectError(batch(service, a.session, "k", [tensor("x", [8, 2, 3])]), .conflict, mentioning: "other data")
+    var bad = rng.next(8 * 5)
+    bad[17] = .nan
+    expectError(batch(service, a.session, "k3", [tensor("y", [8, 5], values: bad)]), .invalidArgument, mentioning: "non-finite")
+    bad[17] = .infinity
+    expectError(batch(service, a.session, "k3", [tensor("y", [8, 5], values: bad)]), .invalidArgument, mentioning: "non-finite")
+    expectError(batch(service, a.session, "k3", [WireTensor(name: "y", int32s: Array(repeating: 1, count: 40), shape: [8, 5])]),
+                .invalidArgument, mentioning: "f32, f16 or bf16")
+    expectError(batch(service, a.session, "k3", [tensor("y", [3, 5])]), .invalidArgument, mentioning: "4 to")
+    expectError(batch(service, a.session, "synthetic:test[0:16]", [tensor("y", [8, 5])]), .invalidArgument,
+                mentioning: "16 examples")
+    expectError(batch(service, a.session, "synthetic:test[9:3]", [tensor("y", [8, 5])]), .invalidArgument, mentioning: "empty")
+    expectError(batch(service, a.session, "synthetic:test[0:100000]", [tensor("y", [8, 5])]), .notFound,
+                mentioning: "160 examples")
+    expectError(batch(service, a.session, "k4", []), .invalidArgument, mentioning: "tensors")
+    // An f16 tensor is widened and accepted.
+    let halves: [UInt16] = (0..<40).map { 0x3C00 + UInt16($0) }
+    XCTAssertEqual(batch(service, a.session, "k5", [WireTensor(name: "y", dtype: .f16, shape: [8, 5],
+                                                               bytes: halves.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] })])
+                     .doc(.sessionBatchOK, as: SessionBatchResponse.self)?.representations, ["y"])
+
+    // The half-sent batch names what it lacks; b's data is intact; the daemon serves on.
+    expectError(send(service, .heatmap, Wire.HeatmapRequest(model: "m", batches: ["k"])), .notFound, mentioning: "m y batch k")
+    let (doc, values) = try heatmap(service, Wire.HeatmapRequest(model: "n", batches: ["k"]))
+    XCTAssertEqual(doc.rowNames, ["x", "y"])
+    XCTAssertEqual(values[0], 1, accuracy: 1e-9)
+    let closed = try XCTUnwrap(send(service, .sessionClose, SessionRequest(session: a.session))
+      .doc(.sessionCloseOK, as: SessionCloseResponse.self))
+    XCTAssertEqual(closed.incomplete, ["k", "k5"])
+    expectError(send(service, .sessionClose, SessionRequest(session: a.session)), .notFound)
+    expectError(batch(service, a.session, "k", [ax]), .notFound, mentioning: "no session")
+    let listed = try XCTUnwrap(send(service, .foreignModels, EmptyDoc()).doc(.foreignModelsOK, as: ForeignModelsResponse.self))
+    XCTAssertEqual(listed.models.map(\.model), ["m", "n"])
+    XCTAssertEqual(listed.models[1].sessions, [b.session])
+    XCTAssertEqual(listed.models[1].batches, [ForeignModelsResponse.Batch(batch: "k", examples: 6, representations: 2)])
+    // Rebinding a name to another fingerprint says which one it replaced.
+    XCTAssertEqual(openRaw("n", "fb-2", reps).doc(.sessionOpenOK, as: SessionOpenResponse.self)?.replaced, "fb")
+    XCTAssertNotNil(send(service, .status, EmptyDoc()).doc(.statusOK, as: StatusResponse.self))
+  }
+}
+
+/// Deterministic test floats in [-1, 1).
+struct TestFloats {
+  var state: UInt64
+  init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
+  mutating func next(_ n: Int) -> [Float] {
+    (0..<n).map { _ in
+      state ^= state << 13; state ^= state >> 7; state ^= state << 17
+      return Float(state >> 40) / Float(1 << 23) - 1
+    }
+  }
+}
