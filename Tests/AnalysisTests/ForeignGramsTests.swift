@@ -65,8 +65,8 @@ final class ForeignGramsTests: XCTestCase {
     let cache = GramCache(budgetBytes: 64 << 20)
     let grams = ForeignGrams(cache: cache)
     let model = ForeignModel(name: "f", fingerprint: "fp", representations: [.init(name: "a", features: 3)])
-    var rng = TestData(seed: 4)
-    let x = rng.floats(8 * 3), y = rng.floats(8 * 3)
+    var rng = RandomSource(seed: 4)
+    let x = (0..<(8 * 3)).map { _ in Float(rng.uniform() * 2 - 1) }, y = (0..<(8 * 3)).map { _ in Float(rng.uniform() * 2 - 1) }
     func send(_ data: [Float], rep: String = "a", key: String = "k", n: Int = 8, d: Int = 3) throws {
       try grams.ingest(model, representation: rep, batchKey: ForeignModel.batchKey(key), batchName: key,
                        activations: data, examples: n, features: d, context: testKernels)
@@ -99,17 +99,5 @@ final class ForeignGramsTests: XCTestCase {
     }
     // Keys of foreign models and batches never collide with each other's names.
     XCTAssertNotEqual(ForeignModel.key(fingerprint: "x"), ForeignModel.batchKey("x"))
-  }
-}
-
-/// Deterministic test floats in [-1, 1).
-struct TestData {
-  var state: UInt64
-  init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
-  mutating func floats(_ n: Int) -> [Float] {
-    (0..<n).map { _ in
-      state ^= state << 13; state ^= state >> 7; state ^= state << 17
-      return Float(state >> 40) / Float(1 << 23) - 1
-    }
   }
 }

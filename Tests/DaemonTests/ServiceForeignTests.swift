@@ -165,9 +165,10 @@ final class ServiceForeignTests: ServiceTestCase {
     func openRaw(_ model: String, _ fingerprint: String, _ reps: [ForeignRepresentation]) -> RecordingReply {
       send(service, .sessionOpen, SessionOpenRequest(model: model, fingerprint: fingerprint, representations: reps))
     }
-    var rng = TestFloats(seed: 9)
+    var rng = RandomSource(seed: 9)
     func tensor(_ name: String, _ shape: [Int], values: [Float]? = nil) -> WireTensor {
-      WireTensor(name: name, floats: values ?? rng.next(shape.reduce(1, *)), shape: shape)
+      WireTensor(name: name, floats: values ?? (0..<shape.reduce(1, *)).map { _ in Float(rng.uniform() * 2 - 1) },
+                 shape: shape)
     }
     // SESSION_OPEN's checks.
     expectError(openRaw("bad/name", "f", reps), .invalidArgument, mentioning: "model")
@@ -194,7 +195,7 @@ final class ServiceForeignTests: ServiceTestCase {
                 .invalidArgument, mentioning: "7 examples but 'x' has 8")
     expectError(batch(service, a.session, "k", [tensor("y", [6, 5])]), .conflict, mentioning: "holds 8 examples")
     expectError(batch(service, a.session, "k", [tensor("x", [8, 2, 3])]), .conflict, mentioning: "other data")
-    var bad = rng.next(8 * 5)
+    var bad = (0..<(8 * 5)).map { _ in Float(rng.uniform() * 2 - 1) }
     bad[17] = .nan
     expectError(batch(service, a.session, "k3", [tensor("y", [8, 5], values: bad)]), .invalidArgument, mentioning: "non-finite")
     bad[17] = .infinity
@@ -231,17 +232,5 @@ final class ServiceForeignTests: ServiceTestCase {
     // Rebinding a name to another fingerprint says which one it replaced.
     XCTAssertEqual(openRaw("n", "fb-2", reps).doc(.sessionOpenOK, as: SessionOpenResponse.self)?.replaced, "fb")
     XCTAssertNotNil(send(service, .status, EmptyDoc()).doc(.statusOK, as: StatusResponse.self))
-  }
-}
-
-/// Deterministic test floats in [-1, 1).
-struct TestFloats {
-  var state: UInt64
-  init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
-  mutating func next(_ n: Int) -> [Float] {
-    (0..<n).map { _ in
-      state ^= state << 13; state ^= state >> 7; state ^= state << 17
-      return Float(state >> 40) / Float(1 << 23) - 1
-    }
   }
 }
