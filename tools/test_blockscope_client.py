@@ -1485,6 +1485,76 @@ class LiveDaemonTests(unittest.TestCase):
         self.assertEqual(cm.exception.name, "INVALID_ARGUMENT")
         self.assertEqual(c.heatmap("torch-src")["provenance"]["batches"], references)
 
+    def test_foreign_heatmap_matches_a_float64_numpy_reference(self):
+        """Random foreign activations (one with column means of 1e3) streamed in three client
+        batches: every estimator's heatmap equals a float64 numpy minibatch CKA to 1e-5."""
+        try:
+            import numpy as np
+        except ImportError:
+            self.skipTest("numpy is not installed")
+        rng = np.random.default_rng(7)
+        n, batches = 32, ["b0", "b1", "b2"]
+        a = rng.standard_normal((3 * n, 6)).astype(np.float32)
+        b = (np.tanh(a @ rng.standard_normal((6, 9))) + 0.3 * rng.standard_normal((3 * n, 9))).astype(np.float32)
+        c_ = (1000 + np.maximum(a[:, :4], 0) + 0.1 * rng.standard_normal((3 * n, 4))).astype(np.float32)
+        reps = {"a": a, "b": b, "c": c_}
+        cl = self.client()
+        opened = cl.session_open("np-ref", "np-ref-1", [(k, v.shape[1:]) for k, v in reps.items()])
+        for i, key in enumerate(batches):
+            cl.session_batch(opened["session"], key, {k: v[i * n:(i + 1) * n] for k, v in reps.items()})
+
+        def centre(k):
+            m = k.shape[0]
+            h = np.eye(m) - 1.0 / m
+            return h @ k @ h
+
+        def hsic0(k, l):
+            return float(np.sum(centre(k) * centre(l)))
+
+        def hsic1(k, l):
+            m = k.shape[0]
+            kt, lt = k.copy(), l.copy()
+            np.fill_diagonal(kt, 0)
+            np.fill_diagonal(lt, 0)
+            one = np.ones(m)
+            return float(np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((m - 1) * (m - 2))
+                         - 2.0 / (m - 2) * (one @ kt @ lt @ one)) / (m * (m - 3))
+
+        def rbf(x):
+            x = x - x.mean(0)
+            sq = np.sum(x * x, 1)
+            d = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0)
+            return np.exp(-d / (2 * 0.25 * np.median(d)))
+
+        def reference(estimator):
+            names = list(reps)
+            out = np.zeros((3, 3))
+            for i, p in enumerate(names):
+                for j, q in enumerate(names):
+                    num = kk = ll = 0.0
+                    for bi in range(3):
+                        x = reps[p][bi * n:(bi + 1) * n].astype(np.float64)
+                        y = reps[q][bi * n:(bi + 1) * n].astype(np.float64)
+                        if estimator == "rbf":
+                            k, l, f = rbf(x), rbf(y), hsic0
+                        else:
+                            x, y = x - x.mean(0), y - y.mean(0)
+                            k, l, f = x @ x.T, y @ y.T, hsic1 if estimator == "unbiased" else hsic0
+                        num += f(k, l)
+                        kk += f(k, k)
+                        ll += f(l, l)
+                    out[i, j] = num / np.sqrt(kk * ll)
+            return out
+
+        for estimator in ("unbiased", "biased", "rbf"):
+            got = cl.heatmap("np-ref", estimator=estimator, batches=batches)
+            want = reference(estimator)
+            self.assertEqual(got["row_names"], ["a", "b", "c"])
+            for i in range(3):
+                for j in range(3):
+                    self.assertAlmostEqual(got["cka"][i][j], want[i, j], delta=1e-5,
+                                           msg="%s [%d][%d]" % (estimator, i, j))
+
     def test_cancel_then_resume_from_another_connection(self):
         c = self.client()
         job = c.train(**self.tiny("resumed", epochs=2))["job"]
