@@ -99,6 +99,4 @@ static inline void bs_split(size_t rows, int t, int ntasks, size_t *begin, size_
 // partial buffers it costs are small (at most 16 copies of one layer's weight gradient).
 enum { BS_PARTITION_TASKS = 16 };
 
-// The convolution algorithm BLOCKSCOPE_CONV names (read once), for new contexts.
-int bs_default_conv_algorithm(void);
 #endif

@@ -291,6 +291,8 @@ void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, co
 // BLOCKSCOPE_CONV=auto|gemm|direct sets the value new contexts start with (read once; anything
 // else means auto, with a warning on stderr).
 enum { BS_CONV_AUTO = 0, BS_CONV_GEMM = 1, BS_CONV_DIRECT = 2, BS_CONV_ALGORITHM_COUNT = 3 };
+// The algorithm BLOCKSCOPE_CONV names (read once; default auto): what new contexts start with.
+int bs_default_conv_algorithm(void);
 // Sets the context's algorithm; out-of-range values are ignored.
 void bs_context_set_conv_algorithm(bs_context *ctx, int algorithm);
 int bs_context_conv_algorithm(const bs_context *ctx);

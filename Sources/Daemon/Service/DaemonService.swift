@@ -23,6 +23,8 @@ public final class DaemonService: RequestService, @unchecked Sendable {
   let store: ModelStore
   let datasets: DatasetCache
   let jobs: JobManager
+  /// Kernel contexts of analysis requests, reused (their threads and scratch stay warm).
+  let kernelContexts = KernelContextPool()
   let grams: GramCache
   let outputs: OutputCache
   /// Foreign models and their streaming sessions (SESSION_*; their Grams go into `grams`).
@@ -163,7 +165,7 @@ public final class DaemonService: RequestService, @unchecked Sendable {
 
   /// A kernel context of its own for one analysis request (options.analysisThreads threads):
   /// what else runs in the daemon changes neither its threads nor its numbers.
-  func analysisContext() -> KernelContext { KernelContext(threads: options.analysisThreads) }
+  func analysisContext() -> KernelContext { kernelContexts.context(threads: options.analysisThreads) }
 
   /// Polled by long analyses: the daemon is stopping or the client has gone.
   func shouldStop(_ reply: ReplyChannel) -> () -> Bool {

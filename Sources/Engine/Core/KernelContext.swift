@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 
 extension bs_status {
   /// What a failed kernel call says: its status, and LAPACK's info where it reported one.
@@ -17,17 +18,31 @@ extension bs_status {
 /// it. Create one per job or request. Its workers start on first use and stop in `deinit`.
 public final class KernelContext: @unchecked Sendable {
   public let pointer: OpaquePointer
+  /// Where a pooled context goes back to instead of being destroyed.
+  private let release: (@Sendable (OpaquePointer) -> Void)?
 
   /// `threads`: nil takes `defaultThreads` (BLOCKSCOPE_THREADS, else the online CPUs).
   public init(threads: Int? = nil) {
+    pointer = Self.create(threads: threads)
+    release = nil
+  }
+
+  fileprivate init(pooled pointer: OpaquePointer, release: @escaping @Sendable (OpaquePointer) -> Void) {
+    self.pointer = pointer
+    self.release = release
+  }
+
+  fileprivate static func create(threads: Int?) -> OpaquePointer {
     let n = max(1, min(threads ?? KernelContext.defaultThreads, Int(BS_MAX_THREADS)))
     guard let p = bs_context_create(Int32(n)) else {
       fatalError("blockscope: out of memory creating a kernel context")
     }
-    pointer = p
+    return p
   }
 
-  deinit { bs_context_destroy(pointer) }
+  deinit {
+    if let release { release(pointer) } else { bs_context_destroy(pointer) }
+  }
 
   /// BLOCKSCOPE_THREADS, else the online CPUs.
   public static var defaultThreads: Int { Int(bs_default_threads()) }
@@ -71,5 +86,48 @@ public final class KernelContext: @unchecked Sendable {
   /// OpenBLAS sgemm throughput on this context's threads (each its own n^3 sgemm), GFLOP/s.
   public func sgemmProbe(n: Int = 1024, repetitions: Int = 8) -> Double {
     bs_sgemm_probe_gflops(pointer, Int32(n), Int32(repetitions))
+  }
+}
+
+/// Kernel contexts kept for reuse, by thread count: a daemon that gave every request a new
+/// context started and joined its worker threads and allocated and freed its scratch on every
+/// request, and glibc's heap grew with the churn (tools/soak: +250 MiB in four minutes). A
+/// context checked out is used by its request alone and comes back when the request drops it,
+/// with its settings reset; at most `idleLimit` idle contexts of each size are kept.
+public final class KernelContextPool: @unchecked Sendable {
+  private let lock = NSLock()
+  private var idle: [Int: [OpaquePointer]] = [:]
+  public let idleLimit: Int
+
+  public init(idleLimit: Int = 8) { self.idleLimit = idleLimit }
+
+  deinit {
+    for pointers in idle.values { for p in pointers { bs_context_destroy(p) } }
+  }
+
+  /// A context of `threads` threads (nil: the default), idle or new.
+  public func context(threads: Int? = nil) -> KernelContext {
+    let n = max(1, min(threads ?? KernelContext.defaultThreads, Int(BS_MAX_THREADS)))
+    let reused: OpaquePointer? = lock.withLock { idle[n]?.popLast() }
+    let pointer = reused ?? KernelContext.create(threads: n)
+    return KernelContext(pooled: pointer) { [weak self] p in
+      guard let self else { return bs_context_destroy(p) }
+      self.put(p, threads: n)
+    }
+  }
+
+  /// Idle contexts kept now (for tests and STATUS).
+  public var idleCount: Int { lock.withLock { idle.values.reduce(0) { $0 + $1.count } } }
+
+  private func put(_ p: OpaquePointer, threads n: Int) {
+    _ = bs_context_set_isa(p, bs_default_isa())
+    bs_context_set_conv_algorithm(p, bs_default_conv_algorithm())
+    bs_context_profile_enable(p, 0)
+    let kept: Bool = lock.withLock {
+      guard idle[n, default: []].count < idleLimit else { return false }
+      idle[n, default: []].append(p)
+      return true
+    }
+    if !kept { bs_context_destroy(p) }
   }
 }
