@@ -95,6 +95,44 @@ struct HeatmapAccumulator {
     return (values, defined)
   }
 
+  /// What a reader of the finished heatmap must know: representations constant over every
+  /// batch (undefined, not 0), negative estimates kept as computed, and representations whose
+  /// RBF bandwidth was zero in some batch. `within`: the columns are the rows.
+  func diagnostics(rowNames: [String], columnNames: [String], within: Bool, values: [Double],
+                   defined: [Bool], rbfZero: Set<String>) -> [CKADiagnostic] {
+    var out: [CKADiagnostic] = []
+    let constant = (0..<rows).filter { rowSelf[$0] <= 0 }.map { rowNames[$0] }
+      + (within ? [] : (0..<columns).filter { columnSelf[$0] <= 0 }.map { columnNames[$0] })
+    if !constant.isEmpty {
+      out.append(CKADiagnostic(
+        kind: .constantRepresentation,
+        message: "\(constant.count) representation(s) are constant over every batch "
+          + "(zero self-similarity): their CKA is undefined, not 0",
+        representations: constant))
+    }
+    var negatives: [String] = []
+    for i in 0..<rows {
+      for j in 0..<columns where defined[i * columns + j] && values[i * columns + j] < 0 {
+        negatives.append("\(rowNames[i])|\(columnNames[j])")
+      }
+    }
+    if !negatives.isEmpty {
+      out.append(CKADiagnostic(
+        kind: .negativeEstimates,
+        message: "\(negatives.count) cell(s) have negative estimates (unbiased estimates of a "
+          + "similarity near 0 can be); kept as computed",
+        representations: Array(negatives.prefix(50))))
+    }
+    if !rbfZero.isEmpty {
+      out.append(CKADiagnostic(
+        kind: .rbfBandwidthZero,
+        message: "some batches had a zero median distance for these representations (more than "
+          + "half of the pairs identical); those batches were skipped for them",
+        representations: rbfZero.sorted()))
+    }
+    return out
+  }
+
   /// Standard error of every defined cell over `resamples` bootstrap resamples of the batches
   /// (multinomial weights, seeded), each resample's CKA from the weighted per-batch sums.
   func bootstrapErrors(resamples: Int, seed: UInt64, defined: [Bool]) -> [Double] {

@@ -219,36 +219,9 @@ public final class MinibatchCKA: @unchecked Sendable {
     }
 
     let (values, defined) = accumulator.values()
-    var negatives: [String] = []
-    for i in 0..<la {
-      for j in 0..<lb where defined[i * lb + j] && values[i * lb + j] < 0 {
-        negatives.append("\(repsA[i].name)|\(repsB[j].name)")
-      }
-    }
-    var diagnostics: [CKADiagnostic] = []
-    let constA = (0..<la).filter { accumulator.rowSelf[$0] <= 0 }.map { repsA[$0].name }
-    let constB = within ? [] : (0..<lb).filter { accumulator.columnSelf[$0] <= 0 }.map { repsB[$0].name }
-    if !constA.isEmpty || !constB.isEmpty {
-      diagnostics.append(CKADiagnostic(
-        kind: .constantRepresentation,
-        message: "\(constA.count + constB.count) representation(s) are constant over every batch "
-          + "(zero self-similarity): their CKA is undefined, not 0",
-        representations: constA + constB))
-    }
-    if !negatives.isEmpty {
-      diagnostics.append(CKADiagnostic(
-        kind: .negativeEstimates,
-        message: "\(negatives.count) cell(s) have negative estimates (unbiased estimates of a "
-          + "similarity near 0 can be); kept as computed",
-        representations: Array(negatives.prefix(50))))
-    }
-    if !rbfZero.isEmpty {
-      diagnostics.append(CKADiagnostic(
-        kind: .rbfBandwidthZero,
-        message: "some batches had a zero median distance for these representations (more than "
-          + "half of the pairs identical); those batches were skipped for them",
-        representations: rbfZero.sorted()))
-    }
+    var diagnostics = accumulator.diagnostics(rowNames: repsA.map(\.name), columnNames: repsB.map(\.name),
+                                              within: within, values: values, defined: defined,
+                                              rbfZero: rbfZero)
     let dropped = request.plan.droppedPerPass(count: data.count)
     if dropped > 0 {
       diagnostics.append(CKADiagnostic(

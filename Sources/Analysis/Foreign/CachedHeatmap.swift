@@ -88,21 +88,9 @@ public struct CachedHeatmap {
       stats.secondsProducts += Date().timeIntervalSince(t0)
     }
     let (values, defined) = accumulator.values()
-    var diagnostics: [CKADiagnostic] = []
-    let constant = (0..<la).filter { accumulator.rowSelf[$0] <= 0 }.map { rows.representations[$0] }
-      + (within ? [] : (0..<lb).filter { accumulator.columnSelf[$0] <= 0 }.map { cols.representations[$0] })
-    if !constant.isEmpty {
-      diagnostics.append(CKADiagnostic(
-        kind: .constantRepresentation,
-        message: "\(constant.count) representation(s) are constant over every batch (zero self-similarity): their CKA is undefined, not 0",
-        representations: constant))
-    }
-    if !rbfZero.isEmpty {
-      diagnostics.append(CKADiagnostic(
-        kind: .rbfBandwidthZero,
-        message: "some batches had a zero median distance for these representations; those batches were skipped for them",
-        representations: rbfZero.sorted()))
-    }
+    let diagnostics = accumulator.diagnostics(rowNames: rows.representations,
+                                              columnNames: cols.representations, within: within,
+                                              values: values, defined: defined, rbfZero: rbfZero)
     let errors = request.bootstrap > 0
       ? accumulator.bootstrapErrors(resamples: request.bootstrap, seed: request.bootstrapSeed, defined: defined)
       : nil
