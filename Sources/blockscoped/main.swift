@@ -16,6 +16,12 @@ struct BlockscopedCommand: ParsableCommand {
       answered, the socket is removed, and it exits 0. --detach runs it in the background \
       instead; the command returns once the socket accepts connections.
 
+      Socket activation: started by systemd (tools/systemd/blockscoped.socket) or \
+      systemd-socket-activate with LISTEN_PID set to its pid and LISTEN_FDS=1, it serves the \
+      listening Unix socket passed as fd 3 instead of binding --socket, and leaves that socket's \
+      file in place when it stops (the service manager still listens on it). --detach cannot be \
+      combined with it.
+
       Datasets: a dataset's directory comes from, first found: --data NAME=DIR; the environment \
       variable BLOCKSCOPE_DATA (NAME=DIR entries separated by ':', e.g. \
       cifar10=/data/c10:cifar100=/data/c100); the config file $XDG_CONFIG_HOME/blockscope/config.json \
@@ -103,6 +109,19 @@ struct BlockscopedCommand: ParsableCommand {
   }
 
   func run() throws {
+    // First, so that the variables are gone before anything could start a child that
+    // inherits them.
+    let activated: SocketActivation.Listener?
+    do {
+      activated = try SocketActivation.takeListener()
+    } catch {
+      fail("\(error)")
+    }
+    if activated != nil && detach {
+      // Forking would change the pid LISTEN_PID names and close the passed descriptor; the
+      // service manager keeps the daemon in the background already.
+      fail("--detach cannot be combined with socket activation (LISTEN_FDS): the service manager runs blockscoped in the background already; start it without --detach")
+    }
     let environment = ProcessInfo.processInfo.environment
     // Before any fork, so that a bad BLOCKSCOPE_DATA or config file is reported by the command
     // that started the daemon (DaemonLauncher shows it too).
@@ -112,8 +131,13 @@ struct BlockscopedCommand: ParsableCommand {
     } catch {
       fail("\(error)")
     }
+    let requestedSocket = absolute(socket ?? SocketLocation.defaultPath(environment: environment))
+    if let activated, let socket, activated.path != requestedSocket {
+      DaemonLog.standardError("--socket \(socket) is not used: serving the socket-activated \(activated.path.isEmpty ? "(unnamed) socket" : activated.path)")
+    }
     let configuration = DaemonConfiguration(
-      socketPath: absolute(socket ?? SocketLocation.defaultPath(environment: environment)),
+      socketPath: activated.map { $0.path.isEmpty ? "(unnamed socket, fd \($0.fd))" : $0.path } ?? requestedSocket,
+      activatedListener: activated?.fd,
       strictDirectory: socket == nil,
       storePath: absolute(store ?? Self.defaultStore(environment)),
       cacheBytes: cacheMB << 20,
@@ -141,7 +165,11 @@ struct BlockscopedCommand: ParsableCommand {
     let status = serve(configuration) { result in
       switch result {
       case .success:
-        print("blockscoped listening on \(configuration.socketPath) (store \(configuration.storePath))")
+        if let fd = configuration.activatedListener {
+          print("blockscoped listening on \(configuration.socketPath) (store \(configuration.storePath); socket-activated: fd \(fd) from the service manager, left in place at exit)")
+        } else {
+          print("blockscoped listening on \(configuration.socketPath) (store \(configuration.storePath))")
+        }
         fflush(nil)
       case .failure(let message):
         fail(message)
@@ -224,6 +252,9 @@ struct BlockscopedCommand: ParsableCommand {
 /// What `serve` needs, resolved once before any fork.
 struct DaemonConfiguration {
   var socketPath: String
+  /// The listening socket a service manager passed (socket activation), served instead of
+  /// binding `socketPath`.
+  var activatedListener: Int32?
   var strictDirectory: Bool
   var storePath: String
   var cacheBytes: Int
@@ -242,9 +273,11 @@ enum Startup {
 /// Listens, opens the service, reports (`ready`), and serves until stopped. Returns the exit
 /// status.
 func serve(_ configuration: DaemonConfiguration, ready: (Startup) -> Void) -> Int32 {
-  let transport = DaemonTransport(options: TransportOptions(
+  var transportOptions = TransportOptions(
     socketPath: configuration.socketPath, strictDirectory: configuration.strictDirectory,
-    workers: configuration.workers, handleSignals: true))
+    workers: configuration.workers, handleSignals: true)
+  transportOptions.activatedListener = configuration.activatedListener
+  let transport = DaemonTransport(options: transportOptions)
   do {
     try transport.listen()
   } catch {

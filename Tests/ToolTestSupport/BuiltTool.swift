@@ -21,6 +21,9 @@ public struct BuiltTool: Sendable {
     url = candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
   }
 
+  /// Any other program, run the same way.
+  public init(url: URL) { self.url = url }
+
   public var isBuilt: Bool { FileManager.default.isExecutableFile(atPath: url.path) }
 
   /// Runs it to the end with `args` and extra environment `env`; both outputs captured.

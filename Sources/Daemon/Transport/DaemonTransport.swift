@@ -78,7 +78,8 @@ public final class DaemonTransport: @unchecked Sendable {
   // MARK: Starting and stopping
 
   /// Prepares the socket's directory, removes a stale socket, binds (0600), listens and sets up
-  /// the loop. Connections wait in the backlog until `run`.
+  /// the loop; or, socket-activated, takes the listener it was given. Connections wait in the
+  /// backlog until `run`.
   public func listen() throws(TransportError) {
     guard phase == .created else { throw .notListening }
     signal(SIGPIPE, SIG_IGN)
@@ -98,12 +99,19 @@ public final class DaemonTransport: @unchecked Sendable {
       self.timer = timer
       try check("uv_timer_start", uv_timer_start(timer, onTimer, Self.tickMilliseconds, Self.tickMilliseconds))
 
-      let path = options.socketPath
-      try SocketLocation.prepareDirectory(SocketLocation.directory(of: path), strict: options.strictDirectory)
-      try SocketLocation.clearStale(path)
-      let bound = try SocketLocation.listen(at: path, backlog: 511)
-      listenFD = bound.fd
-      socketIdentity = (bound.device, bound.inode)
+      if let activated = options.activatedListener {
+        // Polled and accepted from like a socket of our own (the accept loop's descriptor
+        // reserve, credentials before a byte is read); no socketIdentity, so never unlinked.
+        try Sys.makeNonBlockingCloseOnExec(activated)
+        listenFD = activated
+      } else {
+        let path = options.socketPath
+        try SocketLocation.prepareDirectory(SocketLocation.directory(of: path), strict: options.strictDirectory)
+        try SocketLocation.clearStale(path)
+        let bound = try SocketLocation.listen(at: path, backlog: 511)
+        listenFD = bound.fd
+        socketIdentity = (bound.device, bound.inode)
+      }
 
       let poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
       try check("uv_poll_init", uv_poll_init(loop, poll, listenFD), orFree: poll)

@@ -19,6 +19,8 @@ public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible 
   case badSocketPath(String, String)
   /// `run` was called before `listen`, or twice.
   case notListening
+  /// The socket passed by a service manager (LISTEN_FDS) cannot be served: why.
+  case socketActivation(String)
 
   public var description: String {
     switch self {
@@ -35,6 +37,8 @@ public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible 
       return "cannot use the socket path \(path): \(reason)"
     case .notListening:
       return "the transport is not listening"
+    case let .socketActivation(reason):
+      return "socket activation: \(reason)"
     }
   }
 }
@@ -137,6 +141,53 @@ enum Sys {
     var length = socklen_t(MemoryLayout<PeerCredentials>.size)
     try call("getsockopt", "SO_PEERCRED") { getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) }
     return credentials
+  }
+
+  /// An int-valued SOL_SOCKET option (getsockopt(2)); `name` names it in errors.
+  static func socketOption(_ fd: Int32, _ option: Int32, _ name: String) throws(TransportError) -> Int32 {
+    var value: Int32 = 0
+    var length = socklen_t(MemoryLayout<Int32>.size)
+    try call("getsockopt", name) { getsockopt(fd, SOL_SOCKET, option, &value, &length) }
+    return value
+  }
+
+  /// Makes a descriptor we did not open ourselves (a socket-activated listener) non-blocking,
+  /// as the accept loop needs, and close-on-exec.
+  static func makeNonBlockingCloseOnExec(_ fd: Int32) throws(TransportError) {
+    let flags = try call("fcntl", "F_GETFL") { fcntl(fd, F_GETFL) }
+    try call("fcntl", "F_SETFL") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    try call("fcntl", "F_SETFD") { fcntl(fd, F_SETFD, FD_CLOEXEC) }
+  }
+
+  /// The path a Unix socket is bound to (getsockname(2)): "@name" for an abstract socket, ""
+  /// for an unnamed one.
+  static func socketPath(_ fd: Int32) throws(TransportError) -> String {
+    var address = sockaddr_un()
+    var length = socklen_t(MemoryLayout<sockaddr_un>.size)
+    let (result, code) = withUnsafeMutablePointer(to: &address) { pointer in
+      pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in attempt { getsockname(fd, raw, &length) } }
+    }
+    if result != 0 { throw .syscall("getsockname", "", code) }
+    let pathBytes = min(Int(length), MemoryLayout<sockaddr_un>.size) - MemoryLayout.offset(of: \sockaddr_un.sun_path)!
+    guard pathBytes > 0 else { return "" }
+    let bytes = withUnsafeBytes(of: &address.sun_path) { Array($0.prefix(pathBytes)) }
+    if bytes.first == 0 { return "@" + String(decoding: bytes.dropFirst().prefix { $0 != 0 }, as: UTF8.self) }
+    return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+  }
+
+  /// What kind of file a descriptor is (fstat(2)), for error messages.
+  static func fileKind(_ fd: Int32) -> String {
+    var info = stat()
+    guard attempt({ fstat(fd, &info) }).result == 0 else { return "fstat failed" }
+    switch info.st_mode & fileTypeMask {
+    case 0o100000: return "a regular file"
+    case directoryType: return "a directory"
+    case 0o010000: return "a pipe"
+    case 0o020000: return "a character device"
+    case 0o060000: return "a block device"
+    case socketType: return "a socket"
+    default: return "file type \(String(info.st_mode & fileTypeMask, radix: 8))"
+    }
   }
 
   /// Writes as much of `bytes` as the socket takes now (non-blocking; no SIGPIPE).

@@ -47,6 +47,10 @@ public struct DaemonLog: Sendable {
 public struct TransportOptions: Sendable {
   /// The socket's path.
   public var socketPath: String
+  /// A socket already listening, passed by a service manager (`SocketActivation`): served
+  /// instead of binding `socketPath` (then only its name in logs and STATUS), and its file is
+  /// left in place at exit, for the manager that still listens on it.
+  public var activatedListener: Int32? = nil
   /// Whether `socketPath` is the default location, whose directory gets the strict checks of
   /// SPEC.md section 1 (owned by this user, mode 0700); an explicit path gets lighter ones.
   public var strictDirectory: Bool
