@@ -89,6 +89,7 @@ ERROR_NAMES = {
     1: "BAD_MAGIC", 2: "UNSUPPORTED_VERSION", 3: "FRAME_TOO_SHORT", 4: "FRAME_TOO_LARGE",
     5: "UNKNOWN_TYPE", 6: "MALFORMED_HEADER", 7: "HELLO_REQUIRED", 8: "VERSION_MISMATCH",
     9: "NOT_A_REQUEST", 10: "PERMISSION_DENIED", 11: "SERVER_BUSY", 12: "SHUTTING_DOWN_CLOSE", 13: "DUPLICATE_REQUEST_ID", 14: "TIMEOUT",
+    15: "TOO_MANY_DESCRIPTORS",
     100: "MALFORMED_PAYLOAD", 101: "INVALID_ARGUMENT", 102: "NOT_FOUND", 103: "ALREADY_EXISTS",
     104: "CONFLICT", 105: "CANCELLED", 106: "SHUTTING_DOWN", 107: "TOO_MANY_REQUESTS",
     108: "CORRUPT", 109: "IO_ERROR", 110: "NO_SPACE", 111: "DATA_UNAVAILABLE",
@@ -108,7 +109,7 @@ def frame_limit(type_code_):
     if type_code_ == REQUEST_TYPES["CKA"]:
         return 512 * MiB
     if type_code_ == REQUEST_TYPES["SESSION_BATCH"]:
-        return 64 * MiB
+        return 64 * MiB + MAX_DOC + HEADER_SIZE
     if type_code_ in TYPE_NAMES and type_code_ < RESPONSE_BIT and type_code_ != PROGRESS:
         return 4 * MiB + HEADER_SIZE
     if type_code_ in (REQUEST_TYPES["HEATMAP"] | RESPONSE_BIT, REQUEST_TYPES["PC"] | RESPONSE_BIT,
@@ -281,6 +282,12 @@ class Tensor:
                 raise TypeError("tensor %r: array typecode %r does not hold %s"
                                 % (name, data.typecode, dtype))
             nbytes = len(data) * data.itemsize
+        elif isinstance(data, memoryview) and not _BIG_ENDIAN:
+            # A view of the caller's buffer (a numpy array's memory): sent without a copy.
+            if not data.c_contiguous:
+                raise ValueError("tensor %r: the buffer is not C-contiguous" % name)
+            data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+            nbytes = data.nbytes
         else:
             data = bytes(data)
             nbytes = len(data)
@@ -328,7 +335,7 @@ class Tensor:
         return self.count * DTYPES[self.dtype][0]
 
     def to_bytes(self):
-        """The wire form: little-endian bytes."""
+        """The wire form: little-endian bytes (a memoryview when the tensor views a buffer)."""
         if isinstance(self.data, array.array):
             if _BIG_ENDIAN and self.data.itemsize > 1:                  # pragma: no cover
                 a = array.array(self.data.typecode, self.data)
@@ -396,6 +403,14 @@ def encode_doc(doc):
 def encode_payload(doc=None, tensors=()):
     """u32 doc_length, doc, tensor data. With tensors, `doc["tensors"]` is (re)written from
     their descriptors so the two can never disagree; the caller's dict is not modified."""
+    return b"".join(encode_payload_parts(doc, tensors))
+
+
+def encode_payload_parts(doc=None, tensors=(), align=0):
+    """encode_payload as a list of buffers (the tensors' own, not copied): for sending with
+    one write per part. align > 0 pads the doc with spaces so the tensor data starts at a
+    multiple of `align` bytes into the payload (SPEC section 3: the daemon then reads f32
+    activations in place)."""
     doc = dict(doc or {})
     tensors = list(tensors)
     if tensors:
@@ -406,9 +421,13 @@ def encode_payload(doc=None, tensors=()):
     if len(body) > MAX_DOC:
         raise _perror("MALFORMED_PAYLOAD", "doc is %d bytes, above the %d-byte limit"
                       % (len(body), MAX_DOC))
-    parts = [struct.pack("<I", len(body)), body]
+    if align and tensors and (4 + len(body)) % align:
+        padded = len(body) + align - (4 + len(body)) % align
+        if padded <= MAX_DOC:
+            body += b" " * (padded - len(body))
+    parts = [struct.pack("<I", len(body)) + body]
     parts.extend(t.to_bytes() for t in tensors)
-    return b"".join(parts)
+    return parts
 
 
 def _reject_constant(name):
@@ -540,15 +559,24 @@ def encode_frame(type_, request_id, doc=None, tensors=(), flags=0, version=PROTO
                  check_limit=True):
     """The bytes of one frame. With `check_limit`, a frame above limit(type) raises
     ProtocolError FRAME_TOO_LARGE here rather than being refused by the daemon."""
+    return b"".join(encode_frame_parts(type_, request_id, doc, tensors, flags, version,
+                                       check_limit))
+
+
+def encode_frame_parts(type_, request_id, doc=None, tensors=(), flags=0,
+                       version=PROTOCOL_VERSION, check_limit=True, align=0):
+    """encode_frame as a list of buffers: header and doc, then each tensor's own buffer (a
+    numpy array's memory is not copied). align: see encode_payload_parts."""
     code = type_code(type_)
     if not 0 <= request_id < 1 << 64:
         raise ValueError("request id %r is not a u64" % (request_id,))
-    payload = encode_payload(doc, tensors)
-    length = HEADER_SIZE + len(payload)
+    parts = encode_payload_parts(doc, tensors, align)
+    length = HEADER_SIZE + sum(memoryview(p).nbytes for p in parts)
     if check_limit and length > frame_limit(code):
         raise _perror("FRAME_TOO_LARGE", "a %s frame of length %d is above its limit %d"
                       % (type_name(code), length, frame_limit(code)))
-    return _frame_bytes(code, request_id, payload, flags, version)
+    parts[0] = _HEADER.pack(length, MAGIC, version, flags, code, 0, request_id) + parts[0]
+    return parts
 
 
 class FrameDecoder:
@@ -849,6 +877,12 @@ def _activation_tensor(name, x):
             x = x.astype("<f4")
             descr = "<f4"
         if descr == "<f4":
+            try:
+                view = memoryview(x)
+            except TypeError:
+                view = None
+            if view is not None and view.c_contiguous and not _BIG_ENDIAN:
+                return Tensor(name, "f32", shape, view)      # the array's memory, not a copy
             return Tensor(name, "f32", shape, x.tobytes(order="C"))
         return Tensor.from_nested(name, x.tolist(), "f32")
     return Tensor.from_nested(name, x, "f32")
@@ -874,6 +908,62 @@ def _examples(examples, count, ids, split):
     return None
 
 
+class MemfdBuffer:
+    """A memfd for shared-memory SESSION_BATCH frames (SPEC section 7, "Shared-memory
+    batches"): the activations are written into it and only a small frame and the descriptor
+    go through the socket. Created with MFD_ALLOW_SEALING and sealed against shrinking (the
+    daemon refuses an unsealed one, since a file that shrinks under its mapping would crash
+    it); grown as needed, and reused: write into it again only after the frame that used it
+    has been answered. Linux only."""
+
+    ALIGN = 64
+
+    def __init__(self, capacity=64 * MiB, name="blockscope-batch"):
+        import fcntl
+        import mmap
+        self._mmap = mmap
+        self.fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self.capacity = 0
+        self._map = None
+        self._grow(max(int(capacity), 4096))
+        fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+
+    def _grow(self, size):
+        if self._map is not None:
+            self._map.close()
+        os.ftruncate(self.fd, size)
+        self.capacity = size
+        self._map = self._mmap.mmap(self.fd, size)
+
+    def write(self, tensors):
+        """Lays the tensors out at 64-byte aligned offsets (growing the file if needed) and
+        returns their `memfd` entries for the SESSION_BATCH doc."""
+        entries, offset = [], 0
+        for t in tensors:
+            entries.append({"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "offset": offset})
+            offset += -(-t.nbytes // self.ALIGN) * self.ALIGN
+        if offset > self.capacity:
+            self._grow(max(offset, 2 * self.capacity))
+        for t, e in zip(tensors, entries):
+            data = memoryview(t.to_bytes()).cast("B")
+            self._map[e["offset"]:e["offset"] + data.nbytes] = data
+        return entries
+
+    def close(self):
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class Client:
     """A connection to blockscoped. Synchronous: `request` sends one request and reads until
     its final frame; events or answers for other ids (when `submit` was used to pipeline) are
@@ -894,6 +984,7 @@ class Client:
         self._decoder = None
         self._ids = itertools.count(1)
         self._pending = {}        # unanswered request id -> (type, [frames not yet consumed])
+        self._memfd = None        # session_batch(memfd=True)'s MemfdBuffer, made on first use
         if connect:
             self.connect()
 
@@ -970,8 +1061,9 @@ class Client:
 
     # --- requests ------------------------------------------------------------------------
 
-    def submit(self, type_name_, doc=None, tensors=(), quiet=False):
-        """Sends a request without waiting; returns its id for `wait`."""
+    def submit(self, type_name_, doc=None, tensors=(), quiet=False, descriptor=None):
+        """Sends a request without waiting; returns its id for `wait`. `descriptor`: a file
+        descriptor sent with the frame (SCM_RIGHTS, in the sendmsg of its first bytes)."""
         if self._sock is None:
             raise ConnectionClosed("not connected to %s" % self.socket_path)
         code = type_code(type_name_)
@@ -980,10 +1072,19 @@ class Client:
         request_id = next(self._ids)
         version = PROTOCOL_VERSION if code == REQUEST_TYPES["HELLO"] else (
             self.version or PROTOCOL_VERSION)
-        frame = encode_frame(code, request_id, doc or {}, tensors,
-                             FLAG_QUIET if quiet else 0, version)
+        # Large tensors go out from their own buffers, 64-byte aligned after the doc.
+        parts = encode_frame_parts(code, request_id, doc or {}, tensors,
+                                   FLAG_QUIET if quiet else 0, version,
+                                   align=64 if code == REQUEST_TYPES["SESSION_BATCH"] else 0)
         try:
-            self._sock.sendall(frame)
+            if descriptor is not None:
+                first = memoryview(parts.pop(0))
+                sent = self._sock.sendmsg([first], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                     array.array("i", [descriptor]))])
+                if sent < first.nbytes:
+                    self._sock.sendall(first[sent:])
+            for part in parts:
+                self._sock.sendall(part)
         except OSError as e:
             # SPEC section 1: a write after the daemon closed fails (EPIPE, ECONNRESET), but
             # what it sent before closing, usually an ERROR saying why, is still readable.
@@ -1244,15 +1345,29 @@ class Client:
         return self._call("SESSION_OPEN", {"model": model, "fingerprint": fingerprint,
                                            "representations": reps})[0]
 
-    def session_batch(self, session, batch, activations):
+    def session_batch(self, session, batch, activations, memfd=None):
         """Sends representations of one batch: activations maps representation names to
         arrays [n, ...declared shape] (numpy float32/float16, Tensors, nested lists; see
         _activation_tensor). batch: a client key or "DATASET:SPLIT[a:b]". Several calls may
         carry different representations of one batch. Returns {"batch", "representations",
         "examples", "pending"}."""
+        return self.wait(self.submit_session_batch(session, batch, activations, memfd))[0]
+
+    def submit_session_batch(self, session, batch, activations, memfd=None):
+        """session_batch without waiting; returns the request id for `wait`. With `memfd` (a
+        MemfdBuffer, or True for the client's own), the tensors go through shared memory; a
+        buffer must not be written again before its frame is answered."""
         items = activations.items() if hasattr(activations, "items") else activations
         tensors = [_activation_tensor(name, x) for name, x in items]
-        return self._call("SESSION_BATCH", {"session": session, "batch": batch}, tensors)[0]
+        doc = {"session": session, "batch": batch}
+        if not memfd:
+            return self.submit("SESSION_BATCH", doc, tensors, quiet=True)
+        if memfd is True:
+            if self._memfd is None:
+                self._memfd = MemfdBuffer()
+            memfd = self._memfd
+        doc["memfd"] = memfd.write(tensors)
+        return self.submit("SESSION_BATCH", doc, quiet=True, descriptor=memfd.fd)
 
     def session_close(self, session):
         """Ends a session (the foreign model and its Grams stay). Returns {"session",
@@ -1307,6 +1422,14 @@ class Client:
 # =============================================================================================
 # 8. Command line
 # =============================================================================================
+
+def torch_heatmap(model, loader, layers="all", **options):
+    """A PyTorch model's minibatch-CKA heatmap through the daemon: forward hooks stream its
+    activations as a foreign model (tools/blockscope_torch.py, which needs torch; its
+    torch_heatmap documents the options: client, dataset, other, estimator, ...)."""
+    import blockscope_torch
+    return blockscope_torch.torch_heatmap(model, loader, layers=layers, **options)
+
 
 class UsageError(Exception):
     """Bad command-line input (including unreadable input files): exit code 2."""

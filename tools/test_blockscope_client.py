@@ -334,7 +334,7 @@ class FramingTests(unittest.TestCase):
             0x0001: 4 * 2 ** 20 + 16, 0x0002: 4 * 2 ** 20 + 16, 0x0012: 4 * 2 ** 20 + 16,
             0x0011: 512 * 2 ** 20, 0x800C: 256 * 2 ** 20, 0x800D: 256 * 2 ** 20,
             0x8012: 2 ** 30, 0x8011: 16 * 2 ** 20, 0x8001: 16 * 2 ** 20, 0x4001: 16 * 2 ** 20,
-            0xFFFF: 16 * 2 ** 20, 0x001D: 64 * 2 ** 20, 0x001C: 4 * 2 ** 20 + 16,
+            0xFFFF: 16 * 2 ** 20, 0x001D: 68 * 2 ** 20 + 16, 0x001C: 4 * 2 ** 20 + 16,
             0x801D: 16 * 2 ** 20,
         }
         for t, limit in limits.items():
@@ -446,7 +446,7 @@ class FramingTests(unittest.TestCase):
         with self.assertRaises(ValueError):
             bc.type_code("NOPE")
         self.assertEqual(len(bc.REQUEST_TYPES), 31)
-        self.assertEqual(len(bc.ERROR_NAMES), 28)
+        self.assertEqual(len(bc.ERROR_NAMES), 29)
 
 
 # =============================================================================================
@@ -1554,6 +1554,85 @@ class LiveDaemonTests(unittest.TestCase):
                 for j in range(3):
                     self.assertAlmostEqual(got["cka"][i][j], want[i, j], delta=1e-5,
                                            msg="%s [%d][%d]" % (estimator, i, j))
+
+    def test_memfd_batches_equal_socket_batches_and_bad_memfds_are_refused(self):
+        """Shared-memory SESSION_BATCH frames (SPEC section 7) give the Grams the payload path
+        gives; a memfd smaller than its frame claims, unsealed, not a memfd, missing, or with
+        a huge or misaligned offset is INVALID_ARGUMENT on that request only; two descriptors
+        with one frame close the connection (TOO_MANY_DESCRIPTORS); the daemon keeps no
+        descriptor afterwards."""
+        try:
+            import numpy as np
+        except ImportError:
+            self.skipTest("numpy is not installed")
+        rng = np.random.default_rng(3)
+        acts = {"a": rng.standard_normal((24, 5, 4), dtype=np.float32),
+                "b": rng.standard_normal((24, 7), dtype=np.float32).astype(np.float16),
+                "c": rng.standard_normal((24, 3), dtype=np.float32) + 100}
+        cl = self.client()
+        fds_before = len(os.listdir("/proc/%d/fd" % self.proc.pid))
+        shapes = [(k, v.shape[1:]) for k, v in acts.items()]
+        via_socket = cl.session_open("via-socket", "fp-socket", shapes)["session"]
+        via_memfd = cl.session_open("via-memfd", "fp-memfd", shapes)["session"]
+        buffers = [bc.MemfdBuffer(4096), bc.MemfdBuffer(4096)]      # grown on demand
+        for i in range(3):
+            batch = {k: v[i * 8:(i + 1) * 8] for k, v in acts.items()}
+            cl.session_batch(via_socket, "b%d" % i, batch)
+            got = cl.wait(cl.submit_session_batch(via_memfd, "b%d" % i, batch, memfd=buffers[i % 2]))[0]
+            self.assertEqual((got["examples"], got["pending"]), (8, []))
+        both = cl.heatmap("via-memfd", other="via-socket", batches=["b0", "b1", "b2"])
+        for i in range(3):
+            self.assertAlmostEqual(both["cka"][i][i], 1.0, delta=1e-6)
+        own = [cl.heatmap(m, batches=["b0", "b1", "b2"])["cka"] for m in ("via-memfd", "via-socket")]
+        self.assertEqual(own[0], own[1])
+
+        t = bc._activation_tensor("a", acts["a"][:8])
+        entry = buffers[0].write([t])[0]
+        capacity = buffers[0].capacity
+
+        def refused(doc_memfd, fd, fragment):
+            with self.assertRaises(bc.BlockscopeError) as cm:
+                cl.wait(cl.submit("SESSION_BATCH", {"session": via_memfd, "batch": "bad",
+                                                    "memfd": doc_memfd}, descriptor=fd))
+            self.assertEqual(cm.exception.name, "INVALID_ARGUMENT", cm.exception)
+            self.assertIn(fragment, cm.exception.message)
+
+        refused([dict(entry, offset=capacity - 100)], buffers[0].fd, "does not fit in the memfd")
+        refused([dict(entry, offset=2 ** 62)], buffers[0].fd, "does not fit in the memfd")
+        refused([dict(entry, offset=2)], buffers[0].fd, "not a non-negative multiple of 4")
+        refused([entry], None, "no file descriptor came with this frame")
+        unsealed = os.memfd_create("unsealed")
+        os.ftruncate(unsealed, capacity)
+        refused([entry], unsealed, "not sealed against shrinking")
+        r, w = os.pipe()
+        refused([entry], r, "not a memfd")
+        for fd in (unsealed, r, w):
+            os.close(fd)
+        memfd_model = next(m for m in cl.foreign_models() if m["model"] == "via-memfd")
+        self.assertEqual([b["batch"] for b in memfd_model["batches"]], ["b0", "b1", "b2"])  # nothing stored
+
+        # Two descriptors in one sendmsg: a connection error; the daemon serves on.
+        rogue = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        rogue.connect(self.socket)
+        rogue.sendmsg([bc.encode_frame("HELLO", 1, {"client": "rogue", "versions": [1]})],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [buffers[0].fd, buffers[1].fd]))])
+        data = b""
+        rogue.settimeout(10)
+        while True:
+            chunk = rogue.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        rogue.close()
+        self.assertIn(b"TOO_MANY_DESCRIPTORS", data)
+        cl.status()                       # still served
+        for b in buffers:
+            b.close()
+        cl.close()
+        deadline = time.monotonic() + 10
+        while len(os.listdir("/proc/%d/fd" % self.proc.pid)) > fds_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertLessEqual(len(os.listdir("/proc/%d/fd" % self.proc.pid)), fds_before)
 
     def test_cancel_then_resume_from_another_connection(self):
         c = self.client()

@@ -127,6 +127,8 @@ const char *bs_isa_override_error(void);
 //   C is touched. The reference accumulates in double, the SIMD variants in float.
 // bs_transpose: src: [rows][lds] (first cols columns) -> dst: [cols][ldd] (first rows
 //   columns), dst[c][r] = src[r][c]; nothing else in dst is touched (transpose_*.c).
+// bs_find_nonfinite: x: [n] -> *first = index of the first NaN or infinity, n if none
+//   (finite_*.c; foreign activations are checked with it before their Grams).
 #define BS_OPS(X)                                                                                 \
   X(bs_im2col, (const float *x, int H, int W, int C, int KH, int KW, int stride, int pad,        \
                 float *col), (x, H, W, C, KH, KW, stride, pad, col))                             \
@@ -169,7 +171,8 @@ const char *bs_isa_override_error(void);
   X(bs_dots_acc, (const float *a, int na, int lda, const float *b, int nb, int ldb, int k,        \
                   int upper, float *C, int ldc), (a, na, lda, b, nb, ldb, k, upper, C, ldc))      \
   X(bs_transpose, (const float *src, size_t rows, size_t cols, size_t lds, float *dst,           \
-                   size_t ldd), (src, rows, cols, lds, dst, ldd))
+                   size_t ldd), (src, rows, cols, lds, dst, ldd))                               \
+  X(bs_find_nonfinite, (const float *x, size_t n, size_t *first), (x, n, first))
 
 // For each op: a function type NAME_t and the variants NAME_ref / NAME_avx2 / NAME_avx512 (an
 // ISA without its own variant is absent from kernels.inc and falls back to the next lower one).

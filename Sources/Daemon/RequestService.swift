@@ -1,3 +1,4 @@
+import Glibc
 import Wire
 
 // The seam between the daemon's two halves:
@@ -15,17 +16,22 @@ public struct IncomingRequest: Sendable {
   public let quiet: Bool
   /// The raw payload; `parsedPayload()` / `decode(_:)` apply section 3 of the spec.
   public let payload: [UInt8]
+  /// The file descriptor that came with the frame (SCM_RIGHTS), if any: a shared-memory
+  /// SESSION_BATCH's memfd. Closed when the last copy of the request is gone.
+  public let descriptor: PassedDescriptor?
 
-  public init(type: MessageType, requestID: UInt64, quiet: Bool, payload: [UInt8]) {
+  public init(type: MessageType, requestID: UInt64, quiet: Bool, payload: [UInt8],
+              descriptor: PassedDescriptor? = nil) {
     self.type = type
     self.requestID = requestID
     self.quiet = quiet
     self.payload = payload
+    self.descriptor = descriptor
   }
 
-  public init(_ frame: Frame) {
+  public init(_ frame: Frame, descriptor: PassedDescriptor? = nil) {
     self.init(type: frame.type, requestID: frame.requestID, quiet: frame.flags.contains(.quiet),
-              payload: frame.payload)
+              payload: frame.payload, descriptor: descriptor)
   }
 
   public func parsedPayload() throws(WireError) -> Payload { try Payload.parse(payload) }
@@ -34,6 +40,13 @@ public struct IncomingRequest: Sendable {
   public func decode<T: Decodable>(_ type: T.Type) throws(WireError) -> T {
     try parsedPayload().decode(type)
   }
+}
+
+/// A file descriptor received with a frame; owned by this object, closed when it goes.
+public final class PassedDescriptor: Sendable {
+  public let fd: Int32
+  public init(_ fd: Int32) { self.fd = fd }
+  deinit { _ = close(fd) }
 }
 
 /// Where one request's answer goes. Thread-safe; frames are queued to the loop thread.

@@ -16,6 +16,7 @@ public enum ErrorCode: UInt16, CaseIterable, Sendable {
   case shuttingDownClose = 12
   case duplicateRequestID = 13
   case timeout = 14
+  case tooManyDescriptors = 15
 
   case malformedPayload = 100
   case invalidArgument = 101
@@ -59,6 +60,7 @@ public enum ErrorCode: UInt16, CaseIterable, Sendable {
     case .shuttingDownClose: return "SHUTTING_DOWN_CLOSE"
     case .duplicateRequestID: return "DUPLICATE_REQUEST_ID"
     case .timeout: return "TIMEOUT"
+    case .tooManyDescriptors: return "TOO_MANY_DESCRIPTORS"
     case .malformedPayload: return "MALFORMED_PAYLOAD"
     case .invalidArgument: return "INVALID_ARGUMENT"
     case .notFound: return "NOT_FOUND"

@@ -124,8 +124,9 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
   public var limit: Int {
     switch self {
     case .cka: return 512 << 20
-    // Activations: a 256 x 16384 f32 representation is 16 MiB; room for four per frame.
-    case .sessionBatch: return 64 << 20
+    // Activations: 64 MiB of tensors after a doc of up to 4 MiB (a 256 x 16384 f32
+    // representation is 16 MiB: four per frame).
+    case .sessionBatch: return (68 << 20) + FrameHeader.headerSize
     case _ where isRequest: return (4 << 20) + FrameHeader.headerSize
     case .heatmapOK, .pcOK, .studyResultOK: return 256 << 20
     case .exportOK: return FrameHeader.maxLength

@@ -56,39 +56,58 @@ public struct Payload: Hashable, Sendable {
 
   /// Splits and checks a received payload: every rule of section 3, else `MALFORMED_PAYLOAD`.
   public static func parse(_ bytes: [UInt8]) throws(WireError) -> Payload {
-    guard bytes.count >= 4 else {
-      throw malformed("a payload of \(bytes.count) bytes has no room for the 4-byte doc_length")
-    }
-    let docLength = Int(bytes.readLittleEndian(UInt32.self, at: 0))
-    if docLength > maxDocLength {
-      throw malformed("doc_length \(docLength) exceeds the limit of \(maxDocLength) bytes")
-    }
-    guard docLength <= bytes.count - 4 else {
-      throw malformed("doc_length \(docLength) exceeds the \(bytes.count - 4) payload bytes after it")
-    }
-    let doc = Array(bytes[4..<(4 + docLength)])
-    let descriptors = try parseDescriptors(doc)
+    let layout = try Layout.of(bytes)
+    return Payload(doc: layout.doc, tensors: layout.tensors.map { t in
+      WireTensor(name: t.descriptor.name, dtype: t.descriptor.dtype, shape: t.descriptor.shape,
+                 bytes: Array(bytes[t.bytes]))
+    })
+  }
 
-    var offset = 4 + docLength
-    var tensors: [WireTensor] = []
-    tensors.reserveCapacity(descriptors.count)
-    for descriptor in descriptors {
-      // Negative dimensions were rejected with the descriptor; nil here is overflow.
-      guard let size = WireTensor.byteCount(dtype: descriptor.dtype, shape: descriptor.shape) else {
-        throw malformed("tensor '\(descriptor.name)' of shape \(descriptor.shape) is too large")
+  /// A checked payload whose tensors stay where they arrived: each tensor's descriptor and the
+  /// range of its bytes in the payload. Requests that carry many megabytes (SESSION_BATCH)
+  /// read their tensors in place instead of copying each one out.
+  public struct Layout: Sendable {
+    public var doc: [UInt8]
+    public var tensors: [(descriptor: WireTensor.Descriptor, bytes: Range<Int>)]
+
+    /// The doc alone, for `decode`.
+    public var docPayload: Payload { Payload(doc: doc) }
+
+    /// Every rule of section 3, else `MALFORMED_PAYLOAD` (as `Payload.parse`).
+    public static func of(_ bytes: [UInt8]) throws(WireError) -> Layout {
+      guard bytes.count >= 4 else {
+        throw Payload.malformed("a payload of \(bytes.count) bytes has no room for the 4-byte doc_length")
       }
-      guard size <= bytes.count - offset else {
-        throw malformed("tensor '\(descriptor.name)' (\(descriptor.dtype.rawValue)\(descriptor.shape)) "
-                        + "needs \(size) bytes, \(bytes.count - offset) remain")
+      let docLength = Int(bytes.readLittleEndian(UInt32.self, at: 0))
+      if docLength > Payload.maxDocLength {
+        throw Payload.malformed("doc_length \(docLength) exceeds the limit of \(Payload.maxDocLength) bytes")
       }
-      tensors.append(WireTensor(name: descriptor.name, dtype: descriptor.dtype, shape: descriptor.shape,
-                                bytes: Array(bytes[offset..<(offset + size)])))
-      offset += size
+      guard docLength <= bytes.count - 4 else {
+        throw Payload.malformed("doc_length \(docLength) exceeds the \(bytes.count - 4) payload bytes after it")
+      }
+      let doc = Array(bytes[4..<(4 + docLength)])
+      let descriptors = try Payload.parseDescriptors(doc)
+
+      var offset = 4 + docLength
+      var tensors: [(descriptor: WireTensor.Descriptor, bytes: Range<Int>)] = []
+      tensors.reserveCapacity(descriptors.count)
+      for descriptor in descriptors {
+        // Negative dimensions were rejected with the descriptor; nil here is overflow.
+        guard let size = WireTensor.byteCount(dtype: descriptor.dtype, shape: descriptor.shape) else {
+          throw Payload.malformed("tensor '\(descriptor.name)' of shape \(descriptor.shape) is too large")
+        }
+        guard size <= bytes.count - offset else {
+          throw Payload.malformed("tensor '\(descriptor.name)' (\(descriptor.dtype.rawValue)\(descriptor.shape)) "
+                          + "needs \(size) bytes, \(bytes.count - offset) remain")
+        }
+        tensors.append((descriptor, offset..<(offset + size)))
+        offset += size
+      }
+      guard offset == bytes.count else {
+        throw Payload.malformed("\(bytes.count - offset) bytes follow the last tensor")
+      }
+      return Layout(doc: doc, tensors: tensors)
     }
-    guard offset == bytes.count else {
-      throw malformed("\(bytes.count - offset) bytes follow the last tensor")
-    }
-    return Payload(doc: doc, tensors: tensors)
   }
 
   private static func malformed(_ message: String) -> WireError {

@@ -100,8 +100,25 @@ public struct WireTensor: Hashable, Sendable {
   /// The values of an `f32`, `f16` or `bf16` tensor as Float (widening is exact: every f16 and
   /// bf16 value, subnormals, infinities and NaN included, is an f32); nil for other dtypes.
   public var widenedFloats: [Float]? {
+    bytes.withUnsafeBytes { Self.widenedFloats(dtype: dtype, bytes: $0) }
+  }
+
+  /// `widenedFloats` of a tensor's little-endian bytes wherever they lie (a payload read in
+  /// place); nil for dtypes other than f32, f16 and bf16.
+  public static func widenedFloats(dtype: DType, bytes: UnsafeRawBufferPointer) -> [Float]? {
     switch dtype {
-    case .f32: return values(of: Float.self)
+    case .f32:
+      let count = bytes.count / 4
+      return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        #if _endian(little)
+        UnsafeMutableRawBufferPointer(buffer).copyMemory(from: bytes)
+        #else
+        for i in 0..<count {
+          buffer[i] = Float(bitPattern: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+        }
+        #endif
+        initialized = count
+      }
     case .f16, .bf16:
       let count = bytes.count / 2
       let bf16 = dtype == .bf16

@@ -58,6 +58,7 @@ static inline void bs_emulated_mask_storeu_ps(void *p, simde__mmask16 k, simde__
 #define bs_gram_sqdist_avx512 bs_gram_sqdist_avx512_emulated
 #define bs_exp_scaled_avx512 bs_exp_scaled_avx512_emulated
 #define bs_dots_acc_avx512 bs_dots_acc_avx512_emulated
+#define bs_find_nonfinite_avx512 bs_find_nonfinite_avx512_emulated
 
 #include "ckernels.h"
 #endif

@@ -51,7 +51,9 @@ public final class ForeignGrams: @unchecked Sendable {
       throw ForeignGramError.shape("representation \(representation) has \(rep.features) features per example; the batch has \(d)")
     }
     guard n >= 4 else { throw ForeignGramError.shape("a batch needs at least 4 examples (the unbiased estimator), got \(n)") }
-    for i in 0..<(n * d) where !x[i].isFinite { throw ForeignGramError.nonFinite(representation) }
+    if context.firstNonfinite(UnsafeBufferPointer(start: x, count: n * d)) != nil {
+      throw ForeignGramError.nonFinite(representation)
+    }
     let entry = try GramForms.centred(x, m: n, d: d, context: context)
     var f = Fingerprint()
     f.add(UnsafeRawBufferPointer(start: entry.pointer, count: entry.count * 4))

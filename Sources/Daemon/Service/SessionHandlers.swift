@@ -51,26 +51,69 @@ extension DaemonService {
   // MARK: SESSION_BATCH
 
   func sessionBatch(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
-    let payload = try request.parsedPayload()
-    let r = try payload.decode(SessionBatchRequest.self)
+    // A frame carries up to 64 MiB of activations, in its payload or in a memfd that came with
+    // it; either way they are read where they lie (f32 at an aligned offset is never copied).
+    let layout = try Payload.Layout.of(request.payload)
+    let r = try layout.docPayload.decode(SessionBatchRequest.self)
     let (session, definition) = try sessions.session(r.session)
     try checkText(r.batch, key: "batch", maxBytes: SessionLimits.maxBatchKeyBytes)
     let (batchKey, reference) = try resolveBatch(r.batch, key: "batch")
-
-    // Every tensor is checked (name, dtype, shape, example count, finite values) before any
-    // Gram is computed: a frame that fails these leaves nothing behind.
-    guard !payload.tensors.isEmpty else {
-      throw invalid("tensors", "none: SESSION_BATCH carries one tensor per representation, named after it")
-    }
-    var inputs: [(rep: ForeignRepresentation, values: [Float])] = []
-    var first: (name: String, n: Int)?
-    for t in payload.tensors where !inputs.contains(where: { $0.rep.name == t.name }) {
-      guard let rep = definition.declared.first(where: { $0.name == t.name }) else {
-        throw notFound("tensor '\(t.name)': model \"\(session.name)\" declared no such representation "
-                       + "(declared: \(definition.declared.prefix(8).map(\.name).joined(separator: ", "))"
-                       + (definition.declared.count > 8 ? ", ..." : "") + ")")
+    let target = BatchTarget(fingerprint: session.fingerprint, modelName: session.name, definition: definition,
+                             batchKey: batchKey, batchName: r.batch, reference: reference)
+    let context = analysisContext()
+    let stored: (received: [String], examples: Int)
+    if let shared = r.memfd {
+      guard layout.tensors.isEmpty else {
+        throw invalid("memfd", "the frame also carries tensors in its payload: a batch's tensors are in one or the other")
       }
-      guard let values = t.widenedFloats else {
+      guard !shared.isEmpty else {
+        throw invalid("memfd", "empty: list the tensors the memfd holds ({name, dtype, shape, offset})")
+      }
+      guard let descriptor = request.descriptor else {
+        throw invalid("memfd", "no file descriptor came with this frame: send the memfd with SCM_RIGHTS, "
+                      + "in a sendmsg that carries only this frame's bytes")
+      }
+      let mapping = try SharedBatchMapping(descriptor.fd, tensors: shared)
+      stored = try ingest(shared.map { ($0.descriptor, mapping.bytes(of: $0)) }, into: target, context: context)
+    } else {
+      guard !layout.tensors.isEmpty else {
+        throw invalid("tensors", "none: SESSION_BATCH carries one tensor per representation, named after it")
+      }
+      stored = try request.payload.withUnsafeBytes { payload in
+        try ingest(layout.tensors.map { ($0.descriptor, UnsafeRawBufferPointer(rebasing: payload[$0.bytes])) },
+                   into: target, context: context)
+      }
+    }
+    let pending = sessions.record(session.fingerprint, batch: batchKey, received: stored.received)
+    try respond(reply, .sessionBatchOK, SessionBatchResponse(batch: r.batch, representations: stored.received,
+                                                            examples: stored.examples, pending: pending))
+  }
+
+  /// Where one SESSION_BATCH frame goes.
+  struct BatchTarget {
+    let fingerprint: String
+    let modelName: String
+    let definition: SessionManager.Definition
+    let batchKey: UInt64
+    let batchName: String
+    let reference: DatasetReference?
+  }
+
+  /// Checks every tensor of a frame (name, dtype, shape, example count, finite values) before
+  /// any Gram is computed, so a frame that fails these leaves nothing behind; then stores the
+  /// Gram of each in order. Returns the representations stored and the batch's example count.
+  private func ingest(_ tensors: [(descriptor: WireTensor.Descriptor, bytes: UnsafeRawBufferPointer)],
+                      into target: BatchTarget, context: KernelContext) throws -> (received: [String], examples: Int) {
+    let declared = target.definition.declared
+    var inputs: [(rep: ForeignRepresentation, values: ActivationValues)] = []
+    var first: (name: String, n: Int)?
+    for (t, bytes) in tensors where !inputs.contains(where: { $0.rep.name == t.name }) {
+      guard let rep = declared.first(where: { $0.name == t.name }) else {
+        throw notFound("tensor '\(t.name)': model \"\(target.modelName)\" declared no such representation "
+                       + "(declared: \(declared.prefix(8).map(\.name).joined(separator: ", "))"
+                       + (declared.count > 8 ? ", ..." : "") + ")")
+      }
+      guard let values = ActivationValues(dtype: t.dtype, bytes: bytes) else {
         throw invalid("tensors", "tensor '\(t.name)' is \(t.dtype.rawValue); activations are f32, f16 or bf16")
       }
       guard t.shape.count == rep.shape.count + 1, Array(t.shape.dropFirst()) == rep.shape else {
@@ -83,8 +126,9 @@ extension DaemonService {
                       + "every representation of one batch has the same examples")
       }
       first = first ?? (t.name, n)
-      if let bad = values.firstIndex(where: { !$0.isFinite }) {
-        throw invalid("tensors", "tensor '\(t.name)' holds a non-finite value (\(values[bad]) at example "
+      if let bad = values.withFloats({ context.firstNonfinite($0) }) {
+        let value = values.withFloats { $0[bad] }
+        throw invalid("tensors", "tensor '\(t.name)' holds a non-finite value (\(value) at example "
                       + "\(bad / max(1, rep.features ?? 1)))")
       }
       inputs.append((rep, values))
@@ -93,30 +137,28 @@ extension DaemonService {
     guard (4...SessionLimits.maxExamples).contains(n) else {
       throw invalid("tensors", "a batch of \(n) examples; 4 to \(SessionLimits.maxExamples) (the unbiased estimator needs 4)")
     }
-    if let reference, reference.count != n {
+    if let reference = target.reference, reference.count != n {
       throw invalid("tensors", "the batch \(reference.text) is \(reference.count) examples; the tensors have \(n)")
     }
 
-    try sessions.reserve(session.fingerprint, batch: batchKey, name: r.batch, examples: n, reference: reference)
-    let context = analysisContext()
+    try sessions.reserve(target.fingerprint, batch: target.batchKey, name: target.batchName, examples: n,
+                         reference: target.reference)
     var received: [String] = []
     do {
       for (rep, values) in inputs {
-        try values.withUnsafeBufferPointer { x in
-          _ = try sessions.grams.ingest(definition.model, representation: rep.name, batchKey: batchKey,
-                                        batchName: r.batch, activations: x.baseAddress!, examples: n,
+        try values.withFloats { x in
+          _ = try sessions.grams.ingest(target.definition.model, representation: rep.name, batchKey: target.batchKey,
+                                        batchName: target.batchName, activations: x.baseAddress!, examples: n,
                                         features: rep.features ?? 0, context: context)
         }
         received.append(rep.name)
       }
     } catch {
       // What went in before the failure stays (it was consistent); the frame's answer is the error.
-      sessions.record(session.fingerprint, batch: batchKey, received: received)
+      sessions.record(target.fingerprint, batch: target.batchKey, received: received)
       throw error
     }
-    let pending = sessions.record(session.fingerprint, batch: batchKey, received: received)
-    try respond(reply, .sessionBatchOK, SessionBatchResponse(batch: r.batch, representations: received,
-                                                            examples: n, pending: pending))
+    return (received, n)
   }
 
   // MARK: SESSION_CLOSE, FOREIGN_MODELS
@@ -173,5 +215,34 @@ extension DaemonService {
     guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
       throw invalid(key, "contains a control character")
     }
+  }
+}
+
+/// One SESSION_BATCH tensor's values as Float, read in place when they are f32 at a 4-byte
+/// aligned address, else widened (f16, bf16) or copied (unaligned f32) once.
+struct ActivationValues {
+  private let bytes: UnsafeRawBufferPointer
+  private let converted: [Float]?
+
+  /// nil for dtypes other than f32, f16 and bf16.
+  init?(dtype: WireTensor.DType, bytes: UnsafeRawBufferPointer) {
+    self.bytes = bytes
+    #if _endian(little)
+    let inPlace = dtype == .f32 && bytes.count > 0
+      && Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0
+    #else
+    let inPlace = false
+    #endif
+    if inPlace {
+      converted = nil
+    } else {
+      guard let floats = WireTensor.widenedFloats(dtype: dtype, bytes: bytes) else { return nil }
+      converted = floats
+    }
+  }
+
+  func withFloats<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+    if let converted { return try converted.withUnsafeBufferPointer(body) }
+    return try bytes.withMemoryRebound(to: Float.self, body)
   }
 }

@@ -37,6 +37,8 @@ final class Connection {
   /// Loop time (ms) when the frame now held in part began to arrive; nil when no frame is
   /// partly received.
   var partialSince: UInt64?
+  /// A file descriptor that came with a read ending inside a frame: it goes with that frame.
+  var heldDescriptor: PassedDescriptor?
 
   /// Since when the connection has held its slot without a complete frame to show for it: from
   /// the accept until HELLO, then while a frame is partly received. nil: it is productive.

@@ -327,7 +327,9 @@ public final class DaemonTransport: @unchecked Sendable {
       }
     }
     let pipe = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
-    uv_pipe_init(loop, pipe, 0)
+    // ipc 1: libuv reads with recvmsg and keeps a file descriptor that comes with the bytes
+    // (a shared-memory SESSION_BATCH's memfd) as the pipe's pending handle; see received().
+    uv_pipe_init(loop, pipe, 1)
     pipe.pointee.data = nil
     let opened = uv_pipe_open(pipe, fd)
     guard opened == 0 else {
@@ -373,7 +375,18 @@ public final class DaemonTransport: @unchecked Sendable {
 
   fileprivate func received(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) {
     guard connection.state == .open else { return }
+    // A file descriptor belongs to the frame that holds the last byte of the read that carried
+    // it (the kernel ends a read after the bytes sent with descriptors, and a client sends a
+    // descriptor with bytes of its frame only: SPEC.md section 7, "Shared-memory batches").
+    var passed: PassedDescriptor?
+    do throws(WireError) {
+      passed = try takePassedDescriptor(connection)
+    } catch {
+      closeWithError(connection, error)
+      return
+    }
     connection.decoder.feed(bytes)
+    var firstFrame = true
     while connection.state == .open {
       let frame: Frame?
       do {
@@ -383,7 +396,27 @@ public final class DaemonTransport: @unchecked Sendable {
         break
       }
       guard let frame else { break }
-      act(on: frame, from: connection)
+      // The descriptor held while this frame was partial, and this read's if the frame ends it.
+      var descriptor = firstFrame ? connection.heldDescriptor : nil
+      if firstFrame { connection.heldDescriptor = nil }
+      firstFrame = false
+      if connection.decoder.bufferedByteCount == 0, let fd = passed {
+        passed = nil
+        guard descriptor == nil else {
+          closeWithError(connection, WireError(.tooManyDescriptors, "a frame came with two file descriptors"))
+          break
+        }
+        descriptor = fd
+      }
+      act(on: frame, descriptor: descriptor, from: connection)
+    }
+    if let passed, connection.state == .open {
+      // This read ended inside a frame: the descriptor waits for it.
+      if connection.heldDescriptor != nil {
+        closeWithError(connection, WireError(.tooManyDescriptors, "a frame came with two file descriptors"))
+      } else {
+        connection.heldDescriptor = passed
+      }
     }
     if !connection.decoder.hasPartialFrame {
       connection.partialSince = nil
@@ -417,8 +450,22 @@ public final class DaemonTransport: @unchecked Sendable {
 
   // MARK: The conversation
 
+  /// The file descriptor the last read carried (libuv keeps it as the pipe's pending handle,
+  /// which uv_accept cannot take for a memfd), owned from here on; more than one is
+  /// TOO_MANY_DESCRIPTORS (libuv closes the others with the handle).
+  private func takePassedDescriptor(_ connection: Connection) throws(WireError) -> PassedDescriptor? {
+    let count = uv_pipe_pending_count(connection.pipe)
+    guard count > 0 else { return nil }
+    guard count == 1 else {
+      throw WireError(.tooManyDescriptors, "\(count) file descriptors came with one read; a frame may carry one")
+    }
+    let fd = connection.pipe.pointee.accepted_fd
+    connection.pipe.pointee.accepted_fd = -1
+    return fd >= 0 ? PassedDescriptor(fd) : nil
+  }
+
   /// Carries out the session's decision for one frame, as ProtocolSession.Decision documents.
-  private func act(on frame: Frame, from connection: Connection) {
+  private func act(on frame: Frame, descriptor: PassedDescriptor? = nil, from connection: Connection) {
     switch connection.session.receive(frame) {
     case .hello(_, let version):
       connection.decoder.negotiatedVersion = version
@@ -433,7 +480,7 @@ public final class DaemonTransport: @unchecked Sendable {
       }
       connection.outbox.enqueue(OutItem(buffer: OutBuffer(answer), requestID: frame.requestID, kind: .other), wake: false)
     case .dispatch(let request):
-      dispatch(request, on: connection)
+      dispatch(request, descriptor: descriptor, on: connection)
     case .reject(let requestID, let error):
       let answer = Frame.error(error, requestID: requestID, version: connection.session.replyVersion)
       connection.outbox.enqueue(OutItem(buffer: OutBuffer(answer), requestID: requestID, kind: .other), wake: false)
@@ -445,7 +492,7 @@ public final class DaemonTransport: @unchecked Sendable {
     }
   }
 
-  private func dispatch(_ frame: Frame, on connection: Connection) {
+  private func dispatch(_ frame: Frame, descriptor: PassedDescriptor?, on connection: Connection) {
     let reply = RequestReply(requestID: frame.requestID, requestType: frame.type,
                              quiet: frame.flags.contains(.quiet), version: connection.session.replyVersion,
                              outbox: connection.outbox)
@@ -466,7 +513,7 @@ public final class DaemonTransport: @unchecked Sendable {
       reply.fail(WireError(.shuttingDown, "the daemon is stopping"))
       return
     }
-    let request = IncomingRequest(frame)
+    let request = IncomingRequest(frame, descriptor: descriptor)
     let status = TransportStatus(connections: connections.count, socketPath: options.socketPath,
                                  workers: pool.threadCount)
     let job = WorkerPool.Job(

@@ -66,6 +66,14 @@ public final class KernelContext: @unchecked Sendable {
   /// The micro-kernels of this context's ISA (single-threaded; call them directly).
   public var kernels: bs_kernels { bs_context_kernels(pointer).pointee }
 
+  /// The index of the first NaN or infinity in x, nil if every value is finite (one SIMD pass).
+  public func firstNonfinite(_ x: UnsafeBufferPointer<Float>) -> Int? {
+    guard let base = x.baseAddress else { return nil }
+    var first = 0
+    kernels.bs_find_nonfinite(base, x.count, &first)
+    return first < x.count ? first : nil
+  }
+
   /// Starts (and resets) or stops the per-op wall-clock accounting.
   public func profile(_ on: Bool) { bs_context_profile_enable(pointer, on ? 1 : 0) }
 

@@ -97,17 +97,38 @@ public struct SessionBatchRequest: Codable, Hashable, Sendable {
   public var session: UInt64
   /// A client key, or a dataset reference `DATASET:SPLIT[a:b]` (`cifar10:test[0:256]`).
   public var batch: String
+  /// The tensors live in the memfd that came with the frame (SPEC.md, "Shared-memory
+  /// batches") instead of in the payload.
+  public var memfd: [SharedTensor]?
 
-  public init(session: UInt64, batch: String) {
-    self.session = session
-    self.batch = batch
+  /// One tensor in a memfd: its descriptor and the byte offset of its data in the file.
+  public struct SharedTensor: Codable, Hashable, Sendable {
+    public var name: String
+    public var dtype: WireTensor.DType
+    public var shape: [Int]
+    public var offset: Int
+
+    public init(name: String, dtype: WireTensor.DType, shape: [Int], offset: Int) {
+      self.name = name
+      self.dtype = dtype
+      self.shape = shape
+      self.offset = offset
+    }
+
+    public var descriptor: WireTensor.Descriptor { .init(name: name, dtype: dtype, shape: shape) }
   }
 
-  enum CodingKeys: String, CodingKey { case session, batch }
+  public init(session: UInt64, batch: String, memfd: [SharedTensor]? = nil) {
+    self.session = session
+    self.batch = batch
+    self.memfd = memfd
+  }
+
+  enum CodingKeys: String, CodingKey { case session, batch, memfd }
 
   public init(from decoder: Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    self.init(session: try c.value(.session), batch: try c.value(.batch))
+    self.init(session: try c.value(.session), batch: try c.value(.batch), memfd: try c.ifPresent(.memfd))
   }
 }
 

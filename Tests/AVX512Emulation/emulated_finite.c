@@ -1,0 +1,2 @@
+#include "emulation.h"
+#include "../../CKernels/finite_avx512.c"
