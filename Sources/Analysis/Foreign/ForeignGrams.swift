@@ -40,10 +40,11 @@ public final class ForeignGrams: @unchecked Sendable {
   public init(cache: GramCache) { self.cache = cache }
 
   /// Ingests one representation of one batch; returns the centred entry (also in the cache).
+  /// `knownFinite`: the caller has checked every value already (one pass over the data less).
   @discardableResult
   public func ingest(_ model: ForeignModel, representation: String, batchKey: UInt64,
                      batchName: String, activations x: UnsafePointer<Float>, examples n: Int,
-                     features d: Int, context: KernelContext) throws -> GramEntry {
+                     features d: Int, knownFinite: Bool = false, context: KernelContext) throws -> GramEntry {
     guard let rep = model.representation(representation) else {
       throw ForeignGramError.unknownRepresentation(representation)
     }
@@ -51,7 +52,7 @@ public final class ForeignGrams: @unchecked Sendable {
       throw ForeignGramError.shape("representation \(representation) has \(rep.features) features per example; the batch has \(d)")
     }
     guard n >= 4 else { throw ForeignGramError.shape("a batch needs at least 4 examples (the unbiased estimator), got \(n)") }
-    if context.firstNonfinite(UnsafeBufferPointer(start: x, count: n * d)) != nil {
+    if !knownFinite, context.firstNonfinite(UnsafeBufferPointer(start: x, count: n * d)) != nil {
       throw ForeignGramError.nonFinite(representation)
     }
     let entry = try GramForms.centred(x, m: n, d: d, context: context)

@@ -149,7 +149,7 @@ extension DaemonService {
         try values.withFloats { x in
           _ = try sessions.grams.ingest(target.definition.model, representation: rep.name, batchKey: target.batchKey,
                                         batchName: target.batchName, activations: x.baseAddress!, examples: n,
-                                        features: rep.features ?? 0, context: context)
+                                        features: rep.features ?? 0, knownFinite: true, context: context)
         }
         received.append(rep.name)
       }
