@@ -835,8 +835,10 @@ def default_socket_path():
 
 
 def _matrix_tensor(name, x):
-    """A 2-D float tensor from: nested lists (-> f64), a Tensor, a (dtype, shape, array)
-    tuple as load_npy returns, or anything numpy-like (dtype.str, shape, tobytes())."""
+    """A 2-D float tensor [n, features] from: nested lists (-> f64), a Tensor, a (dtype,
+    shape, array) tuple as load_npy returns, or anything numpy-like (dtype.str, shape,
+    tobytes()). More axes are flattened per example in C order ([n, c, h, w] as EXPORT
+    gives -> [n, c*h*w]); a 1-D array is one feature per example."""
     if isinstance(x, Tensor):
         t = Tensor(name, x.dtype, x.shape, x.data)
     elif isinstance(x, tuple) and len(x) == 3 and isinstance(x[0], str):
@@ -851,9 +853,10 @@ def _matrix_tensor(name, x):
             t = Tensor.from_nested(name, x.tolist(), "f64")
     else:
         t = Tensor.from_nested(name, x, "f64")
+    if not t.shape:
+        raise ValueError("%s must hold examples along its first axis, got a scalar" % name)
     if len(t.shape) != 2:
-        raise ValueError("%s must be a 2-D matrix (examples in rows), got shape %s"
-                         % (name, list(t.shape)))
+        t = Tensor(name, t.dtype, (t.shape[0], _product(t.shape[1:])), t.data)
     if t.dtype not in ("f32", "f64"):
         t = Tensor(name, "f64", t.shape, array.array("d", t.to_array()))
     return t

@@ -547,6 +547,33 @@ class PayloadTests(unittest.TestCase):
 
 class TensorTests(unittest.TestCase):
 
+    def test_cka_matrices_flatten_every_example_in_c_order(self):
+        """What EXPORT gives ([n, c, h, w]) goes to cka as [n, c*h*w]; [n] is one feature."""
+        t = bc.Tensor.from_nested("a", [[[[1, 2], [3, 4]]], [[[5, 6], [7, 8]]]], "f32")   # [2, 1, 2, 2]
+        m = bc._matrix_tensor("x", t)
+        self.assertEqual((m.name, m.dtype, m.shape), ("x", "f32", (2, 4)))
+        self.assertEqual(m.tolist(), [[1, 2, 3, 4], [5, 6, 7, 8]])
+        self.assertEqual(bc._matrix_tensor("y", [1.0, 2.0, 3.0]).shape, (3, 1))
+        with self.assertRaises(ValueError):
+            bc._matrix_tensor("z", bc.Tensor("s", "f64", (), b"\x00" * 8))
+
+    def test_a_contiguous_buffer_is_sent_without_a_copy(self):
+        """A tensor over a buffer views it; the frame's parts are the header and doc, padded so
+        the tensor data is 64-byte aligned in the payload, then the buffer itself."""
+        buf = array.array("f", [1.0, 2.0, 3.0, 4.0])
+        t = bc.Tensor("x", "f32", (2, 2), memoryview(buf))
+        buf[0] = 9.0
+        self.assertEqual(t.tolist(), [[9.0, 2.0], [3.0, 4.0]])
+        parts = bc.encode_frame_parts("SESSION_BATCH", 7, {"session": 1, "batch": "b"}, [t], align=64)
+        self.assertEqual(len(parts), 2)
+        self.assertIs(parts[1].obj, buf)
+        self.assertEqual((len(parts[0]) - 4 - bc.HEADER_SIZE) % 64, 0)
+        frames, error, _ = decode_all(b"".join(bytes(p) for p in parts))
+        self.assertIsNone(error)
+        self.assertEqual(len(frames), 1)
+        self.assertEqual(frames[0].doc["batch"], "b")
+        self.assertEqual(frames[0].tensors[0].tolist(), [[9.0, 2.0], [3.0, 4.0]])
+
     def test_checks(self):
         with self.assertRaises(ValueError):
             bc.Tensor("x", "f8", [1], b"\x00")

@@ -29,7 +29,7 @@ struct Blockscope: ParsableCommand {
       ResumeCommand.self,
       ModelsCommand.self, DescribeCommand.self, DeleteCommand.self,
       HeatmapCommand.self, PCCommand.self, ProbeCommand.self, DeleteBlocksCommand.self,
-      CompareCommand.self, CKACommand.self, ExportCommand.self,
+      CompareCommand.self, CKACommand.self, ExportCommand.self, ForeignCommand.self,
       StudyCommand.self, ReportCommand.self,
       ShutdownCommand.self,
     ])

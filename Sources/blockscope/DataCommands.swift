@@ -8,7 +8,12 @@ struct CKACommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "cka",
     abstract: "CKA between two matrices stored as .npy files (examples in rows, the same number of rows).",
-    discussion: "The files hold float64 or float32 (int32 and uint8 are sent as float64) 2-D arrays in C order, as numpy.save writes them.")
+    discussion: """
+      The files hold float64 or float32 (int32, uint8, float16 and bfloat16 are sent as float64) arrays in \
+      C order, as numpy.save writes them. The first axis is the examples; more axes are flattened per \
+      example in C order ([n, c, h, w] -> [n, c*h*w]), so what `blockscope export` writes can be given \
+      as it is; a 1-D array is one feature per example.
+      """)
 
   @OptionGroup var global: GlobalOptions
   @Argument(help: ArgumentHelp("The first matrix, [n, p].", valueName: "X.npy"))
@@ -37,15 +42,20 @@ struct CKACommand: ParsableCommand {
     if !(rbfThreshold > 0) { throw ValidationError("--rbf-threshold must be positive") }
   }
 
-  /// A .npy file as the tensor `name`: 2-D; f32 and f64 as they are, integers widened to f64.
+  /// A .npy file as the matrix tensor `name`: [n, features], more axes flattened per example
+  /// (C order, as EXPORT's [n, c, h, w]); f32 and f64 as they are, other dtypes widened to f64.
   static func matrix(_ path: String, name: String) throws -> WireTensor {
     let array = try Npy.read(path)
-    guard array.shape.count == 2 else {
-      throw OutputError("\(path): a \(array.shape.count)-D array \(Npy.shapeRepr(array.shape)); cka needs 2-D matrices with examples in rows")
+    guard let n = array.shape.first else {
+      throw OutputError("\(path): a 0-D array (a scalar); cka needs examples along the first axis")
     }
+    let features = array.shape.dropFirst().reduce(1, *)
+    let shape = [n, features]
     switch array.dtype {
-    case .f32, .f64: return array.tensor(named: name)
-    case .i32, .u8, .f16, .bf16: return WireTensor(name: name, doubles: array.doubles, shape: array.shape)
+    case .f32, .f64:
+      let t = array.tensor(named: name)
+      return WireTensor(name: name, dtype: t.dtype, shape: shape, bytes: t.bytes)
+    case .i32, .u8, .f16, .bf16: return WireTensor(name: name, doubles: array.doubles, shape: shape)
     }
   }
 

@@ -55,6 +55,14 @@ struct HeatmapCommand: ParsableCommand {
   var blockMinContrast: Double?
   @Option(help: ArgumentHelp("Write heatmap.png, .npy, .csv and .json into this directory (created if needed).", valueName: "dir"))
   var out: String?
+  @Option(name: .customLong("batch"), help: ArgumentHelp(
+    "A cached batch (a foreign model's client key, or DATASET:SPLIT[a:b]); repeat for more. The heatmap is computed from these instead of --examples (see 'blockscope foreign').",
+    valueName: "name"))
+  var batches: [String] = []
+  @Flag(help: "MODEL names a foreign model (default: a stored model of that name if there is one, else a foreign one).")
+  var foreign = false
+  @Flag(name: .customLong("other-foreign"), help: "--other names a foreign model.")
+  var otherForeign = false
 
   func validate() throws {
     if let other { try validateModelName(other, what: "--other") }
@@ -68,6 +76,8 @@ struct HeatmapCommand: ParsableCommand {
     if let blockMinBlocks, blockMinBlocks < 1 { throw ValidationError("--block-min-blocks must be at least 1") }
     if let blockMinContrast, !blockMinContrast.isFinite { throw ValidationError("--block-min-contrast must be a number") }
     if let out, out.isEmpty { throw ValidationError("--out must not be empty") }
+    if batches.contains(where: \.isEmpty) { throw ValidationError("--batch must not be empty") }
+    if otherForeign && other == nil { throw ValidationError("--other-foreign needs --other") }
   }
 
   var request: HeatmapRequest {
@@ -77,7 +87,8 @@ struct HeatmapCommand: ParsableCommand {
                    batchSize: batchSize, passes: passes, seed: seed, bootstrap: bootstrap,
                    bootstrapSeed: bootstrapSeed, keepIncomplete: keepIncomplete,
                    blockThreshold: blockThreshold, blockMinBlocks: blockMinBlocks,
-                   blockMinContrast: blockMinContrast)
+                   blockMinContrast: blockMinContrast, batches: batches.isEmpty ? nil : batches,
+                   foreign: foreign ? true : nil, otherForeign: otherForeign ? true : nil)
   }
 
   func run() throws {

@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import DaemonTestSupport
+import Wire
 
 /// The CLI against the real daemon: both built binaries (next to the test bundle), a
 /// temporary socket and store. The daemon is started by the CLI itself (auto-start) and
@@ -186,6 +188,46 @@ final class CLIEndToEndTests: XCTestCase {
     let ckaText = try cli(["cka", directory + "/x.npy", directory + "/y.npy"])
     XCTAssertTrue(ckaText.stdout.contains("linear"), ckaText.stdout)
 
+    // export writes [n, c, h, w]; cka flattens every example in C order, so an export goes to
+    // cka as it is and equals its explicit flattening.
+    let exported = directory + "/act.npy"
+    let export = try cli(["export", "e2e", "s1.b1.out", "--count", "64", "--out", exported])
+    XCTAssertEqual(export.status, 0, export.stderr)
+    let act = try CLITestNpy.read(exported)
+    XCTAssertEqual(act.descr, "<f4")
+    XCTAssertEqual(act.shape.count, 4, "\(act.shape)")
+    let perExample = act.shape.dropFirst().reduce(1, *)
+    try CLITestNpy.write(f64: act.doubles, shape: [act.shape[0], perExample], to: directory + "/flat.npy")
+    let flat = try cli(["cka", exported, directory + "/flat.npy", "--json"])
+    XCTAssertEqual(flat.status, 0, flat.stderr)
+    XCTAssertEqual(try XCTUnwrap(try flat.json()["linear"] as? Double), 1, accuracy: 1e-9)
+    XCTAssertEqual(try flat.json()["n"] as? Int, 64)
+
+    // The same activations streamed back as a foreign model, then listed and re-asked from the
+    // shell: a one-representation heatmap over two client batches.
+    let client = try WireTestClient(path: socket, clientName: "e2e", defaultTimeout: 60)
+    try client.hello()
+    try client.send(.sessionOpen, id: 2, doc: SessionOpenRequest(
+      model: "streamed", fingerprint: "e2e-export", representations: [ForeignRepresentation(name: "out", shape: Array(act.shape.dropFirst()))]))
+    let opened = try client.final(of: 2).decodeDoc(SessionOpenResponse.self)
+    for half in 0..<2 {
+      let values = act.doubles[(half * 32 * perExample)..<((half + 1) * 32 * perExample)].map(Float.init)
+      try client.send(WireTestClient.request(.sessionBatch, id: UInt64(3 + half),
+                                             doc: SessionBatchRequest(session: opened.session, batch: "half\(half)"),
+                                             tensors: [WireTensor(name: "out", floats: values, shape: [32] + act.shape.dropFirst())]))
+      XCTAssertEqual(try client.final(of: UInt64(3 + half)).type, .sessionBatchOK)
+    }
+    let foreign = try cli(["foreign", "--batches"])
+    XCTAssertEqual(foreign.status, 0, foreign.stderr)
+    XCTAssertTrue(foreign.stdout.contains("streamed") && foreign.stdout.contains("e2e-export")
+                  && foreign.stdout.contains("half1"), foreign.stdout)
+    let again = try cli(["heatmap", "streamed", "--foreign", "--batch", "half0", "--batch", "half1",
+                         "--estimator", "biased", "--json"])
+    XCTAssertEqual(again.status, 0, again.stderr)
+    let againDoc = try again.json()
+    XCTAssertEqual(againDoc["row_names"] as? [String], ["out"])
+    XCTAssertEqual(((againDoc["cka"] as? [[Any]])?.first?.first as? Double) ?? 0, 1, accuracy: 1e-9, again.stdout)
+
     // A request error: exit 1 with the daemon's code and name.
     let missing = try cli(["describe", "no-such-model"])
     XCTAssertEqual(missing.status, 1)
@@ -244,10 +286,11 @@ private enum CLITestNpy {
     let shape = shapeText.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
     var doubles: [Double] = []
     var offset = 10 + length
-    while offset + 8 <= bytes.count {
-      let bits = bytes[offset..<(offset + 8)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-      doubles.append(Double(bitPattern: bits))
-      offset += 8
+    let width = descr == "<f4" ? 4 : 8
+    while offset + width <= bytes.count {
+      let bits = bytes[offset..<(offset + width)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+      doubles.append(width == 4 ? Double(Float(bitPattern: UInt32(bits))) : Double(bitPattern: bits))
+      offset += width
     }
     return Matrix(descr: descr, shape: shape, doubles: doubles)
   }
