@@ -1219,6 +1219,52 @@ def linear_cka(x, y):
     return frob2(cross(yc, xc)) / math.sqrt(frob2(cross(xc, xc)) * frob2(cross(yc, yc)))
 
 
+def numpy_minibatch_cka(np, reps, slices, estimator):
+    """Float64 minibatch CKA over the batches `slices` of the [N, d] arrays `reps` (name ->
+    array): per batch the HSIC estimator (unbiased HSIC1, biased HSIC0, or HSIC0 of RBF kernels
+    at 0.5 of the median distance) of every pair, summed over batches, then normalised
+    (docs/ANALYSIS.md, "CKA estimators")."""
+    def centre(k):
+        h = np.eye(k.shape[0]) - 1.0 / k.shape[0]
+        return h @ k @ h
+
+    def hsic0(k, l):
+        return float(np.sum(centre(k) * centre(l)))
+
+    def hsic1(k, l):
+        m = k.shape[0]
+        kt, lt = k.copy(), l.copy()
+        np.fill_diagonal(kt, 0)
+        np.fill_diagonal(lt, 0)
+        one = np.ones(m)
+        return float(np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((m - 1) * (m - 2))
+                     - 2.0 / (m - 2) * (one @ kt @ lt @ one)) / (m * (m - 3))
+
+    def rbf(x):
+        sq = np.sum(x * x, 1)
+        d = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0)
+        return np.exp(-d / (2 * 0.25 * np.median(d)))
+
+    names = list(reps)
+    out = np.zeros((len(names), len(names)))
+    for i, p in enumerate(names):
+        for j, q in enumerate(names):
+            num = kk = ll = 0.0
+            for sl in slices:
+                x = reps[p][sl].astype(np.float64)
+                y = reps[q][sl].astype(np.float64)
+                x, y = x - x.mean(0), y - y.mean(0)
+                if estimator == "rbf":
+                    k, l, f = rbf(x), rbf(y), hsic0
+                else:
+                    k, l, f = x @ x.T, y @ y.T, hsic1 if estimator == "unbiased" else hsic0
+                num += f(k, l)
+                kk += f(k, k)
+                ll += f(l, l)
+            out[i, j] = num / np.sqrt(kk * ll)
+    return out
+
+
 @unittest.skipUnless(os.environ.get("BLOCKSCOPED"), "set BLOCKSCOPED to the blockscoped binary")
 class LiveDaemonTests(unittest.TestCase):
     """The client against a real daemon on a temporary socket and store (tools/test sets
@@ -1494,6 +1540,22 @@ class LiveDaemonTests(unittest.TestCase):
             for u, v, w in zip(a, b, x):
                 self.assertAlmostEqual(u, v, delta=1e-6)
                 self.assertAlmostEqual(u, w, delta=1e-6)
+        try:
+            import numpy as np
+        except ImportError:
+            np = None
+        if np is not None:
+            # Real activations against the float64 reference, every estimator.
+            reps = {name: np.frombuffer(bytes(t.data), dtype="<f4").reshape(t.shape[0], -1)
+                    for name, t in exported.items()}
+            slices = [slice(a, a + 16) for a in range(0, 64, 16)]
+            for estimator in ("unbiased", "biased", "rbf"):
+                got = c.heatmap("torch-src", estimator=estimator, batches=references)["cka"]
+                want = numpy_minibatch_cka(np, reps, slices, estimator)
+                for i in range(len(layers)):
+                    for j in range(len(layers)):
+                        self.assertAlmostEqual(got[i][j], want[i, j], delta=1e-5,
+                                               msg="%s %s x %s" % (estimator, layers[i], layers[j]))
         closed = c.session_close(opened["session"])
         self.assertEqual((closed["batches"], closed["incomplete"]), (4, []))
         [listed] = c.foreign_models()
@@ -1530,57 +1592,20 @@ class LiveDaemonTests(unittest.TestCase):
         for i, key in enumerate(batches):
             cl.session_batch(opened["session"], key, {k: v[i * n:(i + 1) * n] for k, v in reps.items()})
 
-        def centre(k):
-            m = k.shape[0]
-            h = np.eye(m) - 1.0 / m
-            return h @ k @ h
-
-        def hsic0(k, l):
-            return float(np.sum(centre(k) * centre(l)))
-
-        def hsic1(k, l):
-            m = k.shape[0]
-            kt, lt = k.copy(), l.copy()
-            np.fill_diagonal(kt, 0)
-            np.fill_diagonal(lt, 0)
-            one = np.ones(m)
-            return float(np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((m - 1) * (m - 2))
-                         - 2.0 / (m - 2) * (one @ kt @ lt @ one)) / (m * (m - 3))
-
-        def rbf(x):
-            x = x - x.mean(0)
-            sq = np.sum(x * x, 1)
-            d = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0)
-            return np.exp(-d / (2 * 0.25 * np.median(d)))
-
-        def reference(estimator):
-            names = list(reps)
-            out = np.zeros((3, 3))
-            for i, p in enumerate(names):
-                for j, q in enumerate(names):
-                    num = kk = ll = 0.0
-                    for bi in range(3):
-                        x = reps[p][bi * n:(bi + 1) * n].astype(np.float64)
-                        y = reps[q][bi * n:(bi + 1) * n].astype(np.float64)
-                        if estimator == "rbf":
-                            k, l, f = rbf(x), rbf(y), hsic0
-                        else:
-                            x, y = x - x.mean(0), y - y.mean(0)
-                            k, l, f = x @ x.T, y @ y.T, hsic1 if estimator == "unbiased" else hsic0
-                        num += f(k, l)
-                        kk += f(k, k)
-                        ll += f(l, l)
-                    out[i, j] = num / np.sqrt(kk * ll)
-            return out
-
+        slices = [slice(i * n, (i + 1) * n) for i in range(3)]
         for estimator in ("unbiased", "biased", "rbf"):
             got = cl.heatmap("np-ref", estimator=estimator, batches=batches)
-            want = reference(estimator)
+            want = numpy_minibatch_cka(np, reps, slices, estimator)
             self.assertEqual(got["row_names"], ["a", "b", "c"])
             for i in range(3):
                 for j in range(3):
                     self.assertAlmostEqual(got["cka"][i][j], want[i, j], delta=1e-5,
                                            msg="%s [%d][%d]" % (estimator, i, j))
+        # Cross-model CKA of the foreign model with itself is its within-model heatmap.
+        within = cl.heatmap("np-ref", batches=batches)
+        cross = cl.heatmap("np-ref", other="np-ref", foreign=True, other_foreign=True, batches=batches)
+        for u, v in zip(sum(within["cka"], []), sum(cross["cka"], [])):
+            self.assertAlmostEqual(u, v, delta=1e-12)
 
     def test_memfd_batches_equal_socket_batches_and_bad_memfds_are_refused(self):
         """Shared-memory SESSION_BATCH frames (SPEC section 7) give the Grams the payload path
