@@ -56,16 +56,16 @@ def load_cifar(directory, files):
 
 
 def augment(x, rng):
-    """Random 4-pixel-padded 32x32 crops and horizontal flips."""
+    """Random 4-pixel-padded 32x32 crops and horizontal flips, as one gather."""
     n = x.shape[0]
     padded = F.pad(x, (4, 4, 4, 4))
-    out = torch.empty_like(x)
-    oy, ox = rng.integers(0, 9, n), rng.integers(0, 9, n)
-    flip = rng.random(n) < 0.5
-    for i in range(n):
-        img = padded[i, :, oy[i]:oy[i] + 32, ox[i]:ox[i] + 32]
-        out[i] = img.flip(2) if flip[i] else img
-    return out
+    steps = torch.arange(32)
+    rows = torch.from_numpy(rng.integers(0, 9, n))[:, None] + steps          # [n, 32]
+    cols = torch.from_numpy(rng.integers(0, 9, n))[:, None] + steps
+    flip = torch.from_numpy(rng.random(n) < 0.5)[:, None]
+    cols = torch.where(flip, cols.flip(1), cols)
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
 
 
 # --- the model ----------------------------------------------------------------------------
@@ -237,6 +237,8 @@ def main():
     ap.add_argument("--test-examples", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model-file", default=None,
+                    help="the PyTorch model's weights: loaded if the file exists, else saved after training")
     ap.add_argument("--blockscope-model", default=None,
                     help="a stored model to compare with (default: the daemon trains one now)")
     args = ap.parse_args()
@@ -250,10 +252,16 @@ def main():
     x_test, y_test = load_cifar(args.data, ["test_batch.bin"])
     keep = np.random.default_rng(args.seed).permutation(len(x_train))[:int(round(args.fraction * len(x_train)))]
     model = CifarResNet(args.depth)
-    print("training a PyTorch ResNet-%d on %d images, %d epochs" % (args.depth, len(keep), args.epochs), flush=True)
-    t = time.perf_counter()
-    train(model, x_train[keep], y_train[keep], args.epochs, args.seed)
-    summary["torch_train_seconds"] = round(time.perf_counter() - t, 1)
+    if args.model_file and os.path.exists(args.model_file):
+        model.load_state_dict(torch.load(args.model_file))
+        print("loaded the PyTorch ResNet-%d from %s" % (args.depth, args.model_file), flush=True)
+    else:
+        print("training a PyTorch ResNet-%d on %d images, %d epochs" % (args.depth, len(keep), args.epochs), flush=True)
+        t = time.perf_counter()
+        train(model, x_train[keep], y_train[keep], args.epochs, args.seed)
+        summary["torch_train_seconds"] = round(time.perf_counter() - t, 1)
+        if args.model_file:
+            torch.save(model.state_dict(), args.model_file)
     summary["torch_test_accuracy"] = accuracy(model, x_test, y_test)
     print("  test accuracy %.2f%%" % (100 * summary["torch_test_accuracy"]), flush=True)
 
