@@ -74,7 +74,8 @@ extension DaemonService {
                       + "in a sendmsg that carries only this frame's bytes")
       }
       let mapping = try SharedBatchMapping(descriptor.fd, tensors: shared)
-      stored = try ingest(shared.map { ($0.descriptor, mapping.bytes(of: $0)) }, into: target, context: context)
+      stored = try ingest(shared.indices.map { (shared[$0].descriptor, mapping.bytes(at: $0)) },
+                          into: target, context: context)
     } else {
       guard !layout.tensors.isEmpty else {
         throw invalid("tensors", "none: SESSION_BATCH carries one tensor per representation, named after it")

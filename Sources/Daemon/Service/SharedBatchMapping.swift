@@ -13,6 +13,8 @@ final class SharedBatchMapping {
   private static let sealShrink: Int32 = 0x0002      // F_SEAL_SHRINK
 
   let size: Int
+  /// The byte range of each tensor, in the order given (checked against `size`).
+  let ranges: [Range<Int>]
   private let base: UnsafeMutableRawPointer?
 
   init(_ fd: Int32, tensors: [SessionBatchRequest.SharedTensor]) throws(WireError) {
@@ -33,20 +35,7 @@ final class SharedBatchMapping {
                     + "F_SEAL_SHRINK (fcntl F_ADD_SEALS) before sending it")
     }
     size = Int(info.st_size)
-    for (i, t) in tensors.enumerated() {
-      let key = "memfd[\(i)]"
-      guard let count = WireTensor.byteCount(dtype: t.dtype, shape: t.shape) else {
-        throw invalid(key + ".shape", "tensor '\(t.name)': \(t.shape) is negative or too large")
-      }
-      guard t.offset >= 0, t.offset % t.dtype.byteWidth == 0 else {
-        throw invalid(key + ".offset", "tensor '\(t.name)': offset \(t.offset) is not a non-negative multiple of "
-                      + "\(t.dtype.byteWidth) (the size of \(t.dtype.rawValue))")
-      }
-      guard t.offset <= size, count <= size - t.offset else {
-        throw invalid(key + ".offset", "tensor '\(t.name)' (\(t.dtype.rawValue)\(t.shape), \(count) bytes at offset "
-                      + "\(t.offset)) does not fit in the memfd, which holds \(size) bytes")
-      }
-    }
+    ranges = try SessionBatchRequest.sharedRanges(tensors, fileSize: size)
     guard size > 0 else {
       base = nil
       return
@@ -62,10 +51,10 @@ final class SharedBatchMapping {
     if let base { munmap(base, size) }
   }
 
-  /// The bytes of one tensor checked in `init`.
-  func bytes(of t: SessionBatchRequest.SharedTensor) -> UnsafeRawBufferPointer {
-    let count = WireTensor.byteCount(dtype: t.dtype, shape: t.shape) ?? 0
-    guard let base, count > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
-    return UnsafeRawBufferPointer(start: base + t.offset, count: count)
+  /// The bytes of the tensor at `index` of those checked in `init`.
+  func bytes(at index: Int) -> UnsafeRawBufferPointer {
+    let range = ranges[index]
+    guard let base, !range.isEmpty else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+    return UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count)
   }
 }

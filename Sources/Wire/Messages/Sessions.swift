@@ -132,6 +132,30 @@ public struct SessionBatchRequest: Codable, Hashable, Sendable {
   }
 }
 
+extension SessionBatchRequest {
+  /// SPEC.md section 7, "Shared-memory batches": the byte range of every `memfd` tensor in a
+  /// file of `fileSize` bytes. Each offset must be non-negative, a multiple of its dtype's size,
+  /// and put the whole tensor inside the file (overflow-checked: nothing in the doc is
+  /// trusted); otherwise `INVALID_ARGUMENT` naming the key.
+  public static func sharedRanges(_ tensors: [SharedTensor], fileSize: Int) throws(WireError) -> [Range<Int>] {
+    try tensors.enumerated().map { (i, t) throws(WireError) -> Range<Int> in
+      let key = "memfd[\(i)]"
+      guard let count = WireTensor.byteCount(dtype: t.dtype, shape: t.shape) else {
+        throw WireError(.invalidArgument, "key '\(key).shape': tensor '\(t.name)': \(t.shape) is negative or too large")
+      }
+      guard t.offset >= 0, t.offset % t.dtype.byteWidth == 0 else {
+        throw WireError(.invalidArgument, "key '\(key).offset': tensor '\(t.name)': offset \(t.offset) is not a "
+                        + "non-negative multiple of \(t.dtype.byteWidth) (the size of \(t.dtype.rawValue))")
+      }
+      guard fileSize >= 0, t.offset <= fileSize, count <= fileSize - t.offset else {
+        throw WireError(.invalidArgument, "key '\(key).offset': tensor '\(t.name)' (\(t.dtype.rawValue)\(t.shape), "
+                        + "\(count) bytes at offset \(t.offset)) does not fit in the memfd, which holds \(fileSize) bytes")
+      }
+      return t.offset..<(t.offset + count)
+    }
+  }
+}
+
 /// `SESSION_BATCH_OK`.
 public struct SessionBatchResponse: Codable, Hashable, Sendable {
   public var batch: String
