@@ -27,11 +27,17 @@ public enum ModelState {
   public enum Mismatch: Error, CustomStringConvertible {
     case missing(String, source: String)
     case shape(String, expected: [Int], found: [Int], source: String)
+    /// The configuration describes a network with more weights and statistics than the
+    /// checkpoint's tensors hold in all.
+    case tooSmall(model: String, needs: Int, holds: Int, source: String)
     public var description: String {
       switch self {
       case .missing(let n, let s): return "checkpoint \(s): tensor \(n) is missing"
       case .shape(let n, let e, let f, let s):
         return "checkpoint \(s): tensor \(n) has shape \(f), the model needs \(e)"
+      case .tooSmall(let m, let needs, let holds, let s):
+        return "checkpoint \(s): its \(m) model has \(needs) weights and statistics, "
+          + "its tensors hold \(holds) values"
       }
     }
   }
@@ -58,8 +64,18 @@ public enum ModelState {
     }
   }
 
-  /// A model built from a checkpoint's configuration and weights.
+  /// A model built from a checkpoint's configuration and weights. Fails with
+  /// `ResNetConfig.Invalid` or `Mismatch` before allocating anything when the checkpoint cannot
+  /// hold the network its configuration describes: the daemon reads every file in its store,
+  /// and a corrupt one of a few bytes could otherwise ask for terabytes and take the daemon
+  /// down (Tests/Fuzz/regressions/checkpoint).
   public static func model(from ckpt: Checkpoint, source: String = "<memory>") throws -> ResNet {
+    try ckpt.model.validate()
+    let needs = ckpt.model.stateFloatCount
+    let holds = ckpt.tensors.reduce(0) { $0 + $1.values.count }
+    guard needs <= holds else {
+      throw Mismatch.tooSmall(model: ckpt.model.name, needs: needs, holds: holds, source: source)
+    }
     let model = try ResNet(config: ckpt.model, seed: 0)
     try restore(ckpt, into: model, optimizer: false, source: source)
     return model

@@ -87,6 +87,23 @@ final class BasicBlock: @unchecked Sendable {
   var batchNorms: [BatchNorm] { [bn1, bn2] }
 }
 
+extension ResNetConfig {
+  /// The floats of a network's weights and batch-norm running statistics (what a checkpoint
+  /// must hold to restore it), from the configuration alone: `ResNet` and `BasicBlock` above,
+  /// counted without allocating them. Requires `validate()` to pass (the count then fits).
+  public var stateFloatCount: Int {
+    let ch = stageChannels
+    // A batch norm: gamma, beta, running mean, running variance.
+    var count = 9 * inputChannels * ch[0] + 4 * ch[0]
+    for block in blocks {
+      let (cin, cout) = (block.inChannels, block.outChannels)
+      count += 9 * cin * cout + 9 * cout * cout + 2 * 4 * cout
+      if block.projection { count += cin * cout + cout }
+    }
+    return count + ch[2] * numClasses + numClasses
+  }
+}
+
 /// The CIFAR ResNet family of Nguyen et al. 2021 (README.md, "The model family") on NHWC fp32
 /// activations.
 ///

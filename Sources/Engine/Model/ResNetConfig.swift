@@ -42,20 +42,29 @@ public struct ResNetConfig: Codable, Equatable, Sendable {
       switch self {
       case .depth(let d): return "depth \(d) is not 6n+2 with n >= 1 (8, 14, 20, ..., 164)"
       case .width(let k): return "width multiplier \(k) must be positive and give at most 4096 channels"
-      case .input(let s): return "input shape \(s) is not usable (need at least 4x4, 1-16 channels)"
-      case .classes(let c): return "number of classes \(c) must be 2 or more"
+      case .input(let s):
+        return "input shape \(s) is not usable (need 4x4 to \(ResNetConfig.maxInputSide)x\(ResNetConfig.maxInputSide), 1-16 channels)"
+      case .classes(let c): return "number of classes \(c) must be from 2 to \(ResNetConfig.maxClasses)"
       }
     }
   }
+
+  /// The largest input side: the largest images a dataset loader reads (`IDX.maxSide`). Bounds
+  /// keep every size derived from a configuration (activations, MACs) far from overflow, even
+  /// for one read from a corrupt or hostile checkpoint.
+  public static let maxInputSide = 4096
+  /// Labels are one byte in every dataset format Blockscope reads.
+  public static let maxClasses = 256
 
   public func validate() throws {
     guard depth >= 8, (depth - 2) % 6 == 0, depth <= 6 * 200 + 2 else { throw Invalid.depth(depth) }
     guard widthMultiplier > 0, widthMultiplier.isFinite, 64 * widthMultiplier <= 4096 else {
       throw Invalid.width(widthMultiplier)
     }
-    guard inputHeight >= 4, inputWidth >= 4, (1...16).contains(inputChannels) else {
+    let sides = 4...Self.maxInputSide
+    guard sides.contains(inputHeight), sides.contains(inputWidth), (1...16).contains(inputChannels) else {
       throw Invalid.input("\(inputHeight)x\(inputWidth)x\(inputChannels)")
     }
-    guard numClasses >= 2 else { throw Invalid.classes(numClasses) }
+    guard (2...Self.maxClasses).contains(numClasses) else { throw Invalid.classes(numClasses) }
   }
 }
