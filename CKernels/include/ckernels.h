@@ -47,6 +47,12 @@ typedef enum {
 // "ok", "out of memory", ...
 const char *bs_status_message(bs_status s);
 
+// Blocks of `bytes` or more are mmapped by the C library and returned when freed, always
+// (glibc otherwise raises the threshold as large blocks are freed, and a long-running process
+// that frees and refills large blocks fragments its heap). 1 B to 32 MiB; call before threads
+// start (allocator.c).
+bs_status bs_allocator_fix_mmap_threshold(size_t bytes);
+
 // ---------------------------------------------------------------------------------------------
 // ISA dispatch
 // ---------------------------------------------------------------------------------------------

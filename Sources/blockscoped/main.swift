@@ -273,6 +273,9 @@ enum Startup {
 /// Listens, opens the service, reports (`ready`), and serves until stopped. Returns the exit
 /// status.
 func serve(_ configuration: DaemonConfiguration, ready: (Startup) -> Void) -> Int32 {
+  // Before any thread starts: a fixed mmap threshold keeps the Gram cache's churn from
+  // fragmenting the heap (docs/RELIABILITY.md, "soak").
+  AllocatorPolicy.fixMmapThreshold()
   var transportOptions = TransportOptions(
     socketPath: configuration.socketPath, strictDirectory: configuration.strictDirectory,
     workers: configuration.workers, handleSignals: true)
