@@ -92,3 +92,41 @@ extension EngineToolTests {
     XCTAssertTrue(third.stderr.contains("bad.bsckpt") && third.stderr.contains("checksum"), third.stderr)
   }
 }
+
+extension EngineToolTests {
+  /// `inspect` is how scripts outside the daemon (a Slurm array, tools/test-slurm) learn how far
+  /// a checkpoint got and that it loads; it needs no dataset and goes on past a bad file.
+  func testInspectReportsEpochsAndNamesABrokenFile() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bs-inspect-\(getpid())")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let ckpt = dir.appendingPathComponent("m.bsckpt").path
+    let trained = try run(["train", "--dataset", "synthetic", "--depth", "8", "--width", "0.25",
+                           "--fraction", "0.02", "--epochs", "1", "--batch-size", "50",
+                           "--seed", "3", "--checkpoint", ckpt])
+    XCTAssertEqual(trained.status, 0, trained.stderr)
+
+    let r = try run(["inspect", "--json", ckpt])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let obj = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+    XCTAssertEqual(obj["checkpoint"] as? String, ckpt)
+    XCTAssertEqual(obj["model"] as? String, "resnet8-k0.25")
+    XCTAssertEqual(obj["dataset"] as? String, "synthetic")
+    XCTAssertEqual(obj["seed"] as? Int, 3)
+    XCTAssertEqual(obj["epochs_completed"] as? Int, 1)
+    XCTAssertEqual(obj["epochs"] as? Int, 1)
+    XCTAssertNotNil(obj["test_accuracy"] as? Double)
+
+    let text = try run(["inspect", ckpt])
+    XCTAssertTrue(text.stdout.contains("epoch 1 of 1"), text.stdout)
+
+    var bytes = try Data(contentsOf: URL(fileURLWithPath: ckpt))
+    bytes[bytes.count / 2] ^= 0xFF
+    let bad = dir.appendingPathComponent("bad.bsckpt").path
+    try bytes.write(to: URL(fileURLWithPath: bad))
+    let both = try run(["inspect", bad, ckpt])
+    XCTAssertEqual(both.status, 1)
+    XCTAssertTrue(both.stderr.contains("bad.bsckpt") && both.stderr.contains("checksum"), both.stderr)
+    XCTAssertTrue(both.stdout.contains("m.bsckpt"), "the good file after the bad one is still reported: \(both.stdout)")
+  }
+}
