@@ -90,5 +90,10 @@ let package = Package(
     .testTarget(name: "WireTests", dependencies: ["Wire"]),
     .testTarget(name: "StudyTests", dependencies: ["Study", "Wire"]),
     .testTarget(name: "ReportTests", dependencies: ["Report", "Study", "Wire"]),
+    // The fuzz harnesses (frame, checkpoint, cifar, idx) as a library: `tools/fuzz` links them
+    // with libFuzzer in a build of its own; FuzzReplayTests runs the committed corpus and every
+    // saved crasher (Tests/Fuzz/corpus, Tests/Fuzz/regressions) through them in every test run.
+    .target(name: "FuzzHarnesses", dependencies: ["Wire", "Engine", "CZlib"], path: "Tests/Fuzz/Harnesses"),
+    .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzHarnesses"], path: "Tests/Fuzz/ReplayTests"),
   ]
 )

@@ -38,30 +38,59 @@ public enum CIFAR {
       guard raw.count == expectedCount * recordSize else {  // changed under us
         throw DatasetError.truncated(path: path, bytes: raw.count, recordSize: recordSize)
       }
-      try raw.withUnsafeBufferPointer { src in
-        try pixels.withUnsafeMutableBufferPointer { dstAll in
-          let plane = side * side
-          for r in 0..<expectedCount {
-            let rec = src.baseAddress! + r * recordSize
-            let label = Int(rec[labelIndex])
-            guard label < numClasses else {
-              throw DatasetError.labelOutOfRange(path: path, label: label, numClasses: numClasses, record: r)
-            }
-            labels.append(Int32(label))
-            let red = rec + labelBytes, green = red + plane, blue = green + plane
-            let dst = dstAll.baseAddress! + (next + r) * imageBytes
-            for p in 0..<plane {
-              dst[3 * p] = red[p]
-              dst[3 * p + 1] = green[p]
-              dst[3 * p + 2] = blue[p]
-            }
-          }
-        }
-      }
+      try convert(raw, count: expectedCount, labelBytes: labelBytes, labelIndex: labelIndex,
+                  numClasses: numClasses, path: path, into: &pixels, at: next, labels: &labels)
       next += expectedCount
     }
     return Dataset(name: name, height: side, width: side, channels: channels,
                    numClasses: numClasses, pixels: pixels, labels: labels)
+  }
+
+  /// `readRecords` of one file whose bytes are already in memory; errors name `source`.
+  public static func parseRecords(_ raw: [UInt8], labelBytes: Int, labelIndex: Int,
+                                  numClasses: Int, name: String, source: String) throws -> Dataset {
+    precondition(labelIndex >= 0 && labelIndex < labelBytes)
+    let recordSize = labelBytes + imageBytes
+    guard raw.count > 0 && raw.count % recordSize == 0 else {
+      throw DatasetError.truncated(path: source, bytes: raw.count, recordSize: recordSize)
+    }
+    let count = raw.count / recordSize
+    var pixels = [UInt8](repeating: 0, count: count * imageBytes)
+    var labels = [Int32]()
+    labels.reserveCapacity(count)
+    try convert(raw, count: count, labelBytes: labelBytes, labelIndex: labelIndex,
+                numClasses: numClasses, path: source, into: &pixels, at: 0, labels: &labels)
+    return Dataset(name: name, height: side, width: side, channels: channels,
+                   numClasses: numClasses, pixels: pixels, labels: labels)
+  }
+
+  /// Checks the labels of `count` records of `raw` and converts their planar pixels to NHWC
+  /// at image `first` of `pixels` (which must have room), appending the labels.
+  private static func convert(_ raw: [UInt8], count: Int, labelBytes: Int, labelIndex: Int,
+                              numClasses: Int, path: String, into pixels: inout [UInt8], at first: Int,
+                              labels: inout [Int32]) throws {
+    let recordSize = labelBytes + imageBytes
+    precondition(raw.count >= count * recordSize && pixels.count >= (first + count) * imageBytes)
+    try raw.withUnsafeBufferPointer { src in
+      try pixels.withUnsafeMutableBufferPointer { dstAll in
+        let plane = side * side
+        for r in 0..<count {
+          let rec = src.baseAddress! + r * recordSize
+          let label = Int(rec[labelIndex])
+          guard label < numClasses else {
+            throw DatasetError.labelOutOfRange(path: path, label: label, numClasses: numClasses, record: r)
+          }
+          labels.append(Int32(label))
+          let red = rec + labelBytes, green = red + plane, blue = green + plane
+          let dst = dstAll.baseAddress! + (first + r) * imageBytes
+          for p in 0..<plane {
+            dst[3 * p] = red[p]
+            dst[3 * p + 1] = green[p]
+            dst[3 * p + 2] = blue[p]
+          }
+        }
+      }
+    }
   }
 
   /// The directory holding `marker`: `directory` itself, or its `subdirectory` child.

@@ -16,18 +16,30 @@ public enum IDX {
 
   /// The images of an IDX image file: (count, height, width, pixels row-major).
   public static func readImages(path: String) throws -> (count: Int, height: Int, width: Int, pixels: [UInt8]) {
-    let (dims, data) = try read(path: path, magic: imagesMagic)
-    return (dims[0], dims[1], dims[2], data)
+    try parseImages(DataFile.readAll(path), source: path)
   }
 
   /// The labels of an IDX label file, each checked to be in 0..<numClasses.
   public static func readLabels(path: String, numClasses: Int) throws -> [Int32] {
-    let (_, data) = try read(path: path, magic: labelsMagic)
+    try parseLabels(DataFile.readAll(path), numClasses: numClasses, source: path)
+  }
+
+  /// `readImages` on a file's bytes already in memory (plain or gzip); errors name `source`,
+  /// and a `source` ending in ".gz" must be gzip, as a path would.
+  public static func parseImages(_ raw: [UInt8], source: String) throws
+    -> (count: Int, height: Int, width: Int, pixels: [UInt8]) {
+    let (dims, data) = try parse(raw, path: source, magic: imagesMagic)
+    return (dims[0], dims[1], dims[2], data)
+  }
+
+  /// `readLabels` on a file's bytes already in memory (see `parseImages`).
+  public static func parseLabels(_ raw: [UInt8], numClasses: Int, source: String) throws -> [Int32] {
+    let (_, data) = try parse(raw, path: source, magic: labelsMagic)
     var labels = [Int32]()
     labels.reserveCapacity(data.count)
     for (i, b) in data.enumerated() {
       guard Int(b) < numClasses else {
-        throw DatasetError.labelOutOfRange(path: path, label: Int(b), numClasses: numClasses, record: i)
+        throw DatasetError.labelOutOfRange(path: source, label: Int(b), numClasses: numClasses, record: i)
       }
       labels.append(Int32(b))
     }
@@ -58,9 +70,9 @@ public enum IDX {
 
   // MARK: - Internals
 
-  /// Header dimensions and data of an IDX file whose magic must be `magic`.
-  static func read(path: String, magic: UInt32) throws -> (dims: [Int], data: [UInt8]) {
-    let raw = try DataFile.readAll(path)
+  /// Header dimensions and data of an IDX file's bytes (`path` names it in errors) whose
+  /// magic must be `magic`.
+  static func parse(_ raw: [UInt8], path: String, magic: UInt32) throws -> (dims: [Int], data: [UInt8]) {
     let gzipped = GzipReader.isGzip(raw)
     if !gzipped && path.hasSuffix(".gz") { throw DatasetError.notGzip(path: path) }
     let ndims = Int(magic & 0xFF)
