@@ -52,6 +52,8 @@ const char *bs_status_message(bs_status s);
 // that frees and refills large blocks fragments its heap). 1 B to 32 MiB; call before threads
 // start (allocator.c).
 bs_status bs_allocator_fix_mmap_threshold(size_t bytes);
+// malloc_trim(0): the free pages of every arena back to the system; 1 if any was released.
+int bs_allocator_trim(void);
 
 // ---------------------------------------------------------------------------------------------
 // ISA dispatch

@@ -25,6 +25,8 @@ public final class DaemonService: RequestService, @unchecked Sendable {
   let jobs: JobManager
   /// Kernel contexts of analysis requests, reused (their threads and scratch stay warm).
   let kernelContexts = KernelContextPool()
+  /// Freed memory back to the system after requests and analyses (docs/RELIABILITY.md, soak).
+  let memoryTrimmer = AllocatorPolicy.Trimmer()
   let grams: GramCache
   let outputs: OutputCache
   /// Foreign models and their streaming sessions (SESSION_*; their Grams go into `grams`).
@@ -116,7 +118,10 @@ public final class DaemonService: RequestService, @unchecked Sendable {
       reply.fail(WireError(.shuttingDown, "the daemon is stopping and takes no new requests"))
       return
     }
-    defer { leave() }
+    defer {
+      leave()
+      memoryTrimmer.trimIfDue()
+    }
     do {
       try dispatch(request, reply: reply, transport: transport)
     } catch {

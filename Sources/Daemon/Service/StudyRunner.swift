@@ -41,6 +41,7 @@ extension StudyManager {
         }
         guard a.models.allSatisfy({ facts[$0]?.trained == true }) else { continue }
         run(s, a)
+        service.memoryTrimmer.trimIfDue()
         return true
       }
     }
