@@ -274,5 +274,35 @@ final class ServiceJobTests: ServiceTestCase {
                    .queued)
     XCTAssertEqual(send(service, .watch, JobRequest(job: started.job)).doc(.watchOK, as: JobEntry.self)?.epoch, 2)
   }
+
+  /// A daemon killed while a job ran, restarted on a full disk: it starts (it used to refuse
+  /// with NO_SPACE, unable to rewrite the record as interrupted; found by tools/disk-full-test),
+  /// lists the job interrupted, and once there is room RESUME rewrites the record.
+  func testStartOnAFullDiskWithARecordLeftRunning() throws {
+    let jobsDirectory = storeDirectory + "/jobs"
+    try FileManager.default.createDirectory(atPath: jobsDirectory, withIntermediateDirectories: true)
+    let left = JobFile(entry: JobEntry(job: 3, model: "m3", state: .running, epoch: 0, epochs: 2,
+                                       created: "2026-12-07T00:00:00Z"),
+                       recipe: recipe("m3", epochs: 2))
+    let recordPath = jobsDirectory + "/3.json"
+    try JSONEncoder().encode(left).write(to: URL(fileURLWithPath: recordPath))
+    CheckpointFaultInjection.hook = { syscall, path in
+      syscall == "write" && path.hasPrefix(jobsDirectory + "/") ? .fail(ENOSPC) : nil
+    }
+    defer { CheckpointFaultInjection.hook = nil }
+    let service = try makeService()
+    let listed = send(service, .jobs, EmptyDoc()).doc(.jobsOK, as: JobsResponse.self)?.jobs
+    XCTAssertEqual(listed?.map(\.state), [.interrupted])
+    XCTAssertEqual(send(service, .status, EmptyDoc()).doc(.statusOK, as: StatusResponse.self)?.jobs.interrupted, 1)
+    let onDisk = try JSONDecoder().decode(JobFile.self, from: Data(contentsOf: URL(fileURLWithPath: recordPath)))
+    XCTAssertEqual(onDisk.entry.state, .running, "the record is left as it was")
+    expectError(send(service, .resume, ResumeRequest(job: 3)), .noSpace, mentioning: jobsDirectory)
+
+    CheckpointFaultInjection.hook = nil
+    XCTAssertEqual(send(service, .resume, ResumeRequest(job: 3)).doc(.resumeOK, as: JobEntry.self)?.state, .queued)
+    _ = send(service, .cancel, JobRequest(job: 3)).wait()
+    let rewritten = try JSONDecoder().decode(JobFile.self, from: Data(contentsOf: URL(fileURLWithPath: recordPath)))
+    XCTAssertNotEqual(rewritten.entry.state, .running, "\(rewritten.entry)")
+  }
   #endif
 }

@@ -140,7 +140,15 @@ final class JobManager: @unchecked Sendable {
         job.file.entry.epoch = header.epochsCompleted
         job.file.entry.last = header.history.last.flatMap(metrics)
       }
-      try persist(job.file)
+      // Best effort: on a full disk the daemon must still start and serve (it was refused with
+      // NO_SPACE before; tools/disk-full-test). A record left saying queued or running is read
+      // as interrupted again by the next start, and RESUME rewrites it (or answers NO_SPACE).
+      do {
+        try persist(job.file)
+      } catch {
+        FileHandle.standardError.write(Data(
+          "blockscoped: job \(id) is interrupted, but its record could not say so: \(error.message)\n".utf8))
+      }
     }
   }
 
