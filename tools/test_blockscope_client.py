@@ -978,8 +978,11 @@ class ClientTests(unittest.TestCase):
         self.assertEqual(r["echo"], [["x", "f32", [4, 2], [1, 2, 3, 4, 5, 6, 7, 8]],
                                      ["y", "f64", [4, 1], [1, 2, 3, 4]]])
         self.assertEqual(self.fake.requests[-1].doc["estimators"], ["linear"])
+        # [n] is one feature per example (as [n, ...] is flattened per example); a scalar is refused.
+        r = c.cka([1, 2, 3, 4], x, estimators=["linear"])
+        self.assertEqual(r["echo"][0], ["x", "f64", [4, 1], [1, 2, 3, 4]])
         with self.assertRaises(ValueError):
-            c.cka([1, 2, 3, 4], x)
+            c.cka(bc.Tensor("s", "f64", (), b"\x00" * 8), x)
 
     def test_export(self):
         c = self.client()
