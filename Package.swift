@@ -61,7 +61,7 @@ let package = Package(
     ),
     .executableTarget(
       name: "blockscope-engine",
-      dependencies: ["Engine", "Analysis", "CKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+      dependencies: ["Engine", "Analysis", "Study", "CKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
     // CKernels' AVX-512 variants compiled against SIMDe (Debian's libsimde-dev), so the tests
     // check them against the references on CPUs without AVX-512 too.
@@ -79,7 +79,7 @@ let package = Package(
     // builds it next to the test bundle).
     // Runs built executables for the tool tests (finds them next to the test bundle).
     .target(name: "ToolTestSupport", path: "Tests/ToolTestSupport"),
-    .testTarget(name: "EngineToolTests", dependencies: ["blockscope-engine", "ToolTestSupport"]),
+    .testTarget(name: "EngineToolTests", dependencies: ["blockscope-engine", "ToolTestSupport", "Engine", "Study", "Wire"]),
     // What DaemonTests and DaemonIntegrationTests share: a blocking-socket Wire client, raw
     // frame bytes, ERROR-frame helpers.
     .target(name: "DaemonTestSupport", dependencies: ["Wire"], path: "Tests/DaemonTestSupport"),

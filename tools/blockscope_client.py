@@ -69,6 +69,7 @@ REQUEST_TYPES = {
     "STUDY_LIST": 0x0016, "STUDY_CANCEL": 0x0017, "STUDY_RESUME": 0x0018, "STUDY_DELETE": 0x0019,
     "STUDY_RESULTS": 0x001A, "STUDY_RESULT": 0x001B, "SESSION_OPEN": 0x001C,
     "SESSION_BATCH": 0x001D, "SESSION_CLOSE": 0x001E, "FOREIGN_MODELS": 0x001F,
+    "STUDY_RUN": 0x0020,
 }
 RESPONSE_BIT = 0x8000
 PROGRESS = 0x4001
@@ -93,7 +94,7 @@ ERROR_NAMES = {
     100: "MALFORMED_PAYLOAD", 101: "INVALID_ARGUMENT", 102: "NOT_FOUND", 103: "ALREADY_EXISTS",
     104: "CONFLICT", 105: "CANCELLED", 106: "SHUTTING_DOWN", 107: "TOO_MANY_REQUESTS",
     108: "CORRUPT", 109: "IO_ERROR", 110: "NO_SPACE", 111: "DATA_UNAVAILABLE",
-    112: "RESULT_TOO_LARGE", 113: "INTERNAL",
+    112: "RESULT_TOO_LARGE", 113: "INTERNAL", 114: "EXECUTOR_FAILED",
 }
 ERROR_CODES = {name: code for code, name in ERROR_NAMES.items()}
 #: Codes below this close the connection (SPEC section 4).
@@ -1380,9 +1381,16 @@ class Client:
     def foreign_models(self):
         return self._call("FOREIGN_MODELS", {})[0]["models"]
 
-    def study_create(self, study, declaration):
-        """Declares a study (SPEC 'Study declaration') and starts it; returns its status."""
-        return self._call("STUDY_CREATE", {"study": study, "declaration": declaration})[0]
+    def study_create(self, study, declaration, executor=None):
+        """Declares a study (SPEC 'Study declaration') and starts it; returns its status.
+        `executor`: as study_run's (default: the daemon's own queue)."""
+        return self._call("STUDY_CREATE", _options(study=study, declaration=declaration, executor=executor))[0]
+
+    def study_run(self, study, executor):
+        """Moves a study's training to another executor: {"kind": "local"} or {"kind": "slurm",
+        "partition"?, "time"?, "account"?, "mem"?, "cpus_per_task"?, "max_parallel"?}
+        (SPEC STUDY_RUN); returns its status."""
+        return self._call("STUDY_RUN", {"study": study, "executor": executor})[0]
 
     def study_status(self, study):
         return self._call("STUDY_STATUS", {"study": study})[0]

@@ -314,9 +314,9 @@ class FramingTests(unittest.TestCase):
         self.assertFails(frame_bytes(**dict(ok, flags=2)), "MALFORMED_HEADER")
         self.assertFails(frame_bytes(**dict(ok, flags=0x80)), "MALFORMED_HEADER")
         self.assertFails(frame_bytes(**dict(ok, reserved=1)), "MALFORMED_HEADER")
-        self.assertFails(frame_bytes(**dict(ok, type_=0x0020)), "UNKNOWN_TYPE")
+        self.assertFails(frame_bytes(**dict(ok, type_=0x0021)), "UNKNOWN_TYPE")
         self.assertFails(frame_bytes(**dict(ok, type_=0x0000)), "UNKNOWN_TYPE")
-        self.assertFails(frame_bytes(**dict(ok, type_=0x8020)), "UNKNOWN_TYPE")
+        self.assertFails(frame_bytes(**dict(ok, type_=0x8021)), "UNKNOWN_TYPE")
         self.assertFails(frame_bytes(**dict(ok, type_=0x8002)), "NOT_A_REQUEST", role="server")
         self.assertFails(frame_bytes(**dict(ok, type_=0x4001)), "NOT_A_REQUEST", role="server")
         # The SPEC names no code for a request type arriving at a client (Sources/Wire agrees).
@@ -445,8 +445,8 @@ class FramingTests(unittest.TestCase):
         self.assertEqual(bc.type_name(0x1234), "0x1234")
         with self.assertRaises(ValueError):
             bc.type_code("NOPE")
-        self.assertEqual(len(bc.REQUEST_TYPES), 31)
-        self.assertEqual(len(bc.ERROR_NAMES), 29)
+        self.assertEqual(len(bc.REQUEST_TYPES), 32)
+        self.assertEqual(len(bc.ERROR_NAMES), 30)
 
 
 # =============================================================================================

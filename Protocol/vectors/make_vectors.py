@@ -49,6 +49,7 @@ REQUEST_TYPES = {
     "STUDY_LIST": 0x0016, "STUDY_CANCEL": 0x0017, "STUDY_RESUME": 0x0018, "STUDY_DELETE": 0x0019,
     "STUDY_RESULTS": 0x001A, "STUDY_RESULT": 0x001B, "SESSION_OPEN": 0x001C,
     "SESSION_BATCH": 0x001D, "SESSION_CLOSE": 0x001E, "FOREIGN_MODELS": 0x001F,
+    "STUDY_RUN": 0x0020,
 }
 TYPES = dict(REQUEST_TYPES)
 for _name, _code in REQUEST_TYPES.items():
@@ -79,7 +80,7 @@ ERRORS = {
     "MALFORMED_PAYLOAD": 100, "INVALID_ARGUMENT": 101, "NOT_FOUND": 102, "ALREADY_EXISTS": 103,
     "CONFLICT": 104, "CANCELLED": 105, "SHUTTING_DOWN": 106, "TOO_MANY_REQUESTS": 107,
     "CORRUPT": 108, "IO_ERROR": 109, "NO_SPACE": 110, "DATA_UNAVAILABLE": 111,
-    "RESULT_TOO_LARGE": 112, "INTERNAL": 113,
+    "RESULT_TOO_LARGE": 112, "INTERNAL": 113, "EXECUTOR_FAILED": 114,
 }
 
 # Section 3: tensor element types (struct format character, byte size). bf16 has no struct
@@ -361,7 +362,29 @@ STUDY_STATUS_OK = Frame("STUDY_STATUS_OK", 31, {
     "analyses_done": 7, "analyses_total": 15, "analysing": "heatmap/r14-k1-cifar10-f0.06-s0-e30-98abc3a6",
     "progress": 0.375, "eta_seconds": 1834.5,
     "errors": [{"key": "probe/r14-k1-cifar10-f0.06-s0-e30-98abc3a6",
-                "message": "NO_SPACE: write(/store/studies/x) failed"}]})
+                "message": "NO_SPACE: write(/store/studies/x) failed"}],
+    "executor": "local"})
+# The slurm executor: STUDY_RUN with every key, and a status with a task that failed.
+STUDY_RUN = Frame("STUDY_RUN", 32, {"study": "depth-vs-data", "executor": {
+    "kind": "slurm", "partition": "cpu", "time": "4:00:00", "account": "lab", "mem": "8G",
+    "cpus_per_task": 8, "max_parallel": 50}})
+STUDY_RUN_OK = Frame("STUDY_RUN_OK", 32, {
+    "study": "depth-vs-data", "state": "running", "created": "2026-12-07T06:45:38Z",
+    "dataset": "cifar10",
+    "models": [
+        {"model": "r14-k1-cifar10-f0.06-s0-e30-98abc3a6", "depth": 14, "width": 1,
+         "fraction": 0.06, "seed": 0, "plain": False, "state": "training", "epoch": 3,
+         "epochs": 30, "near_chance": False, "reused": False, "analyses_done": 0,
+         "analyses_total": 7,
+         "slurm": {"array_job": "4711", "task": 0, "state": "RUNNING"}},
+        {"model": "r56-k1-cifar10-f0.06-s0-e30-0a1b2c3d", "depth": 56, "width": 1,
+         "fraction": 0.06, "seed": 0, "plain": False, "state": "failed", "epoch": 0,
+         "epochs": 30, "near_chance": False, "reused": False, "analyses_done": 0,
+         "analyses_total": 7, "error": "its array task ended FAILED (NonZeroExitCode); STUDY_RESUME submits it again",
+         "slurm": {"array_job": "4711", "task": 1, "state": "FAILED", "reason": "NonZeroExitCode",
+                   "log_tail": "error: out of memory"}}],
+    "analyses_done": 0, "analyses_total": 15, "progress": 0.08, "errors": [],
+    "executor": "slurm", "slurm_script": "/store/studies/depth-vs-data/slurm/train.sbatch"})
 # Foreign models (section 7): a session declaring three representations, and one batch of 4
 # examples of a dataset reference carrying them in the three float dtypes (f16 and bf16 are
 # widened to f32 by the daemon).
@@ -417,6 +440,11 @@ valid("study_create_request.bin",
 valid("study_status_ok_response.bin",
       "STUDY_STATUS_OK: a trained (reused) model and one training, an error, an ETA",
       "response", [STUDY_STATUS_OK])
+valid("study_run_request.bin",
+      "STUDY_RUN to the slurm executor with every Slurm option", "request", [STUDY_RUN])
+valid("study_run_ok_response.bin",
+      "STUDY_RUN_OK: a study on Slurm, one task running and one failed with its log tail",
+      "response", [STUDY_RUN_OK])
 valid("session_open_request.bin",
       "SESSION_OPEN: a foreign model with three representations, one in block 0",
       "request", [SESSION_OPEN])

@@ -32,6 +32,7 @@ public enum ErrorCode: UInt16, CaseIterable, Sendable {
   case dataUnavailable = 111
   case resultTooLarge = 112
   case `internal` = 113
+  case executorFailed = 114
 
   /// Codes below this are connection errors: the daemon sends the `ERROR` frame and closes.
   public static let firstRequestError: UInt16 = 100
@@ -75,6 +76,7 @@ public enum ErrorCode: UInt16, CaseIterable, Sendable {
     case .dataUnavailable: return "DATA_UNAVAILABLE"
     case .resultTooLarge: return "RESULT_TOO_LARGE"
     case .internal: return "INTERNAL"
+    case .executorFailed: return "EXECUTOR_FAILED"
     }
   }
 

@@ -33,6 +33,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
   case sessionBatch = 0x001D
   case sessionClose = 0x001E
   case foreignModels = 0x001F
+  case studyRun = 0x0020
 
   case helloOK = 0x8001
   case statusOK = 0x8002
@@ -65,6 +66,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
   case sessionBatchOK = 0x801D
   case sessionCloseOK = 0x801E
   case foreignModelsOK = 0x801F
+  case studyRunOK = 0x8020
 
   /// Zero or more per request, daemon to client, before the request's final frame.
   case progress = 0x4001
@@ -111,7 +113,7 @@ public enum MessageType: UInt16, CaseIterable, Sendable {
     .studyCancel: "STUDY_CANCEL", .studyResume: "STUDY_RESUME", .studyDelete: "STUDY_DELETE",
     .studyResults: "STUDY_RESULTS", .studyResult: "STUDY_RESULT",
     .sessionOpen: "SESSION_OPEN", .sessionBatch: "SESSION_BATCH", .sessionClose: "SESSION_CLOSE",
-    .foreignModels: "FOREIGN_MODELS",
+    .foreignModels: "FOREIGN_MODELS", .studyRun: "STUDY_RUN",
   ]
 
   /// The type with this spec name, if any.

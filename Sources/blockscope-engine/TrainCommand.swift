@@ -2,6 +2,7 @@ import ArgumentParser
 import CKernels
 import Engine
 import Foundation
+import Study
 
 struct ModelOptions: ParsableArguments {
   @Option(help: "Depth 6n+2: 8, 14, 20, 26, 32, 38, 44, 56, 110, 164, ...")
@@ -46,6 +47,16 @@ struct TrainCommand: ParsableCommand {
   var testExamples: Int?
   @Option(help: "Continue the run saved in this checkpoint (its model, recipe and data; --epochs may extend it). Also the default --checkpoint.")
   var resume: String?
+  @Option(name: .customLong("snapshot-epochs"),
+          help: "Comma-separated epochs after which to also keep a snapshot, CHECKPOINT.eN.bsckpt beside the checkpoint (a study's snapshots).")
+  var snapshotEpochs: String?
+  @Option(help: "KEY=VALUE recorded in the checkpoint's metadata (repeatable; e.g. the Slurm job that trained it).")
+  var metadata: [String] = []
+
+  /// The parsed --snapshot-epochs.
+  private var snapshots: Set<Int> {
+    Set((snapshotEpochs ?? "").split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) })
+  }
 
   func validate() throws {
     guard fraction > 0, fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
@@ -54,6 +65,21 @@ struct TrainCommand: ParsableCommand {
     guard learningRate > 0 else { throw ValidationError("--lr must be positive") }
     if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     if let testExamples, testExamples < 1 { throw ValidationError("--test-examples must be at least 1") }
+    if let snapshotEpochs {
+      for part in snapshotEpochs.split(separator: ",", omittingEmptySubsequences: false) {
+        guard let e = Int(part.trimmingCharacters(in: .whitespaces)), e >= 1 else {
+          throw ValidationError("--snapshot-epochs: \"\(part)\" is not an epoch (1, 2, ...)")
+        }
+      }
+      guard (checkpoint ?? resume) != nil else {
+        throw ValidationError("--snapshot-epochs needs --checkpoint or --resume (snapshots are kept beside it)")
+      }
+    }
+    for entry in metadata {
+      guard let eq = entry.firstIndex(of: "="), eq != entry.startIndex else {
+        throw ValidationError("--metadata \"\(entry)\" is not KEY=VALUE")
+      }
+    }
   }
 
   func run() throws {
@@ -97,6 +123,15 @@ struct TrainCommand: ParsableCommand {
       print("resuming \(resume!) after epoch \(saved.epochsCompleted) of \(tc.epochs)")
     }
     let checkpoint = self.checkpoint ?? resume
+    // What the daemon records too (its DESCRIBE recipe and a study's reuse check read
+    // `test_examples`), kept from the saved run, then the user's entries.
+    var metadata = saved?.metadata ?? [:]
+    if let testExamples { metadata["test_examples"] = String(testExamples) }
+    for entry in self.metadata {
+      let eq = entry.firstIndex(of: "=")!
+      metadata[String(entry[..<eq])] = String(entry[entry.index(after: eq)...])
+    }
+    let snapshots = self.snapshots
     print("\(cfg.name) on \(spec.dataset): \(splits.train.count) training / \(splits.test.count) test images, "
           + "\(tc.epochs) epochs, batch \(tc.batchSize), lr \(tc.learningRate), \(context.threads) threads, "
           + "kernels \(context.isaName)")
@@ -115,14 +150,28 @@ struct TrainCommand: ParsableCommand {
                            r.epoch, p.epochs, r.trainLoss, 100 * r.trainAccuracy, r.testLoss,
                            100 * r.testAccuracy, r.learningRate, r.seconds, r.imagesPerSecond))
       }
-    }, onEpoch: { _ in
+    }, onEpoch: { record in
       if let path = checkpoint {
-        try ModelState.checkpoint(of: trainer, data: spec).save(to: path)
+        let saved = ModelState.checkpoint(of: trainer, data: spec, metadata: metadata)
+        // The snapshot first, as the daemon does: a crash between the saves reruns the epoch.
+        if snapshots.contains(record.epoch) { try saved.save(to: Self.snapshotPath(path, epoch: record.epoch)) }
+        try saved.save(to: path)
       }
     })
     let final = trainer.history.last!
     print(String(format: "test accuracy: %.2f%% (%@, %d epochs, %.0f s)", 100 * final.testAccuracy,
                  cfg.name, tc.epochs, Date().timeIntervalSince(started)))
+  }
+}
+
+extension TrainCommand {
+  /// `DIR/NAME.eN.bsckpt` for `DIR/NAME.bsckpt`: the daemon's name for a snapshot of NAME.
+  static func snapshotPath(_ checkpoint: String, epoch: Int) -> String {
+    let suffix = ".bsckpt"
+    let base = checkpoint.hasSuffix(suffix) ? String(checkpoint.dropLast(suffix.count)) : checkpoint
+    let dir = (base as NSString).deletingLastPathComponent
+    let name = RecipeName.snapshot((base as NSString).lastPathComponent, epoch: epoch)
+    return (dir.isEmpty ? "" : dir + "/") + name + suffix
   }
 }
 

@@ -15,7 +15,8 @@ struct StudyCommand: ParsableCommand {
       daemon restarts. Read it with 'blockscope report NAME --out DIR'.
       """,
     subcommands: [StudyCreateCommand.self, StudyStatusCommand.self, StudyListCommand.self,
-                  StudyCancelCommand.self, StudyResumeCommand.self, StudyDeleteCommand.self])
+                  StudyRunCommand.self, StudyCancelCommand.self, StudyResumeCommand.self,
+                  StudyDeleteCommand.self])
 }
 
 /// A study name argument.
@@ -60,6 +61,7 @@ struct StudyCreateCommand: ParsableCommand {
   @Option(name: .customLong("snapshot-epochs"), help: "Keep and analyse the models after these epochs, e.g. 1,2,5,10.") var snapshotEpochs: String?
   @Option(help: "Analyses to run (default all): heatmap,pc,probe,deletion,cross_seed,cross_architecture,populations.") var analyses: String?
   @Option(name: .customLong("heatmap-examples")) var heatmapExamples: Int?
+  @OptionGroup var executor: ExecutorOptions
   @Flag(help: "Follow the study's progress until it ends.") var watch = false
 
   func validate() throws {
@@ -128,7 +130,8 @@ struct StudyCreateCommand: ParsableCommand {
   func run() throws {
     let d = try declaration()
     try global.withDaemon { client in
-      let response = try client.request(.studyCreate, StudyCreateRequest(study: name.study, declaration: d))
+      let response = try client.request(.studyCreate, StudyCreateRequest(study: name.study, declaration: d,
+                                                                          executor: executor.request))
       if global.json && !watch { return try JSONOutput.print(response.jsonOutput()) }
       let status = try response.decode(StudyStatusResponse.self)
       if !global.json {
@@ -199,7 +202,7 @@ struct StudyStatusCommand: ParsableCommand {
     let width = 24
     let filled = Int((s.progress * Double(width)).rounded())
     let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-    var text = "study \(s.study) (\(s.dataset)): \(s.state.rawValue), \(done)/\(s.models.count) models done, "
+    var text = "study \(s.study) (\(s.dataset)\(s.executor == .slurm ? ", on slurm" : "")): \(s.state.rawValue), \(done)/\(s.models.count) models done, "
       + "analyses \(s.analysesDone)/\(s.analysesTotal) [\(bar)] \(Int((100 * s.progress).rounded()))%"
     if let eta = s.etaSeconds, s.state == .running { text += ", ETA \(Format.duration(eta))" }
     if let a = s.analysing { text += "\n  analysing \(a)" }
@@ -212,12 +215,21 @@ struct StudyStatusCommand: ParsableCommand {
     for m in s.models {
       var note = m.reused ? "reused" : ""
       if m.nearChance { note += (note.isEmpty ? "" : "; ") + "NEAR CHANCE" }
+      if let t = m.slurm {
+        note += (note.isEmpty ? "" : "; ") + "slurm \(t.arrayJob)_\(t.task)"
+          + (m.error == nil ? " \(t.state)" + (t.reason.map { " (\($0))" } ?? "") : "")
+      }
       if let e = m.error { note += (note.isEmpty ? "" : "; ") + e }
       table.add([m.model, "\(m.depth)\(m.plain ? " plain" : "")", shortNumber(m.width), shortNumber(m.fraction),
                  "\(m.seed)", m.state.rawValue, "\(m.epoch)/\(m.epochs)", Format.percent(m.testAccuracy),
                  "\(m.analysesDone)/\(m.analysesTotal)", note])
     }
     var text = headline(s) + "\n" + table.render()
+    for m in s.models {
+      guard let t = m.slurm, let tail = t.logTail, m.state == .failed || m.state == .cancelled else { continue }
+      text += "\n\(m.model): task \(t.arrayJob)_\(t.task) \(t.state); the end of its log:\n"
+        + tail.split(separator: "\n", omittingEmptySubsequences: false).map { "  | " + $0 }.joined(separator: "\n")
+    }
     if !s.errors.isEmpty {
       text += "\nerrors (retried by 'blockscope study resume \(s.study)'):"
       for e in s.errors { text += "\n  \(e.key): \(e.message)" }

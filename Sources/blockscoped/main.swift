@@ -73,6 +73,10 @@ struct BlockscopedCommand: ParsableCommand {
                              valueName: "name=dir"))
   var data: [String] = []
 
+  @Option(help: ArgumentHelp("The blockscope-engine a study's Slurm array tasks run (default: the one beside this blockscoped).",
+                             discussion: "Every compute node must see it at this path.", valueName: "path"))
+  var engine: String?
+
   @Flag(help: "Run in the background; return once the socket accepts connections.")
   var detach = false
 
@@ -145,7 +149,8 @@ struct BlockscopedCommand: ParsableCommand {
       parallelJobs: parallelJobs,
       trainingThreads: trainingThreads,
       analysisThreads: analysisThreads,
-      datasetLocations: datasetLocations)
+      datasetLocations: datasetLocations,
+      engineExecutable: engine.map(absolute))
     do {
       try FileManager.default.createDirectory(atPath: configuration.storePath, withIntermediateDirectories: true,
                                               attributes: [.posixPermissions: 0o700])
@@ -263,6 +268,7 @@ struct DaemonConfiguration {
   var trainingThreads: Int?
   var analysisThreads: Int?
   var datasetLocations: DatasetLocations
+  var engineExecutable: String?
 }
 
 enum Startup {
@@ -295,6 +301,7 @@ func serve(_ configuration: DaemonConfiguration, ready: (Startup) -> Void) -> In
       trainingThreads: configuration.trainingThreads)
     options.analysisThreads = configuration.analysisThreads
     options.parallelJobs = configuration.parallelJobs
+    options.engineExecutable = configuration.engineExecutable
     service = try DaemonService(options: options)
   } catch {
     transport.abandon()

@@ -237,4 +237,45 @@ final class ServiceStudyTests: ServiceTestCase {
     XCTAssertNotNil(send(service, .studyCreate, StudyCreateRequest(study: "order", declaration: reordered))
       .payload(.studyCreateOK))
   }
+
+  /// STUDY_RUN's and STUDY_CREATE's executor checks, before anything is written or submitted
+  /// (the whole path through a real Slurm cluster is tools/test-slurm's).
+  func testExecutorsThatCannotWorkAreRefusedAndLoseNothing() throws {
+    var options = self.options()
+    options.engineExecutable = "/nonexistent/blockscope-engine"
+    let service = try makeService(options)
+    var d = declaration()
+    d.depths = [8]
+    d.seeds = [0]
+    d.analyses = [.heatmap]
+    // Options a job script cannot carry, or that only Slurm takes.
+    expectError(send(service, .studyCreate, StudyCreateRequest(study: "s", declaration: d,
+                                                               executor: StudyExecutor(kind: .slurm, partition: "a;b"))),
+                .invalidArgument, mentioning: "executor.partition")
+    expectError(send(service, .studyCreate, StudyCreateRequest(study: "s", declaration: d,
+                                                               executor: StudyExecutor(kind: .local, maxParallel: 2))),
+                .invalidArgument, mentioning: "executor.max_parallel")
+    XCTAssertEqual(send(service, .studyList, EmptyDoc()).doc(.studyListOK, as: StudyListResponse.self)?.studies.count, 0)
+    // A declared study whose array cannot be submitted (no engine): declared, nothing lost,
+    // the error says how to continue; it trains nothing locally meanwhile.
+    expectError(send(service, .studyCreate, StudyCreateRequest(study: "s", declaration: d,
+                                                               executor: StudyExecutor(kind: .slurm))),
+                .executorFailed, mentioning: "STUDY_RUN")
+    let st = try XCTUnwrap(status(service, "s"))
+    XCTAssertEqual(st.executor, .slurm)
+    XCTAssertEqual(st.models.map(\.state), [.queued])
+    Thread.sleep(forTimeInterval: 0.5)
+    XCTAssertEqual(send(service, .jobs, EmptyDoc()).doc(.jobsOK, as: JobsResponse.self)?.jobs.count, 0)
+    expectError(send(service, .studyRun, StudyRunRequest(study: "s", executor: StudyExecutor(kind: .slurm))),
+                .executorFailed, mentioning: "/nonexistent/blockscope-engine")
+    expectError(send(service, .studyRun, StudyRunRequest(study: "nope", executor: StudyExecutor(kind: .local))),
+                .notFound)
+    // Back to the local executor: the daemon trains it.
+    let local = try XCTUnwrap(send(service, .studyRun, StudyRunRequest(study: "s", executor: .local))
+      .doc(.studyRunOK, as: StudyStatusResponse.self))
+    XCTAssertEqual(local.executor, .local)
+    XCTAssertNil(local.slurmScript)
+    let end = try XCTUnwrap(waitForEnd(service, "s"))
+    XCTAssertEqual(end.state, .finished, "\(end.errors)")
+  }
 }

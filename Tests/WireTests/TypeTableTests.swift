@@ -5,7 +5,7 @@ import XCTest
 final class TypeTableTests: XCTestCase {
   func testMessageTypes() {
     let requests = MessageType.allCases.filter(\.isRequest)
-    XCTAssertEqual(requests.map(\.rawValue), Array(1...0x1F))
+    XCTAssertEqual(requests.map(\.rawValue), Array(1...0x20))
     for request in requests {
       let response = try! XCTUnwrap(request.responseType)
       XCTAssertEqual(response.rawValue, request.rawValue | 0x8000)
@@ -14,7 +14,7 @@ final class TypeTableTests: XCTestCase {
       XCTAssertEqual(response.name, request.name + "_OK")
       XCTAssertNil(response.responseType)
     }
-    XCTAssertEqual(MessageType.allCases.count, 2 * 31 + 2)
+    XCTAssertEqual(MessageType.allCases.count, 2 * 32 + 2)
     XCTAssertEqual(MessageType.progress.rawValue, 0x4001)
     XCTAssertTrue(MessageType.progress.isEvent)
     XCTAssertFalse(MessageType.progress.isRequest || MessageType.progress.isResponse)
@@ -48,9 +48,9 @@ final class TypeTableTests: XCTestCase {
   }
 
   func testErrorCodes() {
-    XCTAssertEqual(ErrorCode.allCases.count, 29)
+    XCTAssertEqual(ErrorCode.allCases.count, 30)
     XCTAssertEqual(ErrorCode.allCases.filter(\.closesConnection).map(\.rawValue), Array(1...15))
-    XCTAssertEqual(ErrorCode.allCases.filter { !$0.closesConnection }.map(\.rawValue), Array(100...113))
+    XCTAssertEqual(ErrorCode.allCases.filter { !$0.closesConnection }.map(\.rawValue), Array(100...114))
     XCTAssertEqual(ErrorCode.notARequest.name, "NOT_A_REQUEST")
     XCTAssertEqual(ErrorCode.shuttingDownClose.name, "SHUTTING_DOWN_CLOSE")
     XCTAssertEqual(ErrorCode.internal.name, "INTERNAL")

@@ -205,6 +205,7 @@ public final class DaemonService: RequestService, @unchecked Sendable {
     case .studyDelete: try studyDelete(request, reply)
     case .studyResults: try studyResults(request, reply)
     case .studyResult: try studyResult(request, reply)
+    case .studyRun: try studyRun(request, reply)
     case .sessionOpen: try sessionOpen(request, reply)
     case .sessionBatch: try sessionBatch(request, reply)
     case .sessionClose: try sessionClose(request, reply)

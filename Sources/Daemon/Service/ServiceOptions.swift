@@ -35,6 +35,9 @@ public struct ServiceOptions: Sendable {
   /// Size of the `synthetic` dataset (the Engine tool's: 5000 / 1000).
   public var syntheticTrainCount: Int
   public var syntheticTestCount: Int
+  /// The `blockscope-engine` that a study's Slurm array tasks run; nil: the one beside the
+  /// daemon's executable.
+  public var engineExecutable: String?
 
   public init(storeDirectory: String, cacheBytes: Int = 2 << 30,
               datasetPaths: [String: String] = [:], datasetLocations: DatasetLocations = DatasetLocations(),

@@ -37,8 +37,26 @@ extension DaemonService {
         throw WireError(error.code, "declaration: the model \(model.name): \(error.message)")
       }
     }
-    let study = try studies.create(r.study, declaration)
+    if let executor = r.executor, let p = executor.problem() { throw invalid("executor.\(p.field)", p.message) }
+    let study = try studies.create(r.study, declaration, executor: r.executor)
+    if study.record.executor?.kind == .slurm, (study.record.slurmSubmissions ?? []).isEmpty {
+      do {
+        studies.trainingGate.lock()
+        defer { studies.trainingGate.unlock() }
+        try studies.submitSlurm(study, tasks: studies.slurmTasksToSubmit(study))
+      } catch {
+        throw WireError(error.code, "the study \(r.study) is declared but its job array was not submitted: "
+                        + "\(error.message) (STUDY_RUN submits it)")
+      }
+    }
     try respond(reply, .studyCreateOK, studies.status(study))
+  }
+
+  // MARK: STUDY_RUN
+
+  func studyRun(_ request: IncomingRequest, _ reply: ReplyChannel) throws {
+    let r = try request.decode(StudyRunRequest.self)
+    try respond(reply, .studyRunOK, studies.status(try studies.run(r.study, on: r.executor)))
   }
 
   // MARK: STUDY_STATUS, STUDY_LIST

@@ -63,6 +63,8 @@ final class StudyManager: @unchecked Sendable {
   /// marks a study cancelled and cancels its jobs: a job is never submitted for a study that
   /// was cancelled a moment before. Taken before JobManager's lock, never inside `cond`.
   let trainingGate = NSLock()
+  /// Each slurm study's task states as last read from Slurm, and when (see `slurmStates`).
+  let slurmStateCache = Locked<[String: (at: Date, states: [Int: SlurmTaskLatest])]>([:])
 
   init(directory: String, service: DaemonService) throws(WireError) {
     files = try StudyFiles(directory: directory)
@@ -116,7 +118,7 @@ final class StudyManager: @unchecked Sendable {
 
   /// STUDY_CREATE: the study's state (an existing study with the same declaration is answered
   /// as it is).
-  func create(_ name: String, _ declaration: StudyDeclaration) throws(WireError) -> DeclaredStudy {
+  func create(_ name: String, _ declaration: StudyDeclaration, executor: StudyExecutor? = nil) throws(WireError) -> DeclaredStudy {
     cond.lock()
     defer { cond.unlock() }
     guard !stopping else { throw WireError(.shuttingDown, "the daemon is stopping; no new studies") }
@@ -132,7 +134,8 @@ final class StudyManager: @unchecked Sendable {
                       + "could load (see its log); move it away or choose another name")
     }
     let state = try makeState(StudyRecord(study: name, declaration: declaration, created: rfc3339(),
-                                          cancelled: false, errors: []))
+                                          cancelled: false, errors: [],
+                                          executor: executor?.kind == .slurm ? executor : nil))
     var record = state.record
     record.reused = state.planner.models.filter { modelFacts($0.name, recipe: $0.recipe).trained }.map(\.name)
     state.record = record
@@ -182,6 +185,7 @@ final class StudyManager: @unchecked Sendable {
     record.cancelledJobs = cancelled
     s.record = record
     try files.save(record)
+    if record.executor?.kind == .slurm { try cancelSlurm(s) }
     return s
   }
 
@@ -212,6 +216,13 @@ final class StudyManager: @unchecked Sendable {
     // Under the training gate: the runner does not resume or submit these jobs meanwhile.
     trainingGate.lock()
     defer { trainingGate.unlock() }
+    if record.executor?.kind == .slurm {
+      // Failed, cancelled and forgotten array tasks are submitted again; each continues its
+      // model's checkpoint.
+      try submitSlurm(s, tasks: slurmTasksToSubmit(s))
+      poke()
+      return s
+    }
     let entries = service.jobs.latestEntries()
     let facts = self.facts(s)
     for m in s.planner.models where facts[m.name]?.trained != true {

@@ -55,6 +55,8 @@ extension StudyManager {
   /// `jobs` was read before `facts` (see `step`); a job submitted here is one of a model
   /// neither of them had, so neither is stale for the models this loop looks at.
   private func ensureTraining(_ s: DeclaredStudy, jobs: [String: JobEntry], facts: [String: ModelFacts]) {
+    // On the slurm executor its array tasks train; their checkpoints arrive in the store.
+    guard (s.record.executor?.kind ?? .local) == .local else { return }
     let errors = Set(s.record.errors.map(\.key))
     let cancelledByStudies = all().reduce(into: Set<UInt64>()) { $0.formUnion($1.record.cancelledJobs ?? []) }
     for m in s.planner.models where !errors.contains("train/\(m.name)") && facts[m.name]?.trained != true {

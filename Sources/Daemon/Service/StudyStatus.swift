@@ -47,7 +47,9 @@ extension StudyManager {
     var doneCost = 0.0, totalCost = 0.0, secondsPerCost: [Double] = []
     let byOwner = Dictionary(grouping: planned.filter { $0.owner != nil }, by: { $0.owner! })
     let trainCount = record.trainCount ?? 50_000, testCount = record.testCount ?? 10_000
-    for m in s.planner.models {
+    let onSlurm = record.executor?.kind == .slurm
+    let slurm = onSlurm ? slurmStates(s) : [:]
+    for (index, m) in s.planner.models.enumerated() {
       let f = facts[m.name] ?? ModelFacts(trained: false)
       let own = byOwner[m.name] ?? []
       let done = own.filter { stored.contains($0.key) }.count
@@ -60,8 +62,11 @@ extension StudyManager {
                                 state: .queued, epoch: 0, epochs: m.recipe.epochs,
                                 testAccuracy: f.testAccuracy, nearChance: s.planner.isNearChance(f.testAccuracy),
                                 analysesDone: done, analysesTotal: own.count)
-      let job = jobs[m.name]
+      let job = onSlurm ? nil : jobs[m.name]
       st.job = job?.job
+      if let t = slurm[index] {
+        st.slurm = SlurmTaskStatus(arrayJob: t.arrayJob, task: index, state: t.state.state, reason: t.state.reason)
+      }
       if f.trained {
         st.epoch = m.recipe.epochs
         doneCost += cost
@@ -73,6 +78,12 @@ extension StudyManager {
           if seconds > 0, !st.reused { secondsPerCost.append(seconds / cost) }
         }
         if let e = own.compactMap({ errors[$0.key] }).first { st.error = e }
+      } else if onSlurm, let t = slurm[index] {
+        let epoch = (try? service.store.header(of: m.name).header.epochsCompleted) ?? 0
+        st.epoch = epoch
+        doneCost += cost * Double(epoch) / Double(max(1, m.recipe.epochs))
+        (st.state, st.error) = Self.modelState(slurm: t.state, cancelled: record.cancelled)
+        if !t.state.isActive { st.slurm?.logTail = slurmLogTail(s, task: index) }
       } else if let job {
         st.epoch = job.epoch
         doneCost += cost * Double(job.epoch) / Double(max(1, m.recipe.epochs))
@@ -124,6 +135,27 @@ extension StudyManager {
     return StudyStatusResponse(
       study: s.name, state: state, created: record.created, dataset: record.declaration.dataset,
       models: models, analysesDone: analysesDone, analysesTotal: analysesTotal, analysing: analysing,
-      progress: progress, etaSeconds: eta, errors: record.errors)
+      progress: progress, etaSeconds: eta, errors: record.errors,
+      executor: record.executor?.kind ?? .local,
+      slurmScript: onSlurm ? slurmDirectory(s.name) + "/train.sbatch" : nil)
+  }
+
+  /// A model's state from its array task's, while the model is not trained.
+  static func modelState(slurm t: SlurmTaskState, cancelled: Bool) -> (StudyModelStatus.State, String?) {
+    switch t.state {
+    case "RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT", "RESIZING":
+      return (.training, nil)
+    case _ where t.isActive:
+      return (.queued, nil)
+    case "CANCELLED":
+      return (.cancelled, cancelled ? nil : "its array task was cancelled; STUDY_RESUME submits it again")
+    case "COMPLETED":
+      return (.failed, "its array task completed but the store holds no fully trained model of this recipe")
+    case "ENDED":
+      return (.failed, "its array task ended without a fully trained model (Slurm no longer lists it); "
+                + "STUDY_RESUME submits it again")
+    default:
+      return (.failed, "its array task ended \(t.state)\(t.reason.map { " (\($0))" } ?? ""); STUDY_RESUME submits it again")
+    }
   }
 }

@@ -27,6 +27,17 @@ struct StudyRecord: Codable, Sendable {
   /// Jobs this study cancelled (STUDY_CANCEL): another study that needs their models resumes
   /// them; a job the user cancelled stays cancelled.
   var cancelledJobs: [UInt64]?
+  /// Where its models train (nil: local).
+  var executor: StudyExecutor?
+  /// The slurm executor's submissions, oldest first (a task's latest one is its state).
+  var slurmSubmissions: [SlurmSubmission]?
+}
+
+/// One `sbatch` of a study's job array script.
+struct SlurmSubmission: Codable, Sendable {
+  var arrayJob: String
+  var tasks: [Int]
+  var submitted: String
 }
 
 /// The on-disk side of studies:

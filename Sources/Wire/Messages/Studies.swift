@@ -8,17 +8,22 @@
 public struct StudyCreateRequest: Codable, Hashable, Sendable {
   public var study: String
   public var declaration: StudyDeclaration
+  /// Where its models train (default local). For an existing study, a different executor is
+  /// STUDY_RUN's change.
+  public var executor: StudyExecutor?
 
-  public init(study: String, declaration: StudyDeclaration) {
+  public init(study: String, declaration: StudyDeclaration, executor: StudyExecutor? = nil) {
     self.study = study
     self.declaration = declaration
+    self.executor = executor
   }
 
-  enum CodingKeys: String, CodingKey { case study, declaration }
+  enum CodingKeys: String, CodingKey { case study, declaration, executor }
 
   public init(from decoder: Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    self.init(study: try c.value(.study), declaration: try c.value(.declaration))
+    self.init(study: try c.value(.study), declaration: try c.value(.declaration),
+              executor: try c.ifPresent(.executor))
   }
 }
 
@@ -128,11 +133,14 @@ public struct StudyModelStatus: Codable, Hashable, Sendable {
   public var analysesDone: Int
   public var analysesTotal: Int
   public var error: String?
+  /// Its Slurm array task (a study on the slurm executor, once submitted).
+  public var slurm: SlurmTaskStatus?
 
   public init(model: String, depth: Int, width: Double, fraction: Double, seed: UInt64,
               plain: Bool, state: State, job: UInt64? = nil, epoch: Int, epochs: Int,
               testAccuracy: Double? = nil, nearChance: Bool = false, reused: Bool = false,
-              analysesDone: Int = 0, analysesTotal: Int = 0, error: String? = nil) {
+              analysesDone: Int = 0, analysesTotal: Int = 0, error: String? = nil,
+              slurm: SlurmTaskStatus? = nil) {
     self.model = model
     self.depth = depth
     self.width = width
@@ -149,12 +157,13 @@ public struct StudyModelStatus: Codable, Hashable, Sendable {
     self.analysesDone = analysesDone
     self.analysesTotal = analysesTotal
     self.error = error
+    self.slurm = slurm
   }
 
   enum CodingKeys: String, CodingKey {
     case model, depth, width, fraction, seed, plain, state, job, epoch, epochs,
          testAccuracy = "test_accuracy", nearChance = "near_chance", reused,
-         analysesDone = "analyses_done", analysesTotal = "analyses_total", error
+         analysesDone = "analyses_done", analysesTotal = "analyses_total", error, slurm
   }
 
   public init(from decoder: Decoder) throws {
@@ -166,7 +175,8 @@ public struct StudyModelStatus: Codable, Hashable, Sendable {
               nearChance: try c.value(.nearChance, default: false),
               reused: try c.value(.reused, default: false),
               analysesDone: try c.value(.analysesDone, default: 0),
-              analysesTotal: try c.value(.analysesTotal, default: 0), error: try c.ifPresent(.error))
+              analysesTotal: try c.value(.analysesTotal, default: 0), error: try c.ifPresent(.error),
+              slurm: try c.ifPresent(.slurm))
   }
 }
 
@@ -203,11 +213,15 @@ public struct StudyStatusResponse: Codable, Hashable, Sendable {
   /// any measurement.
   public var etaSeconds: Double?
   public var errors: [StudyError]
+  /// Where its models train.
+  public var executor: StudyExecutor.Kind
+  /// The slurm executor's job array script (readable; a user may adapt and submit it).
+  public var slurmScript: String?
 
   public init(study: String, state: StudyState, created: String, dataset: String,
               models: [StudyModelStatus], analysesDone: Int, analysesTotal: Int,
               analysing: String? = nil, progress: Double, etaSeconds: Double? = nil,
-              errors: [StudyError] = []) {
+              errors: [StudyError] = [], executor: StudyExecutor.Kind = .local, slurmScript: String? = nil) {
     self.study = study
     self.state = state
     self.created = created
@@ -219,11 +233,14 @@ public struct StudyStatusResponse: Codable, Hashable, Sendable {
     self.progress = progress
     self.etaSeconds = etaSeconds
     self.errors = errors
+    self.executor = executor
+    self.slurmScript = slurmScript
   }
 
   enum CodingKeys: String, CodingKey {
     case study, state, created, dataset, models, analysesDone = "analyses_done",
-         analysesTotal = "analyses_total", analysing, progress, etaSeconds = "eta_seconds", errors
+         analysesTotal = "analyses_total", analysing, progress, etaSeconds = "eta_seconds", errors,
+         executor, slurmScript = "slurm_script"
   }
 
   public init(from decoder: Decoder) throws {
@@ -232,7 +249,8 @@ public struct StudyStatusResponse: Codable, Hashable, Sendable {
               dataset: try c.value(.dataset), models: try c.value(.models),
               analysesDone: try c.value(.analysesDone), analysesTotal: try c.value(.analysesTotal),
               analysing: try c.ifPresent(.analysing), progress: try c.value(.progress),
-              etaSeconds: try c.ifPresent(.etaSeconds), errors: try c.value(.errors, default: []))
+              etaSeconds: try c.ifPresent(.etaSeconds), errors: try c.value(.errors, default: []),
+              executor: try c.value(.executor, default: .local), slurmScript: try c.ifPresent(.slurmScript))
   }
 }
 
