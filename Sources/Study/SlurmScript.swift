@@ -49,8 +49,35 @@ public struct SlurmScriptPaths: Hashable, Sendable {
 /// its own checkpoint when it exists, so a requeued or preempted task resumes from its last
 /// finished epoch; near the time limit Slurm signals the batch shell, which requeues the task.
 public enum SlurmScript {
-  /// Seconds before the time limit at which Slurm sends USR1 (`--signal=B:USR1@...`).
-  public static let requeueLeadSeconds = 180
+  /// Seconds before the time limit at which Slurm sends USR1 (`--signal=B:USR1@...`): 180,
+  /// or a tenth of a shorter limit (at least 10), so that a short limit is not all warning.
+  public static func requeueLeadSeconds(time: String?) -> Int {
+    guard let limit = time.flatMap(seconds(ofTime:)) else { return 180 }
+    return min(180, max(10, limit / 10))
+  }
+
+  /// Slurm's time syntax in seconds: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`; nil for
+  /// anything else (`UNLIMITED`, `INFINITE`).
+  public static func seconds(ofTime time: String) -> Int? {
+    let dayParts = time.split(separator: "-", omittingEmptySubsequences: false)
+    guard dayParts.count <= 2 else { return nil }
+    let days = dayParts.count == 2 ? Int(dayParts[0]) : 0
+    let clock = dayParts.last!.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
+    guard let days, days >= 0, !clock.isEmpty, clock.count <= 3, clock.allSatisfy({ $0 != nil && $0! >= 0 }) else { return nil }
+    let c = clock.map { $0! }
+    let hms: (Int, Int, Int)
+    if dayParts.count == 2 {
+      hms = (c[0], c.count > 1 ? c[1] : 0, c.count > 2 ? c[2] : 0)
+    } else {
+      switch c.count {
+      case 1: hms = (0, c[0], 0)
+      case 2: hms = (0, c[0], c[1])
+      default: hms = (c[0], c[1], c[2])
+      }
+    }
+    let total = ((days * 24 + hms.0) * 60 + hms.1) * 60 + hms.2
+    return total > 0 ? total : nil
+  }
 
   public static func logPath(_ logs: String, task: Int) -> String { "\(logs)/task-\(task).log" }
 
@@ -116,9 +143,10 @@ public enum SlurmScript {
     if let t = executor.time { s += "#SBATCH --time=\(t)\n" }
     if let m = executor.mem { s += "#SBATCH --mem=\(m)\n" }
     if let a = executor.account { s += "#SBATCH --account=\(a)\n" }
+    let lead = requeueLeadSeconds(time: executor.time)
     s += """
       #SBATCH --requeue
-      #SBATCH --signal=B:USR1@\(requeueLeadSeconds)
+      #SBATCH --signal=B:USR1@\(lead)
       #SBATCH --open-mode=append
       #SBATCH --output=\(paths.logs)/task-%a.log
       set -euo pipefail
@@ -145,11 +173,18 @@ public enum SlurmScript {
               --metadata "slurm_job=${SLURM_ARRAY_JOB_ID:-none}_$task")
       echo "blockscope: task $task ($model) as job ${SLURM_JOB_ID:-?} on $(hostname), restart ${SLURM_RESTART_COUNT:-0}, $(date -u +%FT%TZ)"
 
-      # Slurm sends USR1 to this shell \(requeueLeadSeconds) s before the time limit: the task is requeued
-      # and continues from its last finished epoch (the running epoch is lost).
+      # Slurm sends USR1 to this shell \(lead) s before the time limit: the task is requeued and
+      # continues from its last finished epoch (the running epoch is lost). Only if this run
+      # finished an epoch: otherwise one epoch takes longer than the limit allows, and requeueing
+      # would repeat it forever; the task then ends TIMEOUT and `study status` says so.
+      started_at=$(date +%s)
       requeue() {
-        echo "blockscope: the time limit is near; requeueing task $task"
-        scontrol requeue "${SLURM_ARRAY_JOB_ID}_$task"
+        if [ -f "$checkpoint" ] && [ "$(stat -c %Y "$checkpoint")" -ge "$started_at" ]; then
+          echo "blockscope: the time limit is near; requeueing task $task"
+          scontrol requeue "${SLURM_ARRAY_JOB_ID}_$task"
+        else
+          echo "blockscope: the time limit is near and no epoch finished in this run: not requeued (raise --time)"
+        fi
       }
       trap requeue USR1
 

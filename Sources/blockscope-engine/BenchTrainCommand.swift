@@ -13,7 +13,7 @@ struct BenchTrainCommand: ParsableCommand {
   @Flag(help: "One JSON object per line instead of a table.") var json = false
   @Option(help: "Timed steps per measurement (median reported).") var steps = 10
   @Option(help: "Warm-up steps before timing.") var warmup = 3
-  @Option(help: "Comma-separated subset of resnet20-k1,resnet56-k1,resnet20-k2.")
+  @Option(help: "Comma-separated models resnetD-kW (CIFAR-sized), e.g. resnet20-k1,resnet56-k1,resnet20-k2.")
   var models = "resnet20-k1,resnet56-k1,resnet20-k2"
   @Option(help: "Threads (default: all cores).") var threads: Int?
   @Flag(help: "Also print where the timed steps spent their time, per layer op.") var profile = false
@@ -22,16 +22,21 @@ struct BenchTrainCommand: ParsableCommand {
     guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps >= 1, --warmup >= 0") }
   }
 
-  static let known: [String: ResNetConfig] = [
-    "resnet20-k1": ResNetConfig(depth: 20, widthMultiplier: 1),
-    "resnet56-k1": ResNetConfig(depth: 56, widthMultiplier: 1),
-    "resnet20-k2": ResNetConfig(depth: 20, widthMultiplier: 2),
-  ]
+  /// `resnetD-kW` (D = 6n+2, W > 0), e.g. resnet110-k1, resnet14-k4; CIFAR-sized input.
+  static func config(_ name: String) -> ResNetConfig? {
+    guard name.hasPrefix("resnet"), let dash = name.firstIndex(of: "-"),
+          let depth = Int(name[name.index(name.startIndex, offsetBy: 6)..<dash]), depth >= 8, (depth - 2) % 6 == 0,
+          name[dash...].hasPrefix("-k"), let width = Double(name[name.index(dash, offsetBy: 2)...]),
+          width > 0, width <= 64 else { return nil }
+    return ResNetConfig(depth: depth, widthMultiplier: width)
+  }
 
   func run() throws {
     let context = KernelContext(threads: threads)
     let names = models.split(separator: ",").map(String.init)
-    for n in names where Self.known[n] == nil { throw ValidationError("unknown model \(n)") }
+    for n in names where Self.config(n) == nil {
+      throw ValidationError("unknown model \(n): name resnetD-kW, D = 6n+2 (8, 14, 20, ...), W the width multiplier")
+    }
     let sgemm = context.sgemmProbe()
     let isa = context.isaName
     let conv = context.convAlgorithmName
@@ -40,7 +45,7 @@ struct BenchTrainCommand: ParsableCommand {
       print("model        mode   batch   images/s   ms/step   GFLOP/s   share of sgemm")
     }
     for name in names {
-      let cfg = Self.known[name]!
+      let cfg = Self.config(name)!
       for (mode, batch) in [("train", 128), ("infer", 256)] {
         let net = try ResNet(config: cfg, seed: 1)
         let times = try measure(net, mode: mode, batch: batch, context: context)

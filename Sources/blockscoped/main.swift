@@ -281,7 +281,11 @@ enum Startup {
 func serve(_ configuration: DaemonConfiguration, ready: (Startup) -> Void) -> Int32 {
   // Before any thread starts: a fixed mmap threshold keeps the Gram cache's churn from
   // fragmenting the heap (docs/RELIABILITY.md, "soak").
-  AllocatorPolicy.fixMmapThreshold()
+  // BLOCKSCOPE_MMAP_THRESHOLD=BYTES sets another (0: glibc's own sliding threshold), for
+  // measuring what the policy costs.
+  let threshold = ProcessInfo.processInfo.environment["BLOCKSCOPE_MMAP_THRESHOLD"].flatMap { Int($0) }
+    ?? AllocatorPolicy.daemonMmapThreshold
+  if threshold > 0 { AllocatorPolicy.fixMmapThreshold(threshold) }
   var transportOptions = TransportOptions(
     socketPath: configuration.socketPath, strictDirectory: configuration.strictDirectory,
     workers: configuration.workers, handleSignals: true)

@@ -263,7 +263,9 @@ final class ServiceStudyTests: ServiceTestCase {
                 .executorFailed, mentioning: "STUDY_RUN")
     let st = try XCTUnwrap(status(service, "s"))
     XCTAssertEqual(st.executor, .slurm)
-    XCTAssertEqual(st.models.map(\.state), [.queued])
+    XCTAssertEqual(st.models.map(\.state), [.failed])
+    XCTAssertEqual(st.state, .incomplete, "nothing runs until the array is submitted")
+    XCTAssertTrue(st.models[0].error?.contains("not submitted") ?? false, "\(st.models)")
     Thread.sleep(forTimeInterval: 0.5)
     XCTAssertEqual(send(service, .jobs, EmptyDoc()).doc(.jobsOK, as: JobsResponse.self)?.jobs.count, 0)
     expectError(send(service, .studyRun, StudyRunRequest(study: "s", executor: StudyExecutor(kind: .slurm))),

@@ -116,4 +116,20 @@ final class SlurmQueueTests: XCTestCase {
     XCTAssertEqual(StudyExecutor(kind: .local, partition: "cpu").problem()?.field, "partition")
     XCTAssertNil(StudyExecutor(kind: .slurm, partition: "gpu-a100", time: "1-00:00:00", mem: "4G", maxParallel: 8).problem())
   }
+
+  func testTimeLimitsAndTheRequeueWarning() {
+    XCTAssertEqual(SlurmScript.seconds(ofTime: "90"), 5400)
+    XCTAssertEqual(SlurmScript.seconds(ofTime: "5:30"), 330)
+    XCTAssertEqual(SlurmScript.seconds(ofTime: "2:00:00"), 7200)
+    XCTAssertEqual(SlurmScript.seconds(ofTime: "1-00:00:00"), 86400)
+    XCTAssertEqual(SlurmScript.seconds(ofTime: "1-2"), 93600)
+    XCTAssertEqual(SlurmScript.seconds(ofTime: "1-2:30"), 95400)
+    for bad in ["UNLIMITED", "", "1:2:3:4", "-5", "1-2-3", "0", "a:b"] {
+      XCTAssertNil(SlurmScript.seconds(ofTime: bad), bad)
+    }
+    XCTAssertEqual(SlurmScript.requeueLeadSeconds(time: nil), 180)
+    XCTAssertEqual(SlurmScript.requeueLeadSeconds(time: "4:00:00"), 180)
+    XCTAssertEqual(SlurmScript.requeueLeadSeconds(time: "10"), 60)
+    XCTAssertEqual(SlurmScript.requeueLeadSeconds(time: "1"), 10)
+  }
 }

@@ -247,7 +247,15 @@ final class StudyManager: @unchecked Sendable {
   /// STUDY_DELETE: cancels the study, waits for its analysis to stop, removes its directory,
   /// and then its models (and snapshots) that no other study uses, unless `keepModels`.
   func delete(_ name: String, keepModels: Bool) throws(WireError) -> StudyDeleteResponse {
-    let s = try cancel(name)
+    let s: DeclaredStudy
+    do {
+      s = try cancel(name)
+    } catch where error.code == .executorFailed {
+      // Slurm is unreachable: the study still goes (its record says it is cancelled); tasks
+      // that still run may write their models into the store again.
+      FileHandle.standardError.write(Data("blockscoped: deleting study \(name): its Slurm tasks were not cancelled: \(error.message)\n".utf8))
+      s = try study(name)
+    }
     // Its jobs stop within a training step; their models can only be removed then.
     let deadline = Date().addingTimeInterval(120)
     while Date() < deadline {

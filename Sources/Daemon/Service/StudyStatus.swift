@@ -84,6 +84,11 @@ extension StudyManager {
         doneCost += cost * Double(epoch) / Double(max(1, m.recipe.epochs))
         (st.state, st.error) = Self.modelState(slurm: t.state, cancelled: record.cancelled)
         if !t.state.isActive { st.slurm?.logTail = slurmLogTail(s, task: index) }
+      } else if onSlurm {
+        // Never submitted (the submission failed): nothing will train it until STUDY_RESUME
+        // or STUDY_RUN submits it.
+        st.state = record.cancelled ? .cancelled : .failed
+        st.error = record.cancelled ? nil : "not submitted to Slurm; STUDY_RESUME submits it"
       } else if let job {
         st.epoch = job.epoch
         doneCost += cost * Double(job.epoch) / Double(max(1, m.recipe.epochs))
