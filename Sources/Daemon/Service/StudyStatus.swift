@@ -147,6 +147,7 @@ extension StudyManager {
 
   /// A model's state from its array task's, while the model is not trained.
   static func modelState(slurm t: SlurmTaskState, cancelled: Bool) -> (StudyModelStatus.State, String?) {
+    if cancelled && !t.isActive { return (.cancelled, nil) }
     switch t.state {
     case "RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT", "RESIZING":
       return (.training, nil)
