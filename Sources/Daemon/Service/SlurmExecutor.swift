@@ -79,14 +79,13 @@ extension StudyManager {
     guard r.status == 0, !id.isEmpty, id.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
       throw WireError(.executorFailed, "sbatch refused the job array of study \(s.name) (exit \(r.status)): \(r.complaint)")
     }
-    var record = s.record
-    record.slurmSubmissions = (record.slurmSubmissions ?? []) + [
-      SlurmSubmission(arrayJob: id, tasks: chosen.sorted(), submitted: rfc3339()),
-    ]
-    s.record = record
     slurmStateCache.withLock { $0[s.name] = nil }
     do {
-      try files.save(record)
+      try updateRecord(s) {
+        $0.slurmSubmissions = ($0.slurmSubmissions ?? []) + [
+          SlurmSubmission(arrayJob: id, tasks: chosen.sorted(), submitted: rfc3339()),
+        ]
+      }
     } catch {
       // Unrecorded, the array would run unwatched: take it back.
       _ = try? SlurmCommand.run("scancel", [id])
@@ -168,6 +167,17 @@ extension StudyManager {
     return tail.isEmpty ? nil : tail
   }
 
+  /// Changes the study's record and saves it under `cond`, as the runner records errors, so
+  /// that neither change is lost to the other; nothing changes if the save fails.
+  func updateRecord(_ s: DeclaredStudy, _ change: (inout StudyRecord) -> Void) throws(WireError) {
+    cond.lock()
+    defer { cond.unlock() }
+    var r = s.record
+    change(&r)
+    try files.save(r)
+    s.record = r
+  }
+
   // MARK: STUDY_RUN
 
   /// Moves a study's training to `executor` (see `StudyRunRequest`).
@@ -176,8 +186,7 @@ extension StudyManager {
     let s = try study(name)
     trainingGate.lock()
     defer { trainingGate.unlock() }
-    var record = s.record
-    let previous = record.executor?.kind ?? .local
+    let previous = s.record.executor?.kind ?? .local
     switch executor.kind {
     case .slurm:
       _ = try slurmPaths(s)
@@ -194,18 +203,18 @@ extension StudyManager {
           }
         }
       }
-      record.executor = executor
-      record.cancelled = false
-      record.errors.removeAll { $0.key.hasPrefix("train/") }
-      s.record = record
-      try files.save(record)
+      try updateRecord(s) {
+        $0.executor = executor
+        $0.cancelled = false
+        $0.errors.removeAll { $0.key.hasPrefix("train/") }
+      }
       try submitSlurm(s, tasks: slurmTasksToSubmit(s))
     case .local:
       if previous == .slurm { try cancelSlurm(s) }
-      record.executor = nil
-      record.cancelled = false
-      s.record = record
-      try files.save(record)
+      try updateRecord(s) {
+        $0.executor = nil
+        $0.cancelled = false
+      }
     }
     poke()
     return s
