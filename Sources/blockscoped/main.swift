@@ -63,7 +63,7 @@ struct BlockscopedCommand: ParsableCommand {
 
   @Option(name: .customLong("analysis-threads"),
           help: ArgumentHelp("Kernel threads of each analysis request (default: every online CPU, or BLOCKSCOPE_THREADS).",
-                             discussion: "Every job and request computes on threads of its own: one never changes another's thread count or numbers.",
+                             discussion: "Every job and request computes on threads of its own: one never changes another's thread count or numbers. A study runs as many analyses at once as fit at this thread count in the CPUs its training jobs leave free.",
                              valueName: "n"))
   var analysisThreads: Int?
 

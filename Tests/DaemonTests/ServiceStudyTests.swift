@@ -210,6 +210,49 @@ final class ServiceStudyTests: ServiceTestCase {
     XCTAssertEqual(index?.results.map(\.kind).sorted(), ["heatmap", "heatmap"])
   }
 
+  /// With one analysis thread each, analyses fill the cores training leaves free, and every
+  /// stored result is what the same request answers alone: the same tensors, bit for bit, and
+  /// the same doc but for its timings and work statistics (cache hits).
+  func testAnalysesOnFreeCoresRunTogetherAndGiveTheSameNumbers() throws {
+    var options = self.options()
+    options.analysisThreads = 1
+    let service = try makeService(options)
+    var d = declaration()
+    d.analyses = [.heatmap]
+    d.snapshotEpochs = []
+    _ = send(service, .studyCreate, StudyCreateRequest(study: "train-first", declaration: d)).payload(.studyCreateOK)
+    XCTAssertEqual(waitForEnd(service, "train-first")?.state, .finished)
+    // Every model trained: all of this study's analyses are ready at once.
+    var all = declaration()
+    all.snapshotEpochs = []
+    _ = send(service, .studyCreate, StudyCreateRequest(study: "analyses", declaration: all)).payload(.studyCreateOK)
+    guard let end = waitForEnd(service, "analyses") else { return }
+    XCTAssertEqual(end.state, .finished, "\(end.errors)")
+    let manager = try XCTUnwrap(service.studies)
+    if KernelContext.defaultThreads >= 2 {
+      XCTAssertGreaterThanOrEqual(manager.peakRunning, 2, "analyses ran one at a time on idle cores")
+    }
+    let study = try XCTUnwrap(manager.all().first { $0.name == "analyses" })
+    let planned = study.planner.all(manager.facts(study))
+    XCTAssertGreaterThan(planned.count, 10)
+    func withoutTimings(_ doc: [UInt8]) throws -> NSDictionary {
+      let object = try JSONSerialization.jsonObject(with: Data(doc)) as! [String: Any]
+      return object.filter { $0.key != "stats" && !$0.key.contains("seconds") } as NSDictionary
+    }
+    for a in planned {
+      let stored = try XCTUnwrap(send(service, .studyResult, StudyResultRequest(study: "analyses", key: a.key))
+        .payload(.studyResultOK), a.key)
+      let alone = send(service, IncomingRequest(type: a.type, requestID: 1, quiet: true,
+                                                payload: Payload(doc: a.request).encoded()))
+      let fresh = try XCTUnwrap(alone.payload(a.type.responseType!), a.key)
+      XCTAssertEqual(stored.tensors.map(\.name), fresh.tensors.map(\.name), a.key)
+      for (x, y) in zip(stored.tensors, fresh.tensors) {
+        XCTAssertEqual(x.bytes, y.bytes, "\(a.key): tensor \(x.name)")
+      }
+      XCTAssertEqual(try withoutTimings(stored.doc), try withoutTimings(fresh.doc), a.key)
+    }
+  }
+
   /// A study that reuses models trained without its snapshot epochs cannot have their snapshot
   /// analyses: it ends `incomplete` with those errors, never `finished`.
   func testMissingSnapshotsMakeTheStudyIncomplete() throws {

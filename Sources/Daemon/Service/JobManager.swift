@@ -90,6 +90,13 @@ final class JobManager: @unchecked Sendable {
     return max(1, KernelContext.defaultThreads / runners)
   }
 
+  /// The kernel threads of the jobs training now (queued jobs hold none).
+  func runningThreads() -> Int {
+    cond.lock()
+    defer { cond.unlock() }
+    return running.values.reduce(0) { $0 + threads(for: $1.file.recipe) }
+  }
+
   private func path(_ id: UInt64) -> String { "\(directory)/\(id).json" }
 
   // MARK: Records

@@ -38,10 +38,18 @@ final class DeclaredStudy: @unchecked Sendable {
   }
 }
 
+/// An analysis being computed: its study and key, and the flag that stops it.
+struct RunningAnalysis {
+  let study: String
+  let key: String
+  let stop: Locked<Bool>
+}
+
 /// Studies: their records and results (`StudyFiles`), and the one runner thread that keeps
 /// every active study moving. The runner submits each grid model's training to the
 /// `JobManager` (content-addressed names: a model already stored with the same recipe is
-/// reused), and runs every planned analysis whose models are trained, one at a time, through
+/// reused), and runs every planned analysis whose models are trained (one at a time, or several
+/// on cores that training leaves free: `analysisSlots`), through
 /// the service's own request handlers; each response is stored as it was answered. Nothing is
 /// kept only in memory: after a restart (or `kill -9`) the plan is recomputed from the
 /// declaration and the store, and exactly what is missing runs.
@@ -53,8 +61,10 @@ final class StudyManager: @unchecked Sendable {
   var order: [String] = []
   var stopping = false
   var poked = false
-  /// The analysis being computed: (study, key), and the flag that stops it.
-  var current: (study: String, key: String, stop: Locked<Bool>)?
+  /// The analyses being computed, oldest first.
+  var running: [RunningAnalysis] = []
+  /// The most analyses that ran at once (tests).
+  var peakRunning = 0
   /// Seconds per analysis kind measured by this daemon (for the ETA).
   var timings: [String: (seconds: Double, count: Int)] = [:]
   let runnerExited = DispatchSemaphore(value: 0)
@@ -170,7 +180,7 @@ final class StudyManager: @unchecked Sendable {
     cond.lock()
     var record = s.record
     record.cancelled = true
-    if let c = current, c.study == name { c.stop.withLock { $0 = true } }
+    for r in running where r.study == name { r.stop.withLock { $0 = true } }
     let neededElsewhere = studies.values.filter { $0 !== s && $0.isActive }
       .reduce(into: Set<String>()) { $0.formUnion($1.modelNames) }
     cond.unlock()
@@ -265,7 +275,7 @@ final class StudyManager: @unchecked Sendable {
     }
     trainingGate.lock()
     cond.lock()
-    while let c = current, c.study == name { cond.wait() }
+    while running.contains(where: { $0.study == name }) { cond.wait() }
     let usedElsewhere = studies.values.filter { $0 !== s }.reduce(into: Set<String>()) { $0.formUnion($1.modelNames) }
     do {
       try files.remove(name)

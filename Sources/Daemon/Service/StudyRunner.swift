@@ -1,14 +1,19 @@
+import Engine
 import Foundation
 import Study
 import Wire
 
-/// The runner thread: training submitted for every active study, then one ready analysis at a
-/// time, run through the service's own handlers and stored as it was answered.
+/// The runner thread: training submitted for every active study, then ready analyses, each on
+/// a thread of its own and run through the service's own handlers, stored as it was answered.
+/// Analyses run one at a time, or several when the cores that training jobs leave free hold
+/// more than one analysis's threads (`analysisSlots`).
 extension StudyManager {
   func runnerMain() {
     while true {
       cond.lock()
       if stopping {
+        // Stopped analyses end within a step; none may outlive the manager's shutdown.
+        while !running.isEmpty { cond.wait() }
         cond.unlock()
         break
       }
@@ -22,9 +27,19 @@ extension StudyManager {
     runnerExited.signal()
   }
 
-  /// One unit of work: training submitted for every active study, then the first analysis that
-  /// is ready run. False when there was none.
+  /// How many analyses may run at once: one, or as many as fit, at the analysis threads each,
+  /// in the CPUs that running training jobs do not use. Each analysis keeps its own kernel
+  /// context with the same thread count, so its numbers do not depend on how many run beside it.
+  func analysisSlots() -> Int {
+    let cpus = KernelContext.defaultThreads
+    let each = max(1, service.options.analysisThreads ?? cpus)
+    return max(1, (cpus - service.jobs.runningThreads()) / each)
+  }
+
+  /// One pass: training submitted for every active study, then ready analyses started while
+  /// slots are free. False when nothing was started.
   private func step() -> Bool {
+    var startedAny = false
     for s in all() where s.isActive {
       // The jobs before the files: a job is marked finished only after its last save.
       let jobs = service.jobs.latestEntries()
@@ -32,7 +47,13 @@ extension StudyManager {
       ensureTraining(s, jobs: jobs, facts: facts)
       let errors = Set(s.record.errors.map(\.key))
       for a in s.planner.all(facts) where !errors.contains(a.key) {
-        guard !files.hasResult(s.name, key: a.key) else { continue }
+        let slots = analysisSlots()   // JobManager's lock: never taken inside `cond`
+        cond.lock()
+        let busy = running.contains { $0.study == s.name && $0.key == a.key }
+        let full = running.count >= slots
+        cond.unlock()
+        if full { return startedAny }
+        guard !busy, !files.hasResult(s.name, key: a.key) else { continue }
         if a.kind.hasPrefix("snapshot_"), let owner = a.owner, facts[owner]?.trained == true,
            facts[a.models[0]]?.trained != true {
           record(s, StudyError(key: a.key, message: "the snapshot \(a.models[0]) was not kept "
@@ -40,12 +61,10 @@ extension StudyManager {
           continue
         }
         guard a.models.allSatisfy({ facts[$0]?.trained == true }) else { continue }
-        run(s, a)
-        service.memoryTrimmer.trimIfDue()
-        return true
+        if start(s, a) { startedAny = true }
       }
     }
-    return false
+    return startedAny
   }
 
   /// Submits the training of every model that is neither trained nor being trained, and
@@ -118,15 +137,34 @@ extension StudyManager {
     if (try? files.save(r)) != nil { s.record = r }
   }
 
-  private func run(_ s: DeclaredStudy, _ a: PlannedAnalysis) {
-    let stop = Locked(false)
+  /// Registers the analysis as running and computes it on a thread of its own. False when the
+  /// study stopped taking work.
+  private func start(_ s: DeclaredStudy, _ a: PlannedAnalysis) -> Bool {
+    let entry = RunningAnalysis(study: s.name, key: a.key, stop: Locked(false))
     cond.lock()
     guard !stopping, s.isActive else {
       cond.unlock()
-      return
+      return false
     }
-    current = (s.name, a.key, stop)
+    running.append(entry)
+    peakRunning = max(peakRunning, running.count)
     cond.unlock()
+    let thread = Thread { [self] in
+      run(s, a, entry.stop)
+      service.memoryTrimmer.trimIfDue()
+      cond.lock()
+      running.removeAll { $0.stop === entry.stop }
+      poked = true
+      cond.broadcast()
+      cond.unlock()
+    }
+    thread.name = "blockscoped-analysis"
+    thread.stackSize = 8 << 20
+    thread.start()
+    return true
+  }
+
+  private func run(_ s: DeclaredStudy, _ a: PlannedAnalysis, _ stop: Locked<Bool>) {
     let began = Date()
     let reply = InternalReply(cancelled: stop)
     let request = IncomingRequest(type: a.type, requestID: 1, quiet: true, payload: Payload(doc: a.request).encoded())
@@ -154,17 +192,13 @@ extension StudyManager {
     case nil:
       record(s, StudyError(key: a.key, message: "INTERNAL: the \(a.type.name) handler gave no answer"))
     }
-    cond.lock()
-    current = nil
-    cond.broadcast()
-    cond.unlock()
   }
 
-  /// Stops the running analysis and waits for the runner thread.
+  /// Stops the running analyses and waits for the runner thread (which waits for them).
   func shutdown() {
     cond.lock()
     stopping = true
-    current?.stop.withLock { $0 = true }
+    for r in running { r.stop.withLock { $0 = true } }
     cond.broadcast()
     cond.unlock()
     guard started else { return }

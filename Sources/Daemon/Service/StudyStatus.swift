@@ -36,7 +36,7 @@ extension StudyManager {
     let facts = self.facts(s)
     cond.lock()
     let record = s.record
-    let analysing = current.flatMap { $0.study == s.name ? $0.key : nil }
+    let analysing = running.first { $0.study == s.name }?.key
     let timings = self.timings
     cond.unlock()
     let errors = Dictionary(record.errors.map { ($0.key, $0.message) }, uniquingKeysWith: { a, _ in a })
