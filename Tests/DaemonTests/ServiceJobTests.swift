@@ -230,6 +230,24 @@ final class ServiceJobTests: ServiceTestCase {
     _ = send(service, .cancel, JobRequest(job: 10)).wait()
   }
 
+  /// A job record from a larger machine's store: RESUME refuses what this machine cannot hold
+  /// before building anything, and the record stays as it was.
+  func testResumeRefusesANetworkTooLargeForThisMachine() throws {
+    try FileManager.default.createDirectory(atPath: storeDirectory + "/jobs", withIntermediateDirectories: true)
+    var huge = recipe("huge", epochs: 3)
+    huge.depth = 1202
+    huge.width = 64
+    let file = JobFile(entry: JobEntry(job: 3, model: "huge", state: .cancelled, epoch: 1, epochs: 3,
+                                       created: "2026-12-02T00:00:00Z"),
+                       recipe: huge)
+    try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: storeDirectory + "/jobs/3.json"))
+    let service = try makeService()
+    expectError(send(service, .resume, ResumeRequest(job: 3)), .invalidArgument, mentioning: "GiB")
+    let jobs = send(service, .jobs, EmptyDoc()).doc(.jobsOK, as: JobsResponse.self)
+    XCTAssertEqual(jobs?.jobs.map(\.state), [.cancelled])
+    XCTAssertNotNil(send(service, .status, EmptyDoc()).payload(.statusOK), "still serving")
+  }
+
   func testSecondServiceOnTheSameStoreIsRefused() throws {
     let first = try makeService()
     XCTAssertThrowsError(try DaemonService(options: options())) { error in

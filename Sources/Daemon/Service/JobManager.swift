@@ -234,6 +234,7 @@ final class JobManager: @unchecked Sendable {
       throw WireError(.conflict, "model \"\(job.file.entry.model)\" is being trained by job \(other.id)")
     }
     var file = job.file
+    try TrainLimits.checkMemory(file.recipe)
     if let epochs {
       guard epochs >= file.entry.epochs, epochs <= TrainLimits.maxEpochs else {
         throw invalid("epochs", "\(epochs): RESUME may only extend job \(id)'s \(file.entry.epochs) "

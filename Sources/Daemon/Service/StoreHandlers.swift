@@ -33,6 +33,21 @@ enum TrainLimits {
     return 4 * (3 * parameters + Double(batchSize) * (perExample + 4 * largest) + 256 * 5 * largest)
   }
 
+  /// Refuses a recipe whose network this machine cannot hold: building it would only get the
+  /// daemon killed. TRAIN checks it, and RESUME again (a job file may come from a larger
+  /// machine's store).
+  static func checkMemory(_ r: TrainRequest) throws(WireError) {
+    let config = ResNetConfig(depth: r.depth, widthMultiplier: r.width, residual: !r.plain,
+                              inputHeight: 32, inputWidth: 32, inputChannels: 3, numClasses: 100)
+    let needed = estimatedBytes(config, batchSize: r.batchSize)
+    let available = physicalMemory
+    if available > 0, needed > 0.8 * available {
+      throw invalid("width", String(format: "depth %d, width %g, batch %d would need about %.1f GiB; "
+                                    + "this machine has %.1f GiB (use a smaller depth, width or batch_size)",
+                                    r.depth, r.width, r.batchSize, needed / 1073741824, available / 1073741824))
+    }
+  }
+
   /// Physical memory, bytes.
   static var physicalMemory: Double {
     Double(sysconf(Int32(_SC_PHYS_PAGES))) * Double(sysconf(Int32(_SC_PAGESIZE)))
@@ -89,16 +104,7 @@ extension DaemonService {
     if let bad = r.snapshotEpochs.first(where: { !(1..<r.epochs).contains($0) }) {
       throw invalid("snapshot_epochs", "\(bad) is outside 1...\(r.epochs - 1) (the last epoch is the model itself)")
     }
-    // A network too large for this machine would only get the daemon killed.
-    let config = ResNetConfig(depth: r.depth, widthMultiplier: r.width, residual: !r.plain,
-                              inputHeight: 32, inputWidth: 32, inputChannels: 3, numClasses: 100)
-    let needed = TrainLimits.estimatedBytes(config, batchSize: r.batchSize)
-    let available = TrainLimits.physicalMemory
-    if available > 0, needed > 0.8 * available {
-      throw invalid("width", String(format: "depth %d, width %g, batch %d would need about %.1f GiB; "
-                                    + "this machine has %.1f GiB (use a smaller depth, width or batch_size)",
-                                    r.depth, r.width, r.batchSize, needed / 1073741824, available / 1073741824))
-    }
+    try TrainLimits.checkMemory(r)
     if let name = r.model {
       try ModelStore.validateName(name)
     } else {
