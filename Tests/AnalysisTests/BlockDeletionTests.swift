@@ -110,13 +110,49 @@ final class BlockDeletionTests: XCTestCase {
     XCTAssertEqual(perStage[2]?.first?.accuracy, report.blocks.first { $0.block == "s2.b3" }?.accuracy)
     let twoBlocks = try BlockDeletion.evaluate(model, test: test, removing: ["s2.b2", "s2.b3"], context: testKernels)
     XCTAssertEqual(perStage[2]?.last?.accuracy, twoBlocks.accuracy)
-    // Evaluations: intact + 7 single + (2 + 1 + 1) further tail points.
-    XCTAssertEqual(events.count, 12)
-    XCTAssertEqual(events.last?.completed, 12)
-    XCTAssertEqual(events.last?.total, 12)
+    // Evaluations: intact + 7 single + (2 + 1 + 1) further tail points, each over 3 batches
+    // of 16, 16 and 8 examples.
+    XCTAssertEqual(events.count, 12 * 3)
+    XCTAssertEqual(events.map(\.completed), Array(1...36))
+    XCTAssertEqual(events.last?.total, 36)
     XCTAssertEqual(events.first?.current, [])
+    XCTAssertEqual(events[1].current, ["s1.b1"])
     let decoded = try JSONDecoder().decode(BlockDeletionReport.self, from: JSONEncoder().encode(report))
     XCTAssertEqual(decoded, report)
+  }
+
+  /// A deletion's forward starts at its first bypassed block from the intact forward's kept
+  /// input: every loss and prediction equals a full forward's with the same blocks bypassed,
+  /// bit for bit, for the residual and the plain net, over several batches.
+  func testSharedPrefixesGiveTheFullForwardsNumbers() throws {
+    for residual in [true, false] {
+      let model = try ResNet(config: ResNetConfig(depth: 20, widthMultiplier: 0.25, residual: residual,
+                                                  inputHeight: 8, inputWidth: 8, inputChannels: 1,
+                                                  numClasses: 4), seed: 9)
+      let test = Self.quadrants(count: 37, seed: 3)
+      let report = try BlockDeletion.run(model, test: test, batchSize: 16, context: testKernels)
+      let intact = try Evaluation.run(model, on: test, batchSize: 16, context: testKernels)
+      XCTAssertEqual(report.intactLoss, intact.loss)
+      XCTAssertEqual(report.intactAccuracy, intact.accuracy)
+      var checked = 0
+      for b in report.blocks where b.removable {
+        let full = try BlockDeletion.evaluate(model, test: test, removing: [b.block], batchSize: 16, context: testKernels)
+        XCTAssertEqual(b.loss, full.loss, "\(residual) \(b.block)")
+        XCTAssertEqual(b.accuracy, full.accuracy, "\(residual) \(b.block)")
+        XCTAssertEqual(b.changedPredictions,
+                       zip(full.predictions, intact.predictions).filter { $0 != $1 }.count)
+        checked += 1
+      }
+      for t in report.stageTails {
+        let full = try BlockDeletion.evaluate(model, test: test, removing: Set(t.blocks), batchSize: 16, context: testKernels)
+        XCTAssertEqual(t.loss, full.loss, "\(residual) \(t.blocks)")
+        XCTAssertEqual(t.accuracy, full.accuracy)
+        checked += 1
+      }
+      XCTAssertGreaterThan(checked, 8)
+      // Control: the deletions do change the numbers (an untrained net still has live branches).
+      XCTAssertTrue(report.blocks.contains { $0.removable && $0.loss != intact.loss })
+    }
   }
 
   func testStageTailsHelperAndPlainNet() throws {

@@ -43,8 +43,8 @@ public struct BlockDeletionReport: Codable, Equatable, Sendable {
   public var stageTails: [StageTailRemovalResult]
 }
 
-/// After each model evaluation: `completed` of `total` evaluations (each one a pass over the
-/// test set), `current` the blocks removed in the one just finished (empty: intact).
+/// After each batch of each evaluation: `completed` of `total` (evaluations x test batches),
+/// `current` the blocks removed in the one just computed (empty: intact).
 public struct BlockDeletionProgress: Sendable {
   public var completed: Int
   public var total: Int
@@ -58,7 +58,7 @@ public enum BlockDeletionError: Error, CustomStringConvertible, Equatable {
   public var description: String {
     switch self {
     case .invalid(let s): return s
-    case .cancelled(let c, let t): return "block deletion cancelled after \(c) of \(t) evaluations"
+    case .cancelled(let c, let t): return "block deletion cancelled after \(c) of \(t) batch evaluations"
     }
   }
 }
@@ -102,8 +102,10 @@ public enum BlockDeletion {
   /// Intact accuracy; every block (or only `blocks`, by name; unknown names are an error)
   /// bypassed alone; and per stage the last j removable blocks bypassed together, j = 1...
   /// (the j = 1 entry reuses the single-block result of the stage's last block).
-  /// `progress` is called after each evaluation; `shouldStop` is polled before each and, when
-  /// true, ends the run with `BlockDeletionError.cancelled`.
+  /// Evaluated batch by batch, each deletion from its first bypassed block on
+  /// (`evaluateSharingPrefixes`). `progress` is called after each batch of each evaluation;
+  /// `shouldStop` is polled before each and, when true, ends the run with
+  /// `BlockDeletionError.cancelled`.
   public static func run(_ model: ResNet, test: Dataset, blocks: [String]? = nil,
                          stageTails includeTails: Bool = true, batchSize: Int = 256,
                          context: KernelContext,
@@ -127,45 +129,39 @@ public enum BlockDeletion {
       chosen = specs.filter { wanted.contains($0.name) }
     }
     let tails = includeTails ? stageTails(specs) : []
-    let total = 1 + chosen.filter(\.removable).count
-      + tails.reduce(0) { $0 + max(0, $1.blocks.count - 1) }
-      + tails.filter { t in !t.blocks.isEmpty && !chosen.contains { $0.name == t.blocks.last! } }.count
-    var completed = 0
-    func evaluate(_ skip: [String]) throws -> EvaluationResult {
-      if shouldStop() { throw BlockDeletionError.cancelled(completed: completed, total: total) }
-      let r = try Evaluation.run(model, on: test, batchSize: batchSize, skip: Set(skip),
-                                 context: context)
-      completed += 1
-      progress?(BlockDeletionProgress(completed: completed, total: total, current: skip))
-      return r
+    // Every evaluation, as the blocks it bypasses: intact, each removable chosen block alone,
+    // then per stage its last j blocks (j = 1 only when that block was not evaluated alone).
+    let removableChosen = chosen.filter(\.removable).map(\.name)
+    var configs: [[String]] = [[]] + removableChosen.map { [$0] }
+    for t in tails where !t.blocks.isEmpty {
+      for j in 1...t.blocks.count where j > 1 || !removableChosen.contains(t.blocks.last!) {
+        configs.append(Array(t.blocks.suffix(j)))
+      }
     }
-
-    let intact = try evaluate([])
+    let results = try evaluateSharingPrefixes(model, test: test, configs: configs, batchSize: batchSize,
+                                              context: context, progress: progress, shouldStop: shouldStop)
+    let byConfig = Dictionary(uniqueKeysWithValues: zip(configs, results))
+    let intact = results[0]
     func changed(_ r: EvaluationResult) -> Int {
       zip(r.predictions, intact.predictions).reduce(0) { $0 + ($1.0 != $1.1 ? 1 : 0) }
     }
-    var single = [String: EvaluationResult]()
-    var results = [BlockRemovalResult]()
+    var blockResults = [BlockRemovalResult]()
     for s in chosen {
       var entry = BlockRemovalResult(block: s.name, stage: s.stage, index: s.index,
                                      removable: s.removable, reason: reasonNotRemovable(s))
-      if s.removable {
-        let r = try evaluate([s.name])
-        single[s.name] = r
+      if let r = byConfig[[s.name]] {
         entry.accuracy = r.accuracy
         entry.loss = r.loss
         entry.drop = intact.accuracy - r.accuracy
         entry.changedPredictions = changed(r)
       }
-      results.append(entry)
+      blockResults.append(entry)
     }
-
     var tailResults = [StageTailRemovalResult]()
     for t in tails where !t.blocks.isEmpty {
       for j in 1...t.blocks.count {
         let removed = Array(t.blocks.suffix(j))
-        let r: EvaluationResult
-        if j == 1, let known = single[removed[0]] { r = known } else { r = try evaluate(removed) }
+        let r = byConfig[removed]!
         tailResults.append(StageTailRemovalResult(
           stage: t.stage, removed: j, blocks: removed, accuracy: r.accuracy, loss: r.loss,
           drop: intact.accuracy - r.accuracy, changedPredictions: changed(r)))
@@ -173,6 +169,65 @@ public enum BlockDeletion {
     }
     return BlockDeletionReport(model: m.name, modelConfig: m, testCount: test.count,
                                intactAccuracy: intact.accuracy, intactLoss: intact.loss,
-                               blocks: results, stageTails: tailResults)
+                               blocks: blockResults, stageTails: tailResults)
+  }
+
+  /// Bytes of block inputs kept per batch (every block's input, for the bypassed blocks' runs);
+  /// batches shrink below `batchSize` to stay within it.
+  static let blockInputBudget = 256 << 20
+
+  /// Each configuration's evaluation over the test set, computed batch by batch: one intact
+  /// forward keeps every block's input, and a configuration's forward starts at its first
+  /// bypassed block from that input (`ResNet.infer(resume:)`: the values are the full
+  /// forward's, bit for bit), so a deletion costs only the blocks after it. configs[0] must be
+  /// the intact model ([]).
+  static func evaluateSharingPrefixes(_ model: ResNet, test: Dataset, configs: [[String]],
+                                      batchSize: Int, context: KernelContext,
+                                      progress: ((BlockDeletionProgress) -> Void)?,
+                                      shouldStop: () -> Bool) throws -> [EvaluationResult] {
+    precondition(configs.first == [], "configs[0] must be the intact model")
+    let specs = model.blockSpecs
+    let index = Dictionary(uniqueKeysWithValues: specs.enumerated().map { ($1.name, $0) })
+    for c in configs { try model.validateRemoval(Set(c)) }
+    let first = configs.map { $0.compactMap { index[$0] }.min() }
+    let needed = Set(first.compactMap { $0 })
+    let perExample = needed.reduce(0) { $0 + specs[$1].inHeight * specs[$1].inWidth * specs[$1].inChannels } * 4
+    let batch = max(1, min(batchSize, perExample == 0 ? batchSize : blockInputBudget / perExample))
+    var kept = [Int: Tensor]()
+    for i in needed {
+      kept[i] = Tensor([batch * specs[i].inHeight * specs[i].inWidth * specs[i].inChannels])
+    }
+    let input = Tensor([batch, test.height, test.width, test.channels])
+    var rng = RandomSource(seed: 0)
+    var sums = configs.map { _ in EvaluationAccumulator(classes: model.config.numClasses) }
+    let batches = (test.count + batch - 1) / batch
+    let total = configs.count * batches
+    var completed = 0
+    var start = 0
+    while start < test.count {
+      let n = min(batch, test.count - start)
+      let labels = test.labels[start..<(start + n)]
+      BatchLoader.fill(input.data, from: test, positions: Array(start..<(start + n))[...],
+                       augment: false, rng: &rng, context: context)
+      for (c, skip) in configs.enumerated() {
+        if shouldStop() { throw BlockDeletionError.cancelled(completed: completed, total: total) }
+        let logits: [Float]
+        if let f = first[c] {
+          logits = try model.infer(input.data, n: n, context: context, skip: Set(skip),
+                                   resume: (f, UnsafePointer(kept[f]!.data)))
+        } else {
+          logits = try model.infer(input.data, n: n, context: context, blockInput: { i, p in
+            guard let buffer = kept[i] else { return }
+            let s = specs[i]
+            buffer.data.update(from: p, count: n * s.inHeight * s.inWidth * s.inChannels)
+          })
+        }
+        sums[c].add(logits: logits, labels: labels)
+        completed += 1
+        progress?(BlockDeletionProgress(completed: completed, total: total, current: skip))
+      }
+      start += n
+    }
+    return sums.map(\.result)
   }
 }

@@ -281,6 +281,12 @@ public final class ResNet: @unchecked Sendable {
   /// - tap: called with (representation, pointer to [n][features]) for every representation
   ///   whose name `wants` accepts, in forward order; the pointer is valid during the call only.
   /// - skip: blocks to bypass (output := input), for block deletion; must be removable.
+  /// - blockInput: called with (block index, pointer to that block's input [n][inH][inW][inC])
+  ///   before each block, bypassed or not; valid during the call only.
+  /// - resume: start at block `index` with `input` as its input (what `blockInput` gave for it
+  ///   in an earlier forward of the same examples): the stem and the blocks before it are not
+  ///   computed and nothing before them is tapped. Every value from there on is the full
+  ///   forward's, bit for bit (block deletion re-runs only what follows the first bypassed block).
   /// Returns logits [n][K] (a copy).
   /// A BatchNorm representation in inference mode as a per-channel affine map of the
   /// representation it normalises (stem.bn of stem.conv, sX.bY.bnK of sX.bY.convK):
@@ -302,9 +308,14 @@ public final class ResNet: @unchecked Sendable {
 
   public func infer(_ x: UnsafePointer<Float>, n: Int, context: KernelContext,
                     skip: Set<String> = [], wants: ((Representation) -> Bool)? = nil,
-                    tap: ((Representation, UnsafePointer<Float>) -> Void)? = nil) throws -> [Float] {
+                    tap: ((Representation, UnsafePointer<Float>) -> Void)? = nil,
+                    blockInput: ((Int, UnsafePointer<Float>) -> Void)? = nil,
+                    resume: (index: Int, input: UnsafePointer<Float>)? = nil) throws -> [Float] {
     let ctx = context.pointer
     try validateRemoval(skip)
+    if let resume {
+      guard blocks.indices.contains(resume.index) else { throw InferenceError.unknownBlock("#\(resume.index)") }
+    }
     allocateInference(capacity: n)
     let reps = config.representations
     var repIndex = [String: Representation]()
@@ -330,17 +341,23 @@ public final class ResNet: @unchecked Sendable {
       }
     }
     let h = config.inputHeight, w = config.inputWidth
-    emit("input", x)
     var cur = ib[0].data
     let t1 = ib[1].data, t2 = ib[2].data, t3 = ib[3].data
     var spare = ib[4].data
-    let stemRows = n * h * w
-    stemConv.forward(ctx, x, n: n, h: h, w: w, into: t1)
-    emit("stem.conv", t1)
-    bnThenReLU(stemBN, t1, rows: stemRows, tapping: "stem.bn", into: cur)
-    emit("stem.relu", cur)
-    for b in blocks {
+    if let resume {
+      let s = blocks[resume.index].spec
+      cur.update(from: resume.input, count: n * s.inHeight * s.inWidth * s.inChannels)
+    } else {
+      emit("input", x)
+      let stemRows = n * h * w
+      stemConv.forward(ctx, x, n: n, h: h, w: w, into: t1)
+      emit("stem.conv", t1)
+      bnThenReLU(stemBN, t1, rows: stemRows, tapping: "stem.bn", into: cur)
+      emit("stem.relu", cur)
+    }
+    for (index, b) in blocks.enumerated() where index >= (resume?.index ?? 0) {
       let s = b.spec, p = s.name
+      blockInput?(index, cur)
       if skip.contains(p) { continue }
       let rows = n * s.outHeight * s.outWidth, count = rows * s.outChannels
       let xin = UnsafePointer(cur)
