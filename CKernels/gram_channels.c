@@ -1,4 +1,4 @@
-// Per-channel centred Grams of NHWC activations, so that the Gram of a per-channel affine map
+// Per-channel centred Grams of NHWC (or NCHW) activations, so that the Gram of a per-channel affine map
 // of them (an inference-mode BatchNorm) costs a weighted sum instead of another X X^T.
 //
 // With x[i][p][c] (m examples, P positions, C channels) and Xc_c[i][p] = x[i][p][c] minus its
@@ -25,6 +25,7 @@ typedef struct {
   const float *x;
   int m, channels;
   size_t positions;
+  int nchw;   // x is [m][channels][positions] (else [m][positions][channels])
   const float *weights;
   float *partials;   // [ntasks][2][m][m]: per task, sum_c Kc and sum_c w_c Kc (upper triangles)
   double *mean_sums;
@@ -41,8 +42,9 @@ static void channels_task(void *p, int t, int ntasks, bs_worker *wk) {
   memset(K, 0, sizeof(float) * 2 * m * m);
   if (c0 == c1) return;
   const size_t P = c->positions, g = c1 - c0, d = P * (size_t)C;
-  // buf[k][i][p] = x[i][p][c0 + k]; then one channel's Gram in Kc.
-  float *buf = bs_worker_scratch(wk, BS_SCRATCH_CHANNEL_PANEL, g * (size_t)m * P);
+  // NHWC: buf[k][i][p] = x[i][p][c0 + k] for the task's channels; NCHW: one channel at a time,
+  // centred straight from its rows (x[i][c][.], row stride C * P). Then one channel's Gram in Kc.
+  float *buf = bs_worker_scratch(wk, BS_SCRATCH_CHANNEL_PANEL, (c->nchw ? 1 : g) * (size_t)m * P);
   float *Kc = bs_worker_scratch(wk, BS_SCRATCH_CHANNEL_GRAM, (size_t)m * m + P);
   float *row0 = Kc ? Kc + (size_t)m * m : NULL;
   if (!buf || !Kc) {
@@ -50,14 +52,21 @@ static void channels_task(void *p, int t, int ntasks, bs_worker *wk) {
     return;
   }
   // Image i's [P][C] block, columns c0..c1, transposed to buf[.][i][.] (row stride m * P).
-  for (int i = 0; i < m; i++)
-    kn->bs_transpose(c->x + (size_t)i * d + c0, P, g, C, buf + (size_t)i * P, (size_t)m * P);
+  if (!c->nchw)
+    for (int i = 0; i < m; i++)
+      kn->bs_transpose(c->x + (size_t)i * d + c0, P, g, C, buf + (size_t)i * P, (size_t)m * P);
   for (size_t k = 0; k < g; k++) {
-    float *xc = buf + k * (size_t)m * P;
-    // Keep row 0 to recover the column means after centring (mean = x - (x - mean)), as
-    // bs_gram_centered does: a pass down the columns here would stride through the buffer.
-    memcpy(row0, xc, P * sizeof(float));
-    kn->bs_center_columns(xc, m, P, P, xc, P);
+    float *xc = c->nchw ? buf : buf + k * (size_t)m * P;
+    if (c->nchw) {
+      const float *src = c->x + (c0 + k) * P;
+      memcpy(row0, src, P * sizeof(float));
+      kn->bs_center_columns(src, m, P, d, xc, P);
+    } else {
+      // Keep row 0 to recover the column means after centring (mean = x - (x - mean)), as
+      // bs_gram_centered does: a pass down the columns here would stride through the buffer.
+      memcpy(row0, xc, P * sizeof(float));
+      kn->bs_center_columns(xc, m, P, P, xc, P);
+    }
     double s1 = 0, s2 = 0;
     for (size_t q = 0; q < P; q++) {
       const double mean = (double)row0[q] - (double)xc[q];
@@ -78,11 +87,11 @@ static void channels_task(void *p, int t, int ntasks, bs_worker *wk) {
   }
 }
 
-// x: [m][positions][channels], weights: [channels] or NULL -> K, Kw: [m][m] (full, symmetric),
-// mean_sums: [channels][2]. See ckernels.h.
-bs_status bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size_t positions,
-                                    int channels, const float *weights, float *K, float *Kw,
-                                    double *mean_sums) {
+// x: [m][positions][channels] (or [m][channels][positions] when nchw), weights: [channels] or
+// NULL -> K, Kw: [m][m] (full, symmetric), mean_sums: [channels][2]. See ckernels.h.
+static bs_status gram_channels(bs_context *ctx, const float *x, int m, size_t positions,
+                               int channels, int nchw, const float *weights, float *K, float *Kw,
+                               double *mean_sums) {
   if (m <= 0 || channels <= 0 || positions == 0) return BS_ERR_INVALID;
   int ntasks = ctx->threads;
   if (ntasks > channels) ntasks = channels;
@@ -90,7 +99,7 @@ bs_status bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size
   float *partials = bs_worker_scratch(bs_context_caller(ctx), BS_SCRATCH_TASK_PARTIALS,
                                       (size_t)ntasks * 2 * m * m);
   if (!partials) return BS_ERR_NO_MEMORY;
-  channels_ctx c = {.x = x, .m = m, .channels = channels, .positions = positions,
+  channels_ctx c = {.x = x, .m = m, .channels = channels, .positions = positions, .nchw = nchw,
                     .weights = weights, .partials = partials, .mean_sums = mean_sums};
   bs_parallel_for(ctx, ntasks, channels_task, &c);
   if (atomic_load(&c.failed)) return BS_ERR_NO_MEMORY;
@@ -98,4 +107,17 @@ bs_status bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size
   bs_reduce_task_partials(partials, 2 * (size_t)m * m, ntasks, m, K);
   if (Kw) bs_reduce_task_partials(partials + (size_t)m * m, 2 * (size_t)m * m, ntasks, m, Kw);
   return BS_OK;
+}
+
+bs_status bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size_t positions,
+                                    int channels, const float *weights, float *K, float *Kw,
+                                    double *mean_sums) {
+  return gram_channels(ctx, x, m, positions, channels, 0, weights, K, Kw, mean_sums);
+}
+
+// x: [m][channels][positions]; otherwise as bs_gram_centered_channels.
+bs_status bs_gram_centered_channels_nchw(bs_context *ctx, const float *x, int m, size_t positions,
+                                         int channels, const float *weights, float *K, float *Kw,
+                                         double *mean_sums) {
+  return gram_channels(ctx, x, m, positions, channels, 1, weights, K, Kw, mean_sums);
 }

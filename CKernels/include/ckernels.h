@@ -383,6 +383,11 @@ bs_status bs_gram_centered(bs_context *ctx, const float *x, int m, size_t d, flo
 bs_status bs_gram_centered_channels(bs_context *ctx, const float *x, int m, size_t positions,
                               int channels,
                               const float *weights, float *K, float *Kw, double *mean_sums);
+// The same for NCHW activations (a PyTorch conv's output), x: [m][channels][positions]: each
+// channel is centred straight from its rows, with no transpose.
+bs_status bs_gram_centered_channels_nchw(bs_context *ctx, const float *x, int m, size_t positions,
+                                         int channels, const float *weights, float *K, float *Kw,
+                                         double *mean_sums);
 // All pairwise dot products of vectors of length len: out[i][j] = <a[i], b[j]>, fp32 products
 // over chunks of 4096 accumulated in double. b == NULL: a against itself (out: [na][na],
 // symmetric, computed once per pair). out: [na][nb or na]. BS_ERR_NO_MEMORY.

@@ -392,6 +392,11 @@ SESSION_OPEN = Frame("SESSION_OPEN", 40, {
     "model": "torch-resnet8", "fingerprint": "sha256:9f86d081884c7d65",
     "representations": [{"name": "layer1.0", "shape": [2, 2, 2], "block": 0},
                         {"name": "avgpool", "shape": [2]}, {"name": "fc", "shape": [3]}]})
+SESSION_OPEN_DERIVED = Frame("SESSION_OPEN", 42, {
+    "model": "torch-resnet8-bn", "fingerprint": "sha256:2c26b46b68ffc68f",
+    "representations": [{"name": "conv1", "shape": [2, 2, 2]},
+                        {"name": "bn1", "shape": [2, 2, 2],
+                         "channel_affine": {"of": "conv1", "scale": [0.5, 2], "shift": [0.25, -1]}}]})
 SESSION_OPEN_OK = Frame("SESSION_OPEN_OK", 40, {
     "session": 7, "model": "torch-resnet8", "fingerprint": "sha256:9f86d081884c7d65",
     "key": "5be1f2a0c3d4e5f6", "reopened": False, "replaced": "sha256:0123"})
@@ -448,6 +453,9 @@ valid("study_run_ok_response.bin",
 valid("session_open_request.bin",
       "SESSION_OPEN: a foreign model with three representations, one in block 0",
       "request", [SESSION_OPEN])
+valid("session_open_derived_request.bin",
+      "SESSION_OPEN: a BatchNorm declared a channel_affine map of its convolution (never sent)",
+      "request", [SESSION_OPEN_DERIVED])
 valid("session_open_ok_response.bin",
       "SESSION_OPEN_OK: session 7, the name rebound from another fingerprint", "response",
       [SESSION_OPEN_OK])

@@ -38,6 +38,19 @@ final class GramDriverTests: XCTestCase {
             var sums = [Double](repeating: .nan, count: 2 * channels)
             XCTAssertEqual(bs_gram_centered_channels(ctx, x, Int32(m), positions, Int32(channels), weights,
                                                      &k, &kw, &sums), BS_OK)
+            // The same activations laid out NCHW ([m][channels][positions]): each channel's
+            // values reach the same kernels in the same order, so the results are the same bits.
+            var nchw = [Float](repeating: 0, count: m * d)
+            for i in 0..<m { for q in 0..<positions { for c in 0..<channels {
+              nchw[i * d + c * positions + q] = x[i * d + q * channels + c]
+            } } }
+            var kN = [Float](repeating: .nan, count: m * m), kwN = kN
+            var sumsN = [Double](repeating: .nan, count: 2 * channels)
+            XCTAssertEqual(bs_gram_centered_channels_nchw(ctx, nchw, Int32(m), positions, Int32(channels), weights,
+                                                          &kN, &kwN, &sumsN), BS_OK)
+            XCTAssertEqual(kN, k, "\(isa) t=\(threads) m=\(m) P=\(positions) C=\(channels) NCHW K")
+            XCTAssertEqual(kwN, kw, "NCHW Kw")
+            XCTAssertEqual(sumsN, sums, "NCHW mean sums")
             var y = [Float](repeating: 0, count: m * d)
             for i in 0..<(m * d) { y[i] = Float(Double(a[i % channels]) * Double(x[i]) + Double(b[i % channels])) }
             let wantK = Self.centredGram(x, m: m, d: d), wantKw = Self.centredGram(y, m: m, d: d)

@@ -121,6 +121,82 @@ final class ServiceForeignTests: ServiceTestCase {
     XCTAssertEqual(try heatmap(service, Wire.HeatmapRequest(model: "a", foreign: true)).0.provenance.foreign, true)
   }
 
+  /// Derived representations: the BatchNorms declared as channel_affine maps of their
+  /// convolutions (with the trained model's inference scale and shift) and never sent give the
+  /// native heatmap to 1e-6, as the full stream does; the frame's answer lists them as stored.
+  /// A derived representation's tensor is refused, and bad declarations name their key.
+  func testDerivedBatchNormsGiveTheNativeHeatmap() throws {
+    let service = try makeService()
+    guard let (_, watch) = trainAndWatch(service, recipe("a", epochs: 1)) else { return }
+    XCTAssertEqual(watch.doc(.watchOK, as: JobEntry.self)?.state, .finished)
+    let network = try service.store.load("a").network
+    var native = Wire.HeatmapRequest(model: "a", examples: ExampleSelection(split: .test, count: 64),
+                                     batchSize: 16, passes: 1, seed: 3)
+    let plan = try XCTUnwrap(send(service, .heatmap, native).payload(.heatmapOK))
+    let ids = try XCTUnwrap(plan.tensor(named: "batch_example_ids")?.int32s).map(Int.init)
+    let batches = stride(from: 0, to: ids.count, by: 16).map { Array(ids[$0..<($0 + 16)]) }
+
+    let exported = try export(service, "a")
+    var reps: [ForeignRepresentation] = []
+    var sent: [Int] = []
+    for (i, name) in exported.names.enumerated() {
+      var rep = ForeignRepresentation(name: name, shape: exported.shapes[i])
+      if let (input, scale, shift) = network.batchNormAffine(of: name) {
+        rep.channelAffine = ChannelAffine(of: input, scale: scale.map(Double.init), shift: shift.map(Double.init))
+        // Trained: the maps are not the identity (the derivation is tested, not a copy).
+        XCTAssertGreaterThan(scale.map { abs($0 - 1) }.max()!, 0.01, name)
+      } else {
+        sent.append(i)
+      }
+      reps.append(rep)
+    }
+    XCTAssertEqual(exported.names.count - sent.count, 7, "stem.bn and two per block of a ResNet-8")
+    let reply = send(service, .sessionOpen, SessionOpenRequest(model: "a-derived", fingerprint: "derived", representations: reps))
+    let session = try XCTUnwrap(reply.doc(.sessionOpenOK, as: SessionOpenResponse.self)).session
+    for (b, examples) in batches.enumerated() {
+      let done = try XCTUnwrap(batch(service, session, "plan-\(b)", exported.tensors(examples, sent))
+        .doc(.sessionBatchOK, as: SessionBatchResponse.self))
+      XCTAssertEqual(done.pending, [])
+      XCTAssertEqual(Set(done.representations), Set(exported.names))
+    }
+    let keys = batches.indices.map { "plan-\($0)" }
+    for (estimator, removePC1) in [(Wire.HeatmapRequest.Estimator.unbiased, false), (.biased, false), (.rbf, false),
+                                   (.unbiased, true)] {
+      native.estimator = estimator
+      native.removePC1 = removePC1
+      let (nativeDoc, nativeValues) = try heatmap(service, native)
+      let (doc, values) = try heatmap(service, Wire.HeatmapRequest(model: "a-derived", estimator: estimator,
+                                                                  removePC1: removePC1, batches: keys))
+      XCTAssertEqual(doc.rowNames, nativeDoc.rowNames)
+      // EXPORT's forward (one batch of 64) and HEATMAP's (batches of 16) may differ in a last
+      // bit; removing PC1 (an eigenvector of each Gram) amplifies that to ~2e-6.
+      let tolerance = removePC1 ? 1e-5 : 1e-6
+      for (s, n) in zip(values, nativeValues) {
+        XCTAssertEqual(s, n, accuracy: tolerance, "\(estimator) removePC1 \(removePC1)")
+      }
+    }
+    // A derived representation is never sent.
+    let bn = exported.names.firstIndex(of: "stem.bn")!
+    expectError(batch(service, session, "plan-0", exported.tensors(batches[0], [bn])), .invalidArgument,
+                mentioning: "channel_affine")
+    // Declarations that cannot hold.
+    func refused(_ change: (inout [ForeignRepresentation]) -> Void, _ mention: String) {
+      var bad = reps
+      change(&bad)
+      expectError(send(service, .sessionOpen, SessionOpenRequest(model: "bad", fingerprint: "bad-\(mention)",
+                                                                 representations: bad)),
+                  .invalidArgument, mentioning: mention)
+    }
+    let stemBN = reps.firstIndex { $0.name == "stem.bn" }!
+    refused({ $0[stemBN].channelAffine?.of = "s1.b1.conv1" }, "channel_affine.of")   // declared after it
+    refused({ $0[stemBN].channelAffine?.of = "nothing" }, "channel_affine.of")
+    refused({ $0[stemBN].channelAffine?.of = "input" }, "channel_affine.of")          // another shape
+    refused({ $0[stemBN].channelAffine?.scale.removeLast() }, "channel_affine.scale")
+    refused({ $0[stemBN].channelAffine?.shift[0] = 1e300 }, "channel_affine.shift")   // not a float
+    refused({ $0[stemBN + 1].channelAffine = $0[stemBN].channelAffine }, "channel_affine.of")  // a second from stem.conv
+    XCTAssertNotNil(send(service, .status, EmptyDoc()).payload(.statusOK))
+  }
+
   /// A foreign model against the stored model it was exported from, over dataset references:
   /// the daemon computes the stored side's Grams for the referenced examples, and the cross
   /// heatmap equals the foreign model's within heatmap (and the stored model's own over the

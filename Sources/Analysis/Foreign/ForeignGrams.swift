@@ -56,17 +56,52 @@ public final class ForeignGrams: @unchecked Sendable {
       throw ForeignGramError.nonFinite(representation)
     }
     let entry = try GramForms.centred(x, m: n, d: d, context: context)
-    var f = Fingerprint()
-    f.add(UnsafeRawBufferPointer(start: entry.pointer, count: entry.count * 4))
-    let key = GramKey(model: model.key, representation: representation, batch: batchKey, form: .centred)
-    try lock.withLock {
-      if let old = seen[key], old != f.value {
-        throw ForeignGramError.batchKeyReused(representation: representation, batch: batchName)
-      }
-      seen[key] = f.value
-    }
-    cache.insert(entry, for: key)
+    try store([(representation, entry)], model: model, batchKey: batchKey, batchName: batchName)
     return entry
+  }
+
+  /// Ingests one representation of one batch, laid out channels first ([n][C][positions]),
+  /// together with a representation derived from it, y[c] = scale[c] x[c] + shift[c] (its Gram
+  /// from x's per-channel Grams: y itself never arrives). Returns both entries.
+  @discardableResult
+  public func ingest(_ model: ForeignModel, representation: String, derived: String, scale: [Float],
+                     shift: [Float], batchKey: UInt64, batchName: String, activations x: UnsafePointer<Float>,
+                     examples n: Int, channels: Int, positions: Int,
+                     context: KernelContext) throws -> (GramEntry, GramEntry) {
+    guard let rep = model.representation(representation) else {
+      throw ForeignGramError.unknownRepresentation(representation)
+    }
+    guard channels * positions == rep.features, scale.count == channels, shift.count == channels else {
+      throw ForeignGramError.shape("representation \(representation) has \(rep.features) features per example, "
+                                   + "not \(channels) channels of \(positions) positions with one scale and shift each")
+    }
+    guard n >= 4 else { throw ForeignGramError.shape("a batch needs at least 4 examples (the unbiased estimator), got \(n)") }
+    let (entry, derivedEntry) = try GramForms.centredWithAffine(
+      x, m: n, positions: positions, channels: channels, channelsFirst: true, scale: scale,
+      shift: shift, full: Tensor([n * n]), affineFull: Tensor([n * n]), context: context)
+    try store([(representation, entry), (derived, derivedEntry)], model: model, batchKey: batchKey,
+              batchName: batchName)
+    return (entry, derivedEntry)
+  }
+
+  /// Caches the entries, refusing (and caching none of them) when a batch key was used before
+  /// with other data: the entries' contents are compared by a hash of the packed Gram.
+  private func store(_ entries: [(String, GramEntry)], model: ForeignModel, batchKey: UInt64,
+                     batchName: String) throws {
+    let hashed = entries.map { rep, entry -> (GramKey, UInt64, GramEntry) in
+      var f = Fingerprint()
+      f.add(UnsafeRawBufferPointer(start: entry.pointer, count: entry.count * 4))
+      return (GramKey(model: model.key, representation: rep, batch: batchKey, form: .centred), f.value, entry)
+    }
+    try lock.withLock {
+      for (key, value, _) in hashed {
+        if let old = seen[key], old != value {
+          throw ForeignGramError.batchKeyReused(representation: key.representation, batch: batchName)
+        }
+      }
+      for (key, value, _) in hashed { seen[key] = value }
+    }
+    for (key, _, entry) in hashed { cache.insert(entry, for: key) }
   }
 
   /// Forgets what a model's batches held (its Grams stay in the cache until evicted).

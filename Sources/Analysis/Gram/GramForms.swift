@@ -19,11 +19,13 @@ public enum GramForms {
     return entry(full: full, m: m, meanSq: meanSq, slot: slot, context: context)
   }
 
-  /// The centred entries of NHWC activations x: [m][positions][channels] and of the per-channel
-  /// affine map y = scale_c x + shift_c of them (an inference BatchNorm), both from one pass of
-  /// per-channel Grams Kc (bs_gram_centered_channels): K_x = sum_c Kc, K_y = sum_c scale_c^2 Kc,
-  /// since centring removes shift_c. The full matrices are left in `full` and `affineFull`.
+  /// The centred entries of NHWC activations x: [m][positions][channels] (NCHW,
+  /// [m][channels][positions], with `channelsFirst`) and of the per-channel affine map
+  /// y = scale_c x + shift_c of them (an inference BatchNorm), both from one pass of per-channel
+  /// Grams Kc (bs_gram_centered_channels): K_x = sum_c Kc, K_y = sum_c scale_c^2 Kc, since
+  /// centring removes shift_c. The full matrices are left in `full` and `affineFull`.
   public static func centredWithAffine(_ x: UnsafePointer<Float>, m: Int, positions: Int, channels: Int,
+                                       channelsFirst: Bool = false,
                                        scale: [Float], shift: [Float], full: Tensor, affineFull: Tensor,
                                        slot: (Tensor, Int)? = nil,
                                        affineSlot: (Tensor, Int)? = nil,
@@ -32,8 +34,9 @@ public enum GramForms {
     precondition(full.capacity >= m * m && affineFull.capacity >= m * m)
     let weights = scale.map { $0 * $0 }
     var sums = [Double](repeating: 0, count: 2 * channels)
-    guard bs_gram_centered_channels(context.pointer, x, Int32(m), positions, Int32(channels), weights, full.data,
-                                    affineFull.data, &sums) == BS_OK else { throw GramError.outOfMemory }
+    let channelGrams = channelsFirst ? bs_gram_centered_channels_nchw : bs_gram_centered_channels
+    guard channelGrams(context.pointer, x, Int32(m), positions, Int32(channels), weights, full.data,
+                       affineFull.data, &sums) == BS_OK else { throw GramError.outOfMemory }
     // Sum over features of the squared column means: of x, and of y (mean_y = a mean_x + b).
     var meanSq = 0.0, affineMeanSq = 0.0
     for c in 0..<channels {

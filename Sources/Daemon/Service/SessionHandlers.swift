@@ -43,9 +43,40 @@ extension DaemonService {
         }
         lastBlock = block
       }
+      if let affine = rep.channelAffine {
+        try checkChannelAffine(affine, of: rep, declared: r.representations[..<i], key: key + ".channel_affine")
+      }
     }
     try respond(reply, .sessionOpenOK, try sessions.open(name: r.model, fingerprint: r.fingerprint,
                                                           representations: r.representations))
+  }
+
+  /// A derived representation's declaration: the representation it maps is declared before it,
+  /// is not derived itself, has no other derived one, has its shape, and that shape is
+  /// channels first with one finite scale and shift per channel.
+  private func checkChannelAffine(_ affine: ChannelAffine, of rep: ForeignRepresentation,
+                                  declared before: ArraySlice<ForeignRepresentation>, key: String) throws(WireError) {
+    guard let source = before.first(where: { $0.name == affine.of }) else {
+      throw invalid(key + ".of", "\"\(affine.of)\" is not a representation declared before \(rep.name)")
+    }
+    guard source.channelAffine == nil else {
+      throw invalid(key + ".of", "\(affine.of) is itself derived; derive from the representation it maps")
+    }
+    if let other = before.first(where: { $0.channelAffine?.of == affine.of }) {
+      throw invalid(key + ".of", "\(other.name) is already derived from \(affine.of) (one per representation)")
+    }
+    guard source.shape == rep.shape, let channels = rep.shape.first else {
+      throw invalid(key + ".of", "\(rep.name) has shape \(rep.shape) and \(affine.of) \(source.shape): a "
+                    + "per-channel affine map keeps the shape, whose first dimension is the channels")
+    }
+    for (name, values) in [("scale", affine.scale), ("shift", affine.shift)] {
+      guard values.count == channels else {
+        throw invalid(key + "." + name, "\(values.count) values; one per channel (\(channels))")
+      }
+      guard values.allSatisfy({ $0.isFinite && abs($0) <= Double(Float.greatestFiniteMagnitude) }) else {
+        throw invalid(key + "." + name, "holds a value that is not a finite float")
+      }
+    }
   }
 
   // MARK: SESSION_BATCH
@@ -114,6 +145,10 @@ extension DaemonService {
                        + "(declared: \(declared.prefix(8).map(\.name).joined(separator: ", "))"
                        + (declared.count > 8 ? ", ..." : "") + ")")
       }
+      if let affine = rep.channelAffine {
+        throw invalid("tensors", "tensor '\(t.name)': \(rep.name) was declared a channel_affine of \(affine.of); "
+                      + "its Gram comes with \(affine.of)'s, so it is not sent")
+      }
       guard let values = ActivationValues(dtype: t.dtype, bytes: bytes) else {
         throw invalid("tensors", "tensor '\(t.name)' is \(t.dtype.rawValue); activations are f32, f16 or bf16")
       }
@@ -147,6 +182,18 @@ extension DaemonService {
     var received: [String] = []
     do {
       for (rep, values) in inputs {
+        if let derived = declared.first(where: { $0.channelAffine?.of == rep.name }), let affine = derived.channelAffine {
+          let channels = rep.shape[0], features = rep.features ?? 0
+          try values.withFloats { x in
+            _ = try sessions.grams.ingest(target.definition.model, representation: rep.name, derived: derived.name,
+                                          scale: affine.scale.map { Float($0) }, shift: affine.shift.map { Float($0) },
+                                          batchKey: target.batchKey, batchName: target.batchName,
+                                          activations: x.baseAddress!, examples: n, channels: channels,
+                                          positions: features / channels, context: context)
+          }
+          received += [rep.name, derived.name]
+          continue
+        }
         try values.withFloats { x in
           _ = try sessions.grams.ingest(target.definition.model, representation: rep.name, batchKey: target.batchKey,
                                         batchName: target.batchName, activations: x.baseAddress!, examples: n,

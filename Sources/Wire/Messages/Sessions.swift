@@ -10,11 +10,16 @@ public struct ForeignRepresentation: Codable, Hashable, Sendable {
   /// The residual block it belongs to (0, 1, ... in forward order); nil: outside every block.
   /// Only block-structure detection reads it.
   public var block: Int?
+  /// Declares this representation a per-channel affine map of an earlier one (an inference
+  /// BatchNorm of its convolution): it is never sent, its Gram comes from the other's
+  /// per-channel Grams (SPEC.md section 7, "Derived representations").
+  public var channelAffine: ChannelAffine?
 
-  public init(name: String, shape: [Int], block: Int? = nil) {
+  public init(name: String, shape: [Int], block: Int? = nil, channelAffine: ChannelAffine? = nil) {
     self.name = name
     self.shape = shape
     self.block = block
+    self.channelAffine = channelAffine
   }
 
   /// The product of `shape` (features per example); nil on overflow or a negative dimension.
@@ -29,11 +34,36 @@ public struct ForeignRepresentation: Codable, Hashable, Sendable {
     return product
   }
 
-  enum CodingKeys: String, CodingKey { case name, shape, block }
+  enum CodingKeys: String, CodingKey {
+    case name, shape, block
+    case channelAffine = "channel_affine"
+  }
 
   public init(from decoder: Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
-    self.init(name: try c.value(.name), shape: try c.value(.shape), block: try c.ifPresent(.block))
+    self.init(name: try c.value(.name), shape: try c.value(.shape), block: try c.ifPresent(.block),
+              channelAffine: try c.ifPresent(.channelAffine))
+  }
+}
+
+/// `y[c, ...] = scale[c] * x[c, ...] + shift[c]` with x the representation named `of` (declared
+/// before, with the same shape, its first per-example dimension the channels).
+public struct ChannelAffine: Codable, Hashable, Sendable {
+  public var of: String
+  public var scale: [Double]
+  public var shift: [Double]
+
+  public init(of: String, scale: [Double], shift: [Double]) {
+    self.of = of
+    self.scale = scale
+    self.shift = shift
+  }
+
+  enum CodingKeys: String, CodingKey { case of, scale, shift }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.init(of: try c.value(.of), scale: try c.value(.scale), shift: try c.value(.shift))
   }
 }
 
