@@ -9,7 +9,9 @@ minibatch-CKA heatmap over all of them from the Gram cache (HEATMAP with `batche
 
 The activations are random float32 arrays made before the clock starts: they stand for what a
 client's forward pass left in memory (the benchmark times what comes after it). Every batch
-sends the same arrays under its own key; the daemon computes every Gram anyway.
+sends the same arrays under its own key; the daemon computes every Gram anyway. With
+--derive-batchnorm the BatchNorms are declared channel_affine maps of their convs (random
+scales and shifts) and not sent, as tools/blockscope_torch.py does for a PyTorch model.
 
 Prints one JSON object: representations, examples, bytes, seconds_stream (all frames sent
 and answered, Grams included), seconds_heatmap (the heatmap from the cache), gb_per_s
@@ -74,19 +76,37 @@ def main():
     ap.add_argument("--in-flight", type=int, default=2, help="frames sent before waiting for the oldest answer")
     ap.add_argument("--transfer", choices=["socket", "memfd"], default="socket",
                     help="tensors in the frames' payloads, or in memfds passed with them")
+    ap.add_argument("--derive-batchnorm", action="store_true",
+                    help="declare every BatchNorm a channel_affine map of its conv (as "
+                         "blockscope_torch does): never sent, its Gram from the conv's")
     args = ap.parse_args()
 
     reps = resnet_representations(args.depth)
     rng = np.random.default_rng(0)
+    # A BatchNorm's conv: the representation before it (stem.conv/stem.bn, sXbY.convK/bnK).
+    derived = {}
+    if args.derive_batchnorm:
+        for (prev, _, _), (name, shape, _) in zip(reps, reps[1:]):
+            if name.split(".")[-1] in ("bn", "bn1", "bn2"):
+                c = shape[0]
+                derived[name] = {"of": prev, "scale": [float(v) for v in rng.uniform(0.2, 2, c)],
+                                 "shift": [float(v) for v in rng.uniform(-1, 1, c)]}
+    sent = [r for r in reps if r[0] not in derived]
     acts = {name: rng.standard_normal((args.batch_size,) + shape, dtype=np.float32)
-            for name, shape, _ in reps}
-    frames = frames_of(reps, args.batch_size)
+            for name, shape, _ in sent}
+    frames = frames_of(sent, args.batch_size)
     total_bytes = args.batches * sum(a.nbytes for a in acts.values())
+    represented_bytes = args.batches * sum(args.batch_size * int(np.prod(s)) * 4 for _, s, _ in reps)
 
     client = bc.Client(args.socket, timeout=3600)
-    fingerprint = "bench-%d-%d" % (args.depth, os.getpid())
-    session = client.session_open("bench-foreign", fingerprint,
-                                  [{"name": n, "shape": list(s), "block": b} for n, s, b in reps])["session"]
+    fingerprint = "bench-%d-%d-%s" % (args.depth, os.getpid(), args.transfer)
+    declared = []
+    for n, shape, b in reps:
+        rep = {"name": n, "shape": list(shape), "block": b}
+        if n in derived:
+            rep["channel_affine"] = derived[n]
+        declared.append(rep)
+    session = client.session_open("bench-foreign", fingerprint, declared)["session"]
     keys = ["bench-batch-%d" % b for b in range(args.batches)]
 
     # One memfd per frame in flight, reused once its frame is answered.
@@ -110,8 +130,10 @@ def main():
     seconds_heatmap = time.perf_counter() - t1
     client.session_close(session)
     rows = len(heatmap["cka"])
-    print(json.dumps({"transfer": args.transfer, "representations": len(reps), "heatmap_rows": rows,
+    print(json.dumps({"transfer": args.transfer + ("+derived" if derived else ""),
+                      "representations": len(reps), "derived": len(derived), "heatmap_rows": rows,
                       "examples": args.batches * args.batch_size, "bytes": total_bytes,
+                      "bytes_represented": represented_bytes,
                       "frames": len(frames) * args.batches, "seconds_stream": seconds_stream,
                       "seconds_heatmap": seconds_heatmap,
                       "gb_per_s": total_bytes / seconds_stream / 1e9}))

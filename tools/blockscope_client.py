@@ -1337,7 +1337,8 @@ class Client:
 
     def session_open(self, model, fingerprint, representations):
         """Declares a foreign model and opens a session on it. representations: a list of
-        {"name", "shape" (per-example dimensions), "block"?} or of (name, shape) pairs.
+        {"name", "shape" (per-example dimensions), "block"?, "channel_affine"? ({"of", "scale",
+        "shift"}: SPEC.md, "Derived representations": never sent)} or of (name, shape) pairs.
         Returns {"session", "model", "fingerprint", "key", "reopened", "replaced"?}."""
         reps = []
         for r in representations:

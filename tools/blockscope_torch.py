@@ -16,6 +16,10 @@ eval mode (restored afterwards):
     representations, NAME and NAME#2;
   * fp16 and bf16 outputs are sent as they are (the daemon widens them exactly); other dtypes
     as float32;
+  * a BatchNorm in inference mode fed exactly the previous hooked output (its conv's, the same
+    values) is declared a channel_affine map of it (scale = weight / sqrt(running_var + eps)):
+    it is never sent, and the daemon derives its Gram from the conv's per-channel Grams, as it
+    does for its own models (derive_batchnorm=False sends it instead);
   * each batch's outputs go out in SESSION_BATCH frames of up to 64 MiB, through two reused
     memfds (shared memory, no copy through the socket; transfer="socket" puts them in the
     frames instead), two frames in flight.
@@ -99,13 +103,20 @@ def _wire_tensor(name, t):
 
 
 class _Recorder:
-    """Forward hooks that turn module outputs into named tensors of the current batch."""
+    """Forward hooks that turn module outputs into named tensors of the current batch.
+    With `derive`, the first batch also finds every inference BatchNorm whose input is exactly
+    (same values) the output of the representation recorded just before it: `derived` maps its
+    representation to {"of", "scale", "shift"} (SPEC.md, "Derived representations"). From then
+    on outputs named in `skip` are not copied (they are not sent)."""
 
-    def __init__(self, modules):
+    def __init__(self, modules, derive=False):
         self.modules = modules
         self.handles = []
         self.calls = {}
         self.outputs = []          # (representation name, wire tensor), in call order
+        self.derive = derive
+        self.derived = {}
+        self.skip = set()
 
     def __enter__(self):
         for name, module in self.modules:
@@ -119,18 +130,55 @@ class _Recorder:
     def _hook(self, name):
         torch = _torch()
 
-        def hook(_module, _inputs, output):
+        def hook(module, inputs, output):
             if not isinstance(output, torch.Tensor):
                 return             # tuples, dicts: not a representation
             k = self.calls.get(name, 0) + 1
             self.calls[name] = k
             rep = name if k == 1 else "%s#%d" % (name, k)
+            if rep in self.skip:
+                self.outputs.append((rep, None))
+                return
+            if self.derive and self.outputs:
+                affine = _inference_affine(module, inputs, self.outputs[-1])
+                if affine is not None:
+                    self.derived[rep] = affine
             self.outputs.append((rep, _wire_tensor(rep, output)))
         return hook
 
     def take(self):
         out, self.outputs, self.calls = self.outputs, [], {}
         return out
+
+
+def _inference_affine(module, inputs, previous):
+    """{"of", "scale", "shift"} when `module` is a BatchNorm in inference mode (running
+    statistics) over channels first whose input holds exactly the values of `previous` (the
+    representation recorded just before it: name, wire tensor), else None. The values are
+    compared, not the tensor objects: the map is declared only for what was actually fed."""
+    torch = _torch()
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    if not isinstance(module, bn) or module.training or module.running_var is None:
+        return None
+    if not inputs or not isinstance(inputs[0], torch.Tensor):
+        return None
+    prev_name, prev = previous
+    x = inputs[0]
+    if prev is None or x.dim() < 2 or tuple(prev.shape) != tuple(x.shape):
+        return None
+    fed = _wire_tensor(prev_name, x)
+    if fed.dtype != prev.dtype or bytes(fed.data) != bytes(prev.data):
+        return None
+    with torch.no_grad():
+        var = module.running_var.detach().to("cpu", torch.float64)
+        mean = module.running_mean.detach().to("cpu", torch.float64)
+        scale = 1.0 / torch.sqrt(var + module.eps)
+        if module.weight is not None:
+            scale = scale * module.weight.detach().to("cpu", torch.float64)
+        shift = -mean * scale
+        if module.bias is not None:
+            shift = shift + module.bias.detach().to("cpu", torch.float64)
+    return {"of": prev_name, "scale": [float(v) for v in scale], "shift": [float(v) for v in shift]}
 
 
 def _batch_input(batch):
@@ -147,12 +195,15 @@ def _input_key(x):
 
 def stream_model(client, model, loader, layers="all", name=None, fingerprint=None,
                  dataset=None, max_batches=None, device=None, block_of=residual_block_of,
-                 transfer=DEFAULT_TRANSFER):
+                 transfer=DEFAULT_TRANSFER, derive_batchnorm=True):
     """Runs the model over the loader and streams its representations to the daemon as a
     foreign model. block_of(names) -> a block number or None per representation (for
     block-structure detection; None: declare no blocks). transfer: "memfd" (the activations
-    go through shared memory; Linux) or "socket" (in the frames). Returns {"model", "fingerprint",
-    "batches" (keys), "representations"}."""
+    go through shared memory; Linux) or "socket" (in the frames). derive_batchnorm: declare each
+    BatchNorm fed exactly the previous hooked output (a conv's) as its channel_affine map, so
+    that it is never sent and its Gram comes with the conv's (SPEC.md, "Derived
+    representations"); the daemon then does what it does for its own models. Returns {"model",
+    "fingerprint", "batches" (keys), "representations", "derived" (the BatchNorms not sent)}."""
     torch = _torch()
     if dataset is not None:
         sampler = getattr(loader, "sampler", None)
@@ -172,7 +223,7 @@ def stream_model(client, model, loader, layers="all", name=None, fingerprint=Non
         raise ValueError("transfer is 'memfd' or 'socket', not %r" % (transfer,))
     buffers = [bc.MemfdBuffer(), bc.MemfdBuffer()] if transfer == "memfd" else None
     try:
-        with torch.no_grad(), _Recorder(modules) as recorder:
+        with torch.no_grad(), _Recorder(modules, derive=derive_batchnorm) as recorder:
             for b, batch in enumerate(loader):
                 if max_batches is not None and b >= max_batches:
                     break
@@ -192,12 +243,19 @@ def stream_model(client, model, loader, layers="all", name=None, fingerprint=Non
                     for rep, block in zip(reps, block_of(declared) if block_of else []):
                         if block is not None:
                             rep["block"] = block
+                    for rep in reps:
+                        if rep["name"] in recorder.derived:
+                            rep["channel_affine"] = recorder.derived[rep["name"]]
+                    recorder.derive = False
+                    recorder.skip = set(recorder.derived)
                     session = client.session_open(name, fingerprint, reps)["session"]
                 elif [r for r, _ in outputs] != declared:
                     raise ValueError("batch %d produced other representations than the first "
                                      "(a data-dependent forward?)" % b)
                 frames, size = [[]], 0
-                for _, t in outputs:
+                for r, t in outputs:
+                    if r in recorder.derived:
+                        continue   # derived: its Gram comes with its source's
                     if frames[-1] and size + t.nbytes > FRAME_TENSOR_BYTES:
                         frames.append([])
                         size = 0
@@ -211,6 +269,16 @@ def stream_model(client, model, loader, layers="all", name=None, fingerprint=Non
                     sent += 1
                     if len(in_flight) > 1:
                         client.wait(in_flight.pop(0))
+                if len(keys) == 0 and recorder.derived:
+                    # An older daemon ignores channel_affine: the derived ones stay pending.
+                    last = None
+                    while in_flight:
+                        last = client.wait(in_flight.pop(0))[0]
+                    stale = sorted(set(last["pending"]) & set(recorder.derived)) if last else []
+                    if stale:
+                        raise RuntimeError("the daemon does not derive representations (%s stay "
+                                           "pending): update blockscoped, or pass "
+                                           "derive_batchnorm=False" % ", ".join(stale[:3]))
                 keys.append(key)
             for rid in in_flight:
                 client.wait(rid)
@@ -221,13 +289,14 @@ def stream_model(client, model, loader, layers="all", name=None, fingerprint=Non
     if session is None:
         raise ValueError("the loader gave no batch of at least 4 examples")
     client.session_close(session)
-    return {"model": name, "fingerprint": fingerprint, "batches": keys, "representations": declared}
+    return {"model": name, "fingerprint": fingerprint, "batches": keys, "representations": declared,
+            "derived": sorted(recorder.derived)}
 
 
 def torch_heatmap(model, loader, layers="all", client=None, name=None, fingerprint=None,
                   dataset=None, other=None, other_foreign=None, estimator=None, bootstrap=None,
                   max_batches=None, device=None, block_of=residual_block_of,
-                  transfer=DEFAULT_TRANSFER, **heatmap_options):
+                  transfer=DEFAULT_TRANSFER, derive_batchnorm=True, **heatmap_options):
     """Streams the model (stream_model) and returns the daemon's minibatch-CKA heatmap over its
     representations: within the model, or against `other` (a stored model, or a foreign one
     with other_foreign=True) on the same batches. The result is Client.heatmap's, plus
@@ -238,7 +307,7 @@ def torch_heatmap(model, loader, layers="all", client=None, name=None, fingerpri
         streamed = stream_model(client, model, loader, layers=layers, name=name,
                                 fingerprint=fingerprint, dataset=dataset,
                                 max_batches=max_batches, device=device, block_of=block_of,
-                                transfer=transfer)
+                                transfer=transfer, derive_batchnorm=derive_batchnorm)
         result = client.heatmap(streamed["model"], other=other, batches=streamed["batches"],
                                 foreign=True, other_foreign=other_foreign, estimator=estimator,
                                 bootstrap=bootstrap, **heatmap_options)
