@@ -35,7 +35,7 @@ public struct SlurmScriptPaths: Hashable, Sendable {
   /// so paths are limited to characters that need no quoting anywhere.
   public func problem() -> String? {
     for (what, path) in [("the engine", engine), ("the store", models), ("the study", directory), ("the dataset", data ?? "/")] {
-      guard path.hasPrefix("/"), path.utf8.allSatisfy(SlurmScript.isPlainPathByte) else {
+      guard path.hasPrefix("/"), SlurmScript.pathText.accepts(path) else {
         return "\(what) path \"\(path)\" must be absolute and of [A-Za-z0-9/._+-] only (it goes into a job script's #SBATCH lines)"
       }
     }
@@ -207,9 +207,6 @@ public enum SlurmScript {
     return s
   }
 
-  static func isPlainPathByte(_ b: UInt8) -> Bool {
-    (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-      || b == UInt8(ascii: "/") || b == UInt8(ascii: ".") || b == UInt8(ascii: "_")
-      || b == UInt8(ascii: "+") || b == UInt8(ascii: "-")
-  }
+  /// The bytes of a path the script may hold unquoted.
+  static let pathText = PlainText(punctuation: "/._+-")
 }

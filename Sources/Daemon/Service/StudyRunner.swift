@@ -61,6 +61,8 @@ extension StudyManager {
           continue
         }
         guard a.models.allSatisfy({ facts[$0]?.trained == true }) else { continue }
+        // It may have failed on its worker since `errors` was read: not again until STUDY_RESUME.
+        guard !s.record.errors.contains(where: { $0.key == a.key }) else { continue }
         if start(s, a) { startedAny = true }
       }
     }

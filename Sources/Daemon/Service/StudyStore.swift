@@ -66,13 +66,11 @@ struct StudyFiles: Sendable {
   static func isValidKey(_ key: String) -> Bool {
     let parts = key.split(separator: "/", omittingEmptySubsequences: false)
     guard parts.count == 2, key.utf8.count <= 512 else { return false }
-    return parts.allSatisfy { part in
-      !part.isEmpty && part.first != "." && part.utf8.allSatisfy { b in
-        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-          || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "-") || b == UInt8(ascii: "+")
-      }
-    }
+    return parts.allSatisfy { part in !part.isEmpty && part.first != "." && keyText.accepts(part) }
   }
+
+  /// The bytes of each part of a result key (a file name under results/).
+  private static let keyText = PlainText(punctuation: "._-+")
 
   init(directory: String) throws(WireError) {
     self.directory = directory

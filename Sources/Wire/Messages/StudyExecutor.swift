@@ -47,17 +47,16 @@ public struct StudyExecutor: Codable, Hashable, Sendable {
   /// The first field that is not acceptable, as (field, message). Slurm option values are
   /// written into a job script, so they are restricted to characters no shell or `#SBATCH`
   /// line gives a meaning to.
+  /// The bytes of a Slurm option value (it goes into `#SBATCH` lines).
+  static let optionText = PlainText(punctuation: "-_:.,")
+
   public func problem() -> (field: String, message: String)? {
     for (field, value) in [("partition", partition), ("time", time), ("account", account), ("mem", mem)] {
       guard let value else { continue }
       if kind == .local { return (field, "only the slurm executor takes \(field)") }
-      guard !value.isEmpty, value.utf8.count <= 128,
-            value.utf8.allSatisfy({ b in
-              (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-                || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: ":")
-                || b == UInt8(ascii: ".") || b == UInt8(ascii: ",")
-            })
-      else { return (field, "\"\(value)\" must be 1-128 characters of [A-Za-z0-9_.,:-]") }
+      guard !value.isEmpty, value.utf8.count <= 128, Self.optionText.accepts(value) else {
+        return (field, "\"\(value)\" must be 1-128 characters of [A-Za-z0-9_.,:-]")
+      }
     }
     for (field, value) in [("cpus_per_task", cpusPerTask), ("max_parallel", maxParallel)] {
       guard let value else { continue }
