@@ -179,10 +179,13 @@ extension DaemonService {
 
     try sessions.reserve(target.fingerprint, batch: target.batchKey, name: target.batchName, examples: n,
                          reference: target.reference)
+    // Each source's derived representation (SESSION_OPEN allows one per source).
+    let derivedOf = Dictionary(declared.compactMap { d in d.channelAffine.map { ($0.of, d) } },
+                               uniquingKeysWith: { first, _ in first })
     var received: [String] = []
     do {
       for (rep, values) in inputs {
-        if let derived = declared.first(where: { $0.channelAffine?.of == rep.name }), let affine = derived.channelAffine {
+        if let derived = derivedOf[rep.name], let affine = derived.channelAffine {
           let channels = rep.shape[0], features = rep.features ?? 0
           try values.withFloats { x in
             _ = try sessions.grams.ingest(target.definition.model, representation: rep.name, derived: derived.name,
