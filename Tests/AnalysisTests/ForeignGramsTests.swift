@@ -89,6 +89,26 @@ final class ForeignGramsTests: XCTestCase {
     var nan = x
     nan[5] = .nan
     XCTAssertThrowsError(try send(nan, key: "k3")) { XCTAssertEqual($0 as? ForeignGramError, .nonFinite("a")) }
+    var inf = x
+    inf[23] = -.infinity
+    XCTAssertThrowsError(try send(inf, key: "k3")) { XCTAssertEqual($0 as? ForeignGramError, .nonFinite("a")) }
+    // Finite values whose Gram overflows f32.
+    XCTAssertThrowsError(try send(x.map { $0 * 1e25 }, key: "k3")) { XCTAssertEqual($0 as? ForeignGramError, .nonFinite("a")) }
+    try send(y, key: "k3")   // nothing of the refused batches was kept
+    // `undo` takes back the keys a frame cached first, not those it sent again unchanged.
+    let additions = ForeignGrams.Additions()
+    try grams.ingest(model, representation: "a", batchKey: ForeignModel.batchKey("k4"), batchName: "k4",
+                     activations: x, examples: 8, features: 3, additions: additions, context: testKernels)
+    try grams.ingest(model, representation: "a", batchKey: ForeignModel.batchKey("k"), batchName: "k",
+                     activations: x, examples: 8, features: 3, additions: additions, context: testKernels)
+    grams.undo(additions)
+    func cached(_ key: String) -> Bool {
+      cache.contains(GramKey(model: model.key, representation: "a", batch: ForeignModel.batchKey(key), form: .centred))
+    }
+    XCTAssertFalse(cached("k4"))
+    XCTAssertTrue(cached("k"))
+    try send(y, key: "k4")
+    XCTAssertThrowsError(try send(y, key: "k")) { XCTAssertEqual($0 as? ForeignGramError, .batchKeyReused(representation: "a", batch: "k")) }
     // A heatmap over a batch never sent names what is missing; nothing is computed.
     let side = CachedHeatmap.Side(name: "f", key: model.key, representations: ["a"])
     XCTAssertThrowsError(try CachedHeatmap(cache: cache, context: testKernels)

@@ -275,7 +275,21 @@ final class ServiceForeignTests: ServiceTestCase {
     bad[17] = .nan
     expectError(batch(service, a.session, "k3", [tensor("y", [8, 5], values: bad)]), .invalidArgument, mentioning: "non-finite")
     bad[17] = .infinity
-    expectError(batch(service, a.session, "k3", [tensor("y", [8, 5], values: bad)]), .invalidArgument, mentioning: "non-finite")
+    expectError(batch(service, a.session, "k3", [tensor("y", [8, 5], values: bad)]), .invalidArgument,
+                mentioning: "non-finite value (inf at example 3)")
+    // Finite values whose Gram overflows f32 are refused too (their CKA would be NaN).
+    expectError(batch(service, a.session, "k3", [tensor("y", [8, 5], values: (0..<40).map { Float($0 % 7) * 1e20 })]),
+                .invalidArgument, mentioning: "too large for f32")
+    // A frame refused at its second tensor stores nothing, not even its first: the same batch
+    // then takes other data for x (no CONFLICT), and a batch never completed is not listed.
+    bad[17] = .nan
+    expectError(batch(service, a.session, "k6", [tensor("x", [8, 2, 3]), tensor("y", [8, 5], values: bad)]),
+                .invalidArgument, mentioning: "tensor 'y' holds a non-finite value (nan at example 3)")
+    let models = try XCTUnwrap(send(service, .foreignModels, EmptyDoc()).doc(.foreignModelsOK, as: ForeignModelsResponse.self))
+    let m = try XCTUnwrap(models.models.first { $0.model == "m" })
+    XCTAssertFalse(m.batches.contains { $0.batch == "k6" })
+    XCTAssertEqual(batch(service, a.session, "k6", [tensor("x", [8, 2, 3])]).doc(.sessionBatchOK, as: SessionBatchResponse.self)?
+      .representations, ["x"])
     expectError(batch(service, a.session, "k3", [WireTensor(name: "y", int32s: Array(repeating: 1, count: 40), shape: [8, 5])]),
                 .invalidArgument, mentioning: "f32, f16 or bf16")
     expectError(batch(service, a.session, "k3", [tensor("y", [3, 5])]), .invalidArgument, mentioning: "4 to")
@@ -298,7 +312,7 @@ final class ServiceForeignTests: ServiceTestCase {
     XCTAssertEqual(values[0], 1, accuracy: 1e-9)
     let closed = try XCTUnwrap(send(service, .sessionClose, SessionRequest(session: a.session))
       .doc(.sessionCloseOK, as: SessionCloseResponse.self))
-    XCTAssertEqual(closed.incomplete, ["k", "k5"])
+    XCTAssertEqual(closed.incomplete, ["k", "k6", "k5"])
     expectError(send(service, .sessionClose, SessionRequest(session: a.session)), .notFound)
     expectError(batch(service, a.session, "k", [ax]), .notFound, mentioning: "no session")
     let listed = try XCTUnwrap(send(service, .foreignModels, EmptyDoc()).doc(.foreignModelsOK, as: ForeignModelsResponse.self))

@@ -39,12 +39,21 @@ public final class ForeignGrams: @unchecked Sendable {
 
   public init(cache: GramCache) { self.cache = cache }
 
+  /// What one frame has added (keys cached for the first time), so that a frame refused after
+  /// some of its tensors went in can be taken back whole (`undo`).
+  public final class Additions {
+    fileprivate var keys: [GramKey] = []
+    public init() {}
+  }
+
   /// Ingests one representation of one batch; returns the centred entry (also in the cache).
-  /// `knownFinite`: the caller has checked every value already (one pass over the data less).
+  /// Non-finite values are found in the Gram, not by a pass over the activations: a NaN or an
+  /// infinity in x makes a diagonal entry non-finite (through its column's mean), and so does a
+  /// finite x too large for f32 products. Such a batch is refused (`nonFinite`), nothing cached.
   @discardableResult
   public func ingest(_ model: ForeignModel, representation: String, batchKey: UInt64,
                      batchName: String, activations x: UnsafePointer<Float>, examples n: Int,
-                     features d: Int, knownFinite: Bool = false, context: KernelContext) throws -> GramEntry {
+                     features d: Int, additions: Additions? = nil, context: KernelContext) throws -> GramEntry {
     guard let rep = model.representation(representation) else {
       throw ForeignGramError.unknownRepresentation(representation)
     }
@@ -52,21 +61,20 @@ public final class ForeignGrams: @unchecked Sendable {
       throw ForeignGramError.shape("representation \(representation) has \(rep.features) features per example; the batch has \(d)")
     }
     guard n >= 4 else { throw ForeignGramError.shape("a batch needs at least 4 examples (the unbiased estimator), got \(n)") }
-    if !knownFinite, context.firstNonfinite(UnsafeBufferPointer(start: x, count: n * d)) != nil {
-      throw ForeignGramError.nonFinite(representation)
-    }
     let entry = try GramForms.centred(x, m: n, d: d, context: context)
-    try store([(representation, entry)], model: model, batchKey: batchKey, batchName: batchName)
+    guard entry.isFinite else { throw ForeignGramError.nonFinite(representation) }
+    try store([(representation, entry)], model: model, batchKey: batchKey, batchName: batchName, additions: additions)
     return entry
   }
 
   /// Ingests one representation of one batch, laid out channels first ([n][C][positions]),
   /// together with a representation derived from it, y[c] = scale[c] x[c] + shift[c] (its Gram
-  /// from x's per-channel Grams: y itself never arrives). Returns both entries.
+  /// from x's per-channel Grams: y itself never arrives). Returns both entries. Non-finite
+  /// values as in the other `ingest`.
   @discardableResult
   public func ingest(_ model: ForeignModel, representation: String, derived: String, scale: [Float],
                      shift: [Float], batchKey: UInt64, batchName: String, activations x: UnsafePointer<Float>,
-                     examples n: Int, channels: Int, positions: Int,
+                     examples n: Int, channels: Int, positions: Int, additions: Additions? = nil,
                      context: KernelContext) throws -> (GramEntry, GramEntry) {
     guard let rep = model.representation(representation) else {
       throw ForeignGramError.unknownRepresentation(representation)
@@ -79,15 +87,25 @@ public final class ForeignGrams: @unchecked Sendable {
     let (entry, derivedEntry) = try GramForms.centredWithAffine(
       x, m: n, positions: positions, channels: channels, channelsFirst: true, scale: scale,
       shift: shift, full: Tensor([n * n]), affineFull: Tensor([n * n]), context: context)
+    guard entry.isFinite else { throw ForeignGramError.nonFinite(representation) }
+    guard derivedEntry.isFinite else { throw ForeignGramError.nonFinite(derived) }
     try store([(representation, entry), (derived, derivedEntry)], model: model, batchKey: batchKey,
-              batchName: batchName)
+              batchName: batchName, additions: additions)
     return (entry, derivedEntry)
+  }
+
+  /// Takes back what a frame added: its first-time keys leave the cache and the record of
+  /// batch contents (keys that held the same data before the frame stay).
+  public func undo(_ additions: Additions) {
+    lock.withLock { for key in additions.keys { seen[key] = nil } }
+    for key in additions.keys { cache.remove(key) }
+    additions.keys.removeAll()
   }
 
   /// Caches the entries, refusing (and caching none of them) when a batch key was used before
   /// with other data: the entries' contents are compared by a hash of the packed Gram.
   private func store(_ entries: [(String, GramEntry)], model: ForeignModel, batchKey: UInt64,
-                     batchName: String) throws {
+                     batchName: String, additions: Additions?) throws {
     let hashed = entries.map { rep, entry -> (GramKey, UInt64, GramEntry) in
       var f = Fingerprint()
       f.add(UnsafeRawBufferPointer(start: entry.pointer, count: entry.count * 4))
@@ -99,7 +117,9 @@ public final class ForeignGrams: @unchecked Sendable {
           throw ForeignGramError.batchKeyReused(representation: key.representation, batch: batchName)
         }
       }
-      for (key, value, _) in hashed { seen[key] = value }
+      for (key, value, _) in hashed where seen.updateValue(value, forKey: key) == nil {
+        additions?.keys.append(key)
+      }
     }
     for (key, _, entry) in hashed { cache.insert(entry, for: key) }
   }

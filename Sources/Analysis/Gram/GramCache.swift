@@ -81,6 +81,17 @@ public final class GramCache: @unchecked Sendable {
     }
   }
 
+  /// Drops one entry, if cached.
+  public func remove(_ key: GramKey) {
+    lock.withLock {
+      guard let node = table[key] else { return }
+      unlink(node)
+      table[key] = nil
+      stats.bytes -= node.entry.bytes
+      stats.entries -= 1
+    }
+  }
+
   /// Drops every entry of a model (e.g. when it is deleted from the store).
   public func removeAll(model: UInt64) {
     lock.withLock {

@@ -44,6 +44,10 @@ public final class GramEntry: @unchecked Sendable {
   /// derived ones inherit it). Below `GramEntry.constantThreshold` the representation is
   /// constant over the batch up to float rounding, and its derived forms are zero.
   public internal(set) var relativeVariance: Double = 1
+  /// False when the Gram holds a NaN or an infinity: its input held one (centring spreads a
+  /// non-finite value over its column, so every such input reaches the diagonal), or its
+  /// values were too large for f32 products.
+  public internal(set) var isFinite = true
   /// Variation below ~256 ulps of the activations' magnitude ((256 u)^2 relative variance) is
   /// indistinguishable from rounding: identical inputs through BN layers land there, not at 0.
   public static let constantThreshold = 2.3e-10

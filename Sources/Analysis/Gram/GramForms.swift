@@ -56,6 +56,7 @@ public enum GramForms {
     for i in 0..<m { trace += Double(full.data[i * m + i]) }
     let energy = Double(m) * meanSq + trace
     e.relativeVariance = energy > 0 ? trace / energy : 0
+    e.isFinite = trace.isFinite && meanSq.isFinite
     context.kernels.bs_pack_upper(full.data, Int32(m), 1, e.data)
     // Keep the diagonal exact (bs_pack_upper divides it by sqrt 2).
     var o = 0
@@ -117,6 +118,7 @@ public enum GramForms {
       let e = slot.map { GramEntry(m: m, form: form, slab: $0.0, index: $0.1) } ?? GramEntry(m: m, form: form)
       e.zero()
       e.relativeVariance = base.relativeVariance
+      e.isFinite = base.isFinite
       return e
     }
     var k = full ?? unpack(base)
@@ -150,6 +152,7 @@ public enum GramForms {
     }
     let e = slot.map { GramEntry(m: m, form: form, slab: $0.0, index: $0.1) } ?? GramEntry(m: m, form: form)
     e.relativeVariance = base.relativeVariance
+    e.isFinite = base.isFinite
     switch form {
     case .unbiased, .unbiasedWithoutPC1:
       var r = [Double](repeating: 0, count: m)

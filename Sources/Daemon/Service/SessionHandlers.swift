@@ -131,9 +131,10 @@ extension DaemonService {
     let reference: DatasetReference?
   }
 
-  /// Checks every tensor of a frame (name, dtype, shape, example count, finite values) before
-  /// any Gram is computed, so a frame that fails these leaves nothing behind; then stores the
-  /// Gram of each in order. Returns the representations stored and the batch's example count.
+  /// Checks every tensor of a frame (name, dtype, shape, example count) before any Gram is
+  /// computed; then computes and stores the Gram of each in order. Non-finite values are found
+  /// in the Grams (no pass over the activations of its own), and a frame refused at any point
+  /// leaves nothing behind. Returns the representations stored and the batch's example count.
   private func ingest(_ tensors: [(descriptor: WireTensor.Descriptor, bytes: UnsafeRawBufferPointer)],
                       into target: BatchTarget, context: KernelContext) throws -> (received: [String], examples: Int) {
     let declared = target.definition.declared
@@ -162,11 +163,6 @@ extension DaemonService {
                       + "every representation of one batch has the same examples")
       }
       first = first ?? (t.name, n)
-      if let bad = values.withFloats({ context.firstNonfinite($0) }) {
-        let value = values.withFloats { $0[bad] }
-        throw invalid("tensors", "tensor '\(t.name)' holds a non-finite value (\(value) at example "
-                      + "\(bad / max(1, rep.features ?? 1)))")
-      }
       inputs.append((rep, values))
     }
     let n = first!.n
@@ -183,6 +179,12 @@ extension DaemonService {
     let derivedOf = Dictionary(declared.compactMap { d in d.channelAffine.map { ($0.of, d) } },
                                uniquingKeysWith: { first, _ in first })
     var received: [String] = []
+    let additions = ForeignGrams.Additions()
+    // A refused frame stores nothing: what its earlier tensors added is taken back.
+    func rollBack() {
+      sessions.grams.undo(additions)
+      sessions.record(target.fingerprint, batch: target.batchKey, received: [])
+    }
     do {
       for (rep, values) in inputs {
         if let derived = derivedOf[rep.name], let affine = derived.channelAffine {
@@ -192,7 +194,7 @@ extension DaemonService {
                                           scale: affine.scale.map { Float($0) }, shift: affine.shift.map { Float($0) },
                                           batchKey: target.batchKey, batchName: target.batchName,
                                           activations: x.baseAddress!, examples: n, channels: channels,
-                                          positions: features / channels, context: context)
+                                          positions: features / channels, additions: additions, context: context)
           }
           received += [rep.name, derived.name]
           continue
@@ -200,16 +202,35 @@ extension DaemonService {
         try values.withFloats { x in
           _ = try sessions.grams.ingest(target.definition.model, representation: rep.name, batchKey: target.batchKey,
                                         batchName: target.batchName, activations: x.baseAddress!, examples: n,
-                                        features: rep.features ?? 0, knownFinite: true, context: context)
+                                        features: rep.features ?? 0, additions: additions, context: context)
         }
         received.append(rep.name)
       }
+    } catch ForeignGramError.nonFinite(let name) {
+      rollBack()
+      throw nonFiniteError(name, inputs, context: context)
     } catch {
-      // What went in before the failure stays (it was consistent); the frame's answer is the error.
-      sessions.record(target.fingerprint, batch: target.batchKey, received: received)
+      rollBack()
       throw error
     }
     return (received, n)
+  }
+
+  /// The error of a tensor whose Gram is not finite (found after the Gram, not by a pass of
+  /// its own): the first NaN or infinity in it, else values too large for f32 products.
+  private func nonFiniteError(_ name: String, _ inputs: [(rep: ForeignRepresentation, values: ActivationValues)],
+                              context: KernelContext) -> WireError {
+    guard let (rep, values) = inputs.first(where: { $0.rep.name == name }) else {
+      return invalid("tensors", "representation '\(name)' (a channel_affine map) has a Gram too large "
+                     + "for f32: its scale makes the values overflow")
+    }
+    if let bad = values.withFloats({ context.firstNonfinite($0) }) {
+      let value = values.withFloats { $0[bad] }
+      return invalid("tensors", "tensor '\(name)' holds a non-finite value (\(value) at example "
+                     + "\(bad / max(1, rep.features ?? 1)))")
+    }
+    return invalid("tensors", "tensor '\(name)' has values too large for f32: its Gram overflows "
+                   + "(scale the activations down)")
   }
 
   // MARK: SESSION_CLOSE, FOREIGN_MODELS
