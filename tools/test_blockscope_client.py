@@ -1614,8 +1614,9 @@ class LiveDaemonTests(unittest.TestCase):
         """Shared-memory SESSION_BATCH frames (SPEC section 7) give the Grams the payload path
         gives; a memfd smaller than its frame claims, unsealed, not a memfd, missing, or with
         a huge or misaligned offset is INVALID_ARGUMENT on that request only; two descriptors
-        with one frame close the connection (TOO_MANY_DESCRIPTORS); the daemon keeps no
-        descriptor afterwards."""
+        with one frame close the connection (TOO_MANY_DESCRIPTORS); a memfd written again
+        after its frame was answered gives the new batch (the daemon keeps it mapped); the
+        daemon keeps no descriptor and no mapping after the connection closes."""
         try:
             import numpy as np
         except ImportError:
@@ -1681,6 +1682,11 @@ class LiveDaemonTests(unittest.TestCase):
         rogue.close()
         self.assertIn(b"TOO_MANY_DESCRIPTORS", data)
         cl.status()                       # still served
+
+        def mapped_memfds():
+            with open("/proc/%d/maps" % self.proc.pid) as f:
+                return [line for line in f if "memfd:blockscope-batch" in line]
+        self.assertEqual(len(mapped_memfds()), 2)   # kept for the connection's next frames
         for b in buffers:
             b.close()
         cl.close()
@@ -1688,6 +1694,10 @@ class LiveDaemonTests(unittest.TestCase):
         while len(os.listdir("/proc/%d/fd" % self.proc.pid)) > fds_before and time.monotonic() < deadline:
             time.sleep(0.05)
         self.assertLessEqual(len(os.listdir("/proc/%d/fd" % self.proc.pid)), fds_before)
+        # The memfds the connection kept mapped between its frames go with it.
+        while mapped_memfds() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(mapped_memfds(), [])
 
     def test_cancel_then_resume_from_another_connection(self):
         c = self.client()

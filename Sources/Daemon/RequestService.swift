@@ -62,9 +62,14 @@ public protocol ReplyChannel: AnyObject, Sendable {
   func fail(_ error: WireError)
   /// True once the client's connection is closed: long work may stop early.
   var isCancelled: Bool { get }
+  /// What the service keeps for the requesting connection until it closes (nil: no
+  /// connection, e.g. a study's own analyses).
+  var connection: ConnectionScope? { get }
 }
 
 extension ReplyChannel {
+  public var connection: ConnectionScope? { nil }
+
   public func respond<T: Encodable>(_ type: MessageType, _ doc: T) {
     respond(type, doc, tensors: [])
   }

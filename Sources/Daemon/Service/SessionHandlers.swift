@@ -104,7 +104,8 @@ extension DaemonService {
         throw invalid("memfd", "no file descriptor came with this frame: send the memfd with SCM_RIGHTS, "
                       + "in a sendmsg that carries only this frame's bytes")
       }
-      let mapping = try SharedBatchMapping(descriptor.fd, tensors: shared)
+      let mapping = try SharedBatchMapping(descriptor.fd, tensors: shared,
+                                           reusing: reply.connection?.object(MemfdMappings.self) { MemfdMappings() })
       stored = try ingest(shared.indices.map { (shared[$0].descriptor, mapping.bytes(at: $0)) },
                           into: target, context: context)
     } else {

@@ -654,6 +654,7 @@ public final class DaemonTransport: @unchecked Sendable {
 
   fileprivate func connectionClosed(_ connection: Connection) {
     connections[connection.id] = nil
+    connection.outbox.scope.close()
     connection.replies = [:]
     connection.pipe.deallocate()
     if stopping { shutdownTick() }

@@ -106,6 +106,8 @@ final class LoopWakeup: @unchecked Sendable {
 /// writes). Everything is under one lock.
 final class ConnectionOutbox: @unchecked Sendable {
   let connectionID: Int
+  /// What the service keeps for this connection; closed with the connection.
+  let scope = ConnectionScope()
   private let highWater: Int
   private let wakeup: LoopWakeup
   private let lock = NSLock()
@@ -253,6 +255,8 @@ final class RequestReply: ReplyChannel, @unchecked Sendable {
   }
 
   var isCancelled: Bool { outbox.isClosed }
+
+  var connection: ConnectionScope? { outbox.scope }
 
   func progress(_ event: ProgressEvent) {
     guard !quiet, !isFinished, !outbox.isClosed else { return }
