@@ -179,6 +179,17 @@ final class ServiceForeignTests: ServiceTestCase {
     let bn = exported.names.firstIndex(of: "stem.bn")!
     expectError(batch(service, session, "plan-0", exported.tensors(batches[0], [bn])), .invalidArgument,
                 mentioning: "channel_affine")
+    // A NaN in a source refuses the frame (found in the source's per-channel Grams), and
+    // nothing of it is stored: the batch is not listed.
+    let poisoned = exported.tensors(batches[0], sent).map { t -> WireTensor in
+      guard t.name == "s1.b1.conv2", var values = t.floats else { return t }
+      values[values.count - 3] = .nan
+      return WireTensor(name: t.name, floats: values, shape: t.shape)
+    }
+    expectError(batch(service, session, "poisoned", poisoned), .invalidArgument,
+                mentioning: "tensor 's1.b1.conv2' holds a non-finite value (nan at example 15)")
+    let listed = try XCTUnwrap(send(service, .foreignModels, EmptyDoc()).doc(.foreignModelsOK, as: ForeignModelsResponse.self))
+    XCTAssertEqual(listed.models.first { $0.model == "a-derived" }?.batches.map(\.batch), keys)
     // Declarations that cannot hold.
     func refused(_ change: (inout [ForeignRepresentation]) -> Void, _ mention: String) {
       var bad = reps
