@@ -40,7 +40,7 @@ final class DaemonDurabilityTests: DaemonProcessTestCase {
   /// the final entry when it ended.
   private func readEvents(_ client: WireTestClient, watch id: UInt64, timeout: Double = 60,
                           until: (ProgressEvent) throws -> Bool) throws -> JobEntry? {
-    let deadline = Date().addingTimeInterval(timeout)
+    let deadline = Date().addingTimeInterval(scaledTimeout(timeout))
     while true {
       guard let frame = try client.next(timeout: max(0.01, deadline.timeIntervalSinceNow)) else {
         throw WireTestFailure("the connection closed while watching")
@@ -195,7 +195,7 @@ final class DaemonDurabilityTests: DaemonProcessTestCase {
     let id = newID()
     try client.send(.heatmap, id: id, doc: HeatmapRequest(model: "good", examples: ExampleSelection(split: .test, count: 256),
                                                          batchSize: 128, passes: 1), flags: .quiet)
-    let frame = try client.final(of: id, timeout: 60)
+    let frame = try client.final(of: id, timeout: scaledTimeout(60))
     XCTAssertEqual(frame.type, .heatmapOK, frameSummary(frame))
     let payload = try frame.parsedPayload()
     let cka = try XCTUnwrap(payload.tensor(named: "cka"))
@@ -227,7 +227,7 @@ final class DaemonDurabilityTests: DaemonProcessTestCase {
     var cancelled: JobEntry?, watched: JobEntry?
     var latency = 0.0
     while cancelled == nil || watched == nil {
-      let frame = try XCTUnwrap(try client.next(timeout: 30), "closed before CANCEL and WATCH were answered")
+      let frame = try XCTUnwrap(try client.next(timeout: scaledTimeout(30)), "closed before CANCEL and WATCH were answered")
       if frame.type == .progress {
         let event = try frame.decodeDoc(ProgressEvent.self)
         guard event.phase == "step" else { continue }

@@ -103,6 +103,17 @@ final class DaemonProcess {
     (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
   }
 
+  /// The first sanitizer report in what the daemon wrote to stderr, if any: the daemons of a
+  /// sanitized build (tools/sanitize) report races and memory errors there, where no test
+  /// would otherwise look.
+  func sanitizerReport() -> String? {
+    let text = standardError()
+    for marker in ["WARNING: ThreadSanitizer", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"] {
+      if let found = text.range(of: marker) { return String(text[found.lowerBound...].prefix(3000)) }
+    }
+    return nil
+  }
+
   /// The exit status, or nil if the process has not exited within `timeout`.
   func waitForExit(timeout: Double) -> Int32? {
     let deadline = Date().addingTimeInterval(timeout)
@@ -157,6 +168,18 @@ final class DaemonProcess {
 
 func makeDaemonTempDirectory() throws -> String { try makeTestTempDirectory("bs-daemon") }
 
+/// How much longer the waits for a daemon's training and studies may take than in a plain
+/// build: BLOCKSCOPE_TEST_TIME_SCALE (tools/sanitize sets it, since ThreadSanitizer slows the
+/// daemon 5-15x), else 1. A wait that passes only when scaled is still a wait with an end.
+let testTimeScale: Double = {
+  guard let text = ProcessInfo.processInfo.environment["BLOCKSCOPE_TEST_TIME_SCALE"],
+        let scale = Double(text), scale >= 1 else { return 1 }
+  return scale
+}()
+
+/// `seconds` of a plain build, scaled by `testTimeScale`.
+func scaledTimeout(_ seconds: Double) -> Double { seconds * testTimeScale }
+
 extension WireTestClient {
   /// A client of the integration tests: HELLO as "daemon-integration-tests", 20 s timeouts.
   convenience init(path: String) throws {
@@ -174,6 +197,12 @@ class DaemonProcessTestCase: XCTestCase {
   }
 
   override func tearDown() {
+    // Before any cleanUp: a restarted daemon shares its directory with the one before it.
+    for daemon in daemons {
+      if let report = daemon.sanitizerReport() {
+        XCTFail("a daemon of this test wrote a sanitizer report to its stderr:\n\(report)")
+      }
+    }
     for daemon in daemons { daemon.cleanUp() }
     daemons = []
   }
@@ -195,7 +224,7 @@ class DaemonProcessTestCase: XCTestCase {
                           as _: T.Type, timeout: Double = 60) throws -> T {
     let id = newID()
     try client.send(type, id: id, doc: doc, flags: .quiet)
-    let frame = try client.final(of: id, timeout: timeout)
+    let frame = try client.final(of: id, timeout: scaledTimeout(timeout))
     guard frame.type == type.responseType else {
       throw WireTestFailure("\(type.name) answered \(frameSummary(frame))")
     }

@@ -15,7 +15,7 @@ final class DaemonStudyDurabilityTests: DaemonProcessTestCase {
   /// Polls the study until `condition` holds; the status then.
   private func waitFor(_ client: WireTestClient, timeout: Double = 120, poll: Double = 0.02,
                        _ what: String, _ condition: (StudyStatusResponse) -> Bool) throws -> StudyStatusResponse {
-    let deadline = Date().addingTimeInterval(timeout)
+    let deadline = Date().addingTimeInterval(scaledTimeout(timeout))
     while Date() < deadline {
       let s = try status(client)
       if condition(s) { return s }
