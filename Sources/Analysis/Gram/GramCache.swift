@@ -62,12 +62,7 @@ public final class GramCache: @unchecked Sendable {
 
   public func insert(_ entry: GramEntry, for key: GramKey) {
     lock.withLock {
-      if let old = table[key] {
-        unlink(old)
-        table[key] = nil
-        stats.bytes -= old.entry.bytes
-        stats.entries -= 1
-      }
+      if let old = table[key] { drop(old) }
       guard entry.bytes <= stats.budgetBytes else {
         stats.rejected += 1
         return
@@ -84,23 +79,14 @@ public final class GramCache: @unchecked Sendable {
   /// Drops one entry, if cached.
   public func remove(_ key: GramKey) {
     lock.withLock {
-      guard let node = table[key] else { return }
-      unlink(node)
-      table[key] = nil
-      stats.bytes -= node.entry.bytes
-      stats.entries -= 1
+      if let node = table[key] { drop(node) }
     }
   }
 
   /// Drops every entry of a model (e.g. when it is deleted from the store).
   public func removeAll(model: UInt64) {
     lock.withLock {
-      for (key, node) in table where key.model == model {
-        unlink(node)
-        table[key] = nil
-        stats.bytes -= node.entry.bytes
-        stats.entries -= 1
-      }
+      for (key, node) in table where key.model == model { drop(node) }
     }
   }
 
@@ -118,12 +104,17 @@ public final class GramCache: @unchecked Sendable {
 
   private func evictToBudget() {
     while stats.bytes > stats.budgetBytes, let lru = tail {
-      unlink(lru)
-      table[lru.key] = nil
-      stats.bytes -= lru.entry.bytes
-      stats.entries -= 1
+      drop(lru)
       stats.evictions += 1
     }
+  }
+
+  /// Takes a node out of the list, the table and the byte count.
+  private func drop(_ node: Node) {
+    unlink(node)
+    table[node.key] = nil
+    stats.bytes -= node.entry.bytes
+    stats.entries -= 1
   }
 
   private func pushFront(_ node: Node) {
