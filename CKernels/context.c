@@ -110,6 +110,12 @@ void bs_context_set_conv_algorithm(bs_context *ctx, int algorithm) {
   if (algorithm >= 0 && algorithm < BS_CONV_ALGORITHM_COUNT) ctx->conv_algorithm = algorithm;
 }
 
+int bs_context_winograd_tile(const bs_context *ctx) { return ctx->winograd_tile; }
+
+void bs_context_set_winograd_tile(bs_context *ctx, int m) {
+  if (m == 0 || m == 2 || m == 4) ctx->winograd_tile = m;
+}
+
 static const char *profile_names[BS_PROF_COUNT] = {
     "conv forward", "conv backward", "bn forward", "bn backward", "elementwise",
     "linear+softmax"};

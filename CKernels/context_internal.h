@@ -50,6 +50,7 @@ struct bs_context {
   bs_isa isa;
   bs_kernels kernels;
   int conv_algorithm;
+  int winograd_tile;   // 2 or 4: F(m x m, 3 x 3) for every Winograd layer; 0: per layer shape
   int profile_on;
   double profile_seconds[BS_PROF_COUNT];
   long profile_calls[BS_PROF_COUNT];

@@ -10,6 +10,7 @@
 // whole-network measurements behind it are in docs/PERFORMANCE.md, "Direct convolution
 // thresholds".
 #include "context_internal.h"
+#include "conv_winograd.h"
 #include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@ const char *bs_conv_algorithm_name(int algorithm) {
   case BS_CONV_AUTO: return "auto";
   case BS_CONV_GEMM: return "gemm";
   case BS_CONV_DIRECT: return "direct";
+  case BS_CONV_WINOGRAD: return "winograd";
   default: return "?";
   }
 }
@@ -53,7 +55,7 @@ static void read_algorithm_env(void) {
       default_algorithm = a;
       return;
     }
-  fprintf(stderr, "blockscope: BLOCKSCOPE_CONV=%s is not one of auto, gemm, direct; using auto\n",
+  fprintf(stderr, "blockscope: BLOCKSCOPE_CONV=%s is not one of auto, gemm, direct, winograd; using auto\n",
           env);
 }
 
@@ -67,8 +69,6 @@ static int is_direct_shape(const bs_conv_shape *s) {
   return s->KH == 3 && s->KW == 3 && s->pad == 1 && (s->stride == 1 || s->stride == 2);
 }
 
-// The passes of a convolution that can run direct.
-enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_WEIGHTS };
 
 // AUTO's choice: direct where bs_conv3x3_direct(_dw) measured faster than im2col + sgemm
 // (docs/PERFORMANCE.md, "Direct convolution thresholds"). The scalar REF kernels keep sgemm.
@@ -85,7 +85,7 @@ enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_WEIGHTS };
 // what runs.
 static int auto_direct(const bs_context *ctx, const bs_conv_shape *s, int pass) {
   switch (ctx->isa) {
-  case BS_ISA_AVX2: return pass != PASS_WEIGHTS || s->stride * s->Ci < 128 || s->Co < 128;
+  case BS_ISA_AVX2: return pass != BS_CONV_PASS_WEIGHTS || s->stride * s->Ci < 128 || s->Co < 128;
   case BS_ISA_AVX512: return s->Ci <= 64;
   default: return 0;
   }
@@ -94,12 +94,49 @@ static int auto_direct(const bs_context *ctx, const bs_conv_shape *s, int pass) 
 // Whether `pass` of convolution s runs through bs_conv3x3_direct(_dw).
 static int use_direct(const bs_context *ctx, const bs_conv_shape *s, int pass) {
   if (!is_direct_shape(s)) return 0;
-  if (pass == PASS_BACKWARD_DATA && s->stride != 1) return 0;   // col2im path stays
+  if (pass == BS_CONV_PASS_DATA && s->stride != 1) return 0;   // col2im path stays
   switch (ctx->conv_algorithm) {
   case BS_CONV_DIRECT: return 1;
   case BS_CONV_GEMM: return 0;
-  default: return auto_direct(ctx, s, pass);
+  default: return auto_direct(ctx, s, pass);   // AUTO, and WINOGRAD's other shapes
   }
+}
+
+// The shapes the Winograd convolutions implement: 3x3, pad 1, stride 1 ("same").
+static int is_winograd_shape(const bs_conv_shape *s) {
+  return s->KH == 3 && s->KW == 3 && s->pad == 1 && s->stride == 1;
+}
+
+// AUTO's choice of Winograd: none yet.
+static int auto_winograd(const bs_context *ctx, const bs_conv_shape *s, int pass) {
+  (void)ctx, (void)s, (void)pass;
+  return 0;
+}
+
+// Whether `pass` of convolution s runs through the Winograd convolutions (conv_winograd.c).
+static int use_winograd(const bs_context *ctx, const bs_conv_shape *s, int pass) {
+  if (!is_winograd_shape(s)) return 0;
+  switch (ctx->conv_algorithm) {
+  case BS_CONV_WINOGRAD: return 1;
+  case BS_CONV_AUTO: return auto_winograd(ctx, s, pass);
+  default: return 0;
+  }
+}
+
+// The forward (and backward-data) tile size: F(4x4, 3x3) or F(2x2, 3x3).
+static int winograd_tile(const bs_context *ctx, const bs_conv_shape *s) {
+  if (ctx->winograd_tile) return ctx->winograd_tile;
+  (void)s;
+  return 4;
+}
+
+int bs_conv_pass_algorithm(const bs_context *ctx, const bs_conv_shape *s, int pass, int *tile) {
+  if (tile) *tile = 0;
+  if (use_winograd(ctx, s, pass)) {
+    if (tile) *tile = pass == BS_CONV_PASS_WEIGHTS ? 2 : winograd_tile(ctx, s);
+    return BS_CONV_WINOGRAD;
+  }
+  return use_direct(ctx, s, pass) ? BS_CONV_DIRECT : BS_CONV_GEMM;
 }
 
 // Packed weights for bs_conv3x3_direct (malloc'd; the caller frees). Aborts when out of
@@ -142,6 +179,7 @@ typedef struct {
   const float *wfp;         // backward: w_flipped packed for bs_conv3x3_direct (Ci <-> Co)
   float *dwt_partial;       // backward with bs_conv3x3_direct_dw: per task [3][3][Ci][Co]
   float *y, *dw_partial, *db_partial, *dx;
+  int weights_done;         // backward: dw came from the Winograd weight gradient
 } conv_ctx;
 
 // A stride-1 "same" convolution's backward-data is itself a stride-1 "same" convolution of dy
@@ -229,7 +267,10 @@ void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, co
   conv_ctx c = {.s = s, .x = x, .w = w, .bias = bias, .y = y};
   int ntasks = BS_PARTITION_TASKS;
   if (ntasks > s->N) ntasks = s->N;
-  if (use_direct(ctx, s, PASS_FORWARD)) {
+  if (use_winograd(ctx, s, BS_CONV_PASS_FORWARD)) {
+    bs_conv_winograd_forward(ctx, s->N, s->H, s->W, s->Ci, s->Co, x, w, bias, y,
+                             winograd_tile(ctx, s));
+  } else if (use_direct(ctx, s, BS_CONV_PASS_FORWARD)) {
     float *wp = pack_direct(w, s->Ci, s->Co);
     c.wp = wp;
     bs_parallel_for(ctx, ntasks, conv_forward_direct_task, &c);
@@ -249,8 +290,8 @@ static void conv_backward_task(void *p, int t, int ntasks, bs_worker *w) {
   bs_split((size_t)s->N, t, ntasks, &n0, &n1);
   const int K = s->KH * s->KW * s->Ci, rows = s->OH * s->OW, g = chunk_images(s);
   const size_t in_img = (size_t)s->H * s->W * s->Ci, out_img = (size_t)rows * s->Co;
-  float *dw = c->dw_partial + (size_t)t * s->Co * K;
-  memset(dw, 0, (size_t)s->Co * K * sizeof(float));
+  float *dw = c->weights_done ? NULL : c->dw_partial + (size_t)t * s->Co * K;
+  if (dw) memset(dw, 0, (size_t)s->Co * K * sizeof(float));
   if (c->db_partial) {
     float *db = c->db_partial + (size_t)t * s->Co;
     memset(db, 0, (size_t)s->Co * sizeof(float));
@@ -271,7 +312,9 @@ static void conv_backward_task(void *p, int t, int ntasks, bs_worker *w) {
   for (size_t n = n0; n < n1; n += g) {
     const int m = (int)((n + g <= n1) ? g : n1 - n);
     const float *dy = c->dy + n * out_img;
-    if (dwt) {
+    if (!dw) {
+      // the Winograd weight gradient (bs_conv_backward)
+    } else if (dwt) {
       // dwt [K x Co] += the image's weight gradient, image by image
       for (int i = 0; i < m; i++)
         k->bs_conv3x3_direct_dw(c->x + (n + i) * in_img, dy + (size_t)i * out_img, s->H, s->W,
@@ -333,10 +376,28 @@ void bs_conv_backward(bs_context *ctx, const bs_conv_shape *s, const float *x, c
     BS_PROF_END(ctx, BS_PROF_CONV_BWD);
     return;
   }
+  // Winograd passes run on their own; the task below does what is left (the bias gradient at
+  // least, when there is one).
+  const int weights_winograd = use_winograd(ctx, s, BS_CONV_PASS_WEIGHTS);
+  if (weights_winograd) bs_conv_winograd_weight_grad(ctx, s->N, s->H, s->W, s->Ci, s->Co, x, dy, dw);
+  if (dx && use_winograd(ctx, s, BS_CONV_PASS_DATA)) {
+    // dx = the "same" convolution of dy with the flipped kernel (backward_data_as_forward)
+    float *wf = checked_malloc((size_t)s->Co * K * sizeof(float));
+    flip_kernel(s, w, wf);
+    bs_conv_winograd_forward(ctx, s->N, s->OH, s->OW, s->Co, s->Ci, dy, wf, NULL, dx,
+                             winograd_tile(ctx, s));
+    free(wf);
+    dx = NULL;
+  }
+  if (weights_winograd && !dx && !dbias) {
+    BS_PROF_END(ctx, BS_PROF_CONV_BWD);
+    return;
+  }
   int ntasks = BS_PARTITION_TASKS;
   if (ntasks > s->N) ntasks = s->N;
-  float *dw_partial =
-      ntasks == 1 ? dw : checked_malloc((size_t)ntasks * s->Co * K * sizeof(float));
+  float *dw_partial = weights_winograd ? NULL
+                      : ntasks == 1    ? dw
+                                       : checked_malloc((size_t)ntasks * s->Co * K * sizeof(float));
   float *db_partial = !dbias        ? NULL
                       : ntasks == 1 ? dbias
                                     : checked_malloc((size_t)ntasks * s->Co * sizeof(float));
@@ -344,27 +405,30 @@ void bs_conv_backward(bs_context *ctx, const bs_conv_shape *s, const float *x, c
   if (dx && backward_data_as_forward(s)) {
     w_flipped = checked_malloc((size_t)s->Co * K * sizeof(float));
     flip_kernel(s, w, w_flipped);
-    if (use_direct(ctx, s, PASS_BACKWARD_DATA)) {   // the flipped kernel: 3x3, pad 1, stride 1
+    if (use_direct(ctx, s, BS_CONV_PASS_DATA)) {   // the flipped kernel: 3x3, pad 1, stride 1
       wfp = pack_direct(w_flipped, s->Co, s->Ci);
       free(w_flipped);
       w_flipped = NULL;
     }
   }
-  float *dwt_partial = use_direct(ctx, s, PASS_WEIGHTS)
+  float *dwt_partial = !weights_winograd && use_direct(ctx, s, BS_CONV_PASS_WEIGHTS)
                            ? checked_malloc((size_t)ntasks * s->Co * K * sizeof(float))
                            : NULL;
   conv_ctx c = {.s = s, .x = x, .w = w, .dy = dy, .w_flipped = w_flipped, .wfp = wfp,
                 .dwt_partial = dwt_partial, .dw_partial = dw_partial, .db_partial = db_partial,
-                .dx = dx};
+                .dx = dx, .weights_done = weights_winograd};
   bs_parallel_for(ctx, ntasks, conv_backward_task, &c);
   free(w_flipped);
   free(wfp);
   free(dwt_partial);
   if (ntasks > 1) {   // reduce in task order
     bs_add_t *add = ctx->kernels.bs_add;
-    memcpy(dw, dw_partial, (size_t)s->Co * K * sizeof(float));
-    for (int t = 1; t < ntasks; t++) add(dw, dw_partial + (size_t)t * s->Co * K, s->Co * K, dw);
-    free(dw_partial);
+    if (dw_partial) {
+      memcpy(dw, dw_partial, (size_t)s->Co * K * sizeof(float));
+      for (int t = 1; t < ntasks; t++)
+        add(dw, dw_partial + (size_t)t * s->Co * K, s->Co * K, dw);
+      free(dw_partial);
+    }
     if (dbias) {
       memcpy(dbias, db_partial, (size_t)s->Co * sizeof(float));
       for (int t = 1; t < ntasks; t++) add(dbias, db_partial + (size_t)t * s->Co, s->Co, dbias);

@@ -137,6 +137,26 @@ const char *bs_isa_override_error(void);
 //   columns), dst[c][r] = src[r][c]; nothing else in dst is touched (transpose_*.c).
 // bs_find_nonfinite: x: [n] -> *first = index of the first NaN or infinity, n if none
 //   (finite_*.c; foreign activations are checked with it before their Grams).
+// Winograd F(m x m, 3 x 3) convolution pieces (winograd_*.c, m = 2 or 4, alpha = m + 2; the
+// transform matrices are in winograd_ref.c). Images are NHWC, H x W, cut into tiles of m x m
+// output pixels, TH = ceil(H/m) by TW = ceil(W/m) per image, numbered row-major over images:
+// tile t is image t / (TH*TW), row (t % (TH*TW)) / TW, column t % TW of x's images. A tile reads
+// the alpha x alpha input window starting one pixel above and left of its outputs (zero outside
+// the image).
+// bs_winograd_input: tiles [t0, t0 + nt) of x: [..][H][W][C] -> v: [alpha^2][nt][C], the
+//   window d of each channel transformed to B^T d B.
+// bs_winograd_products: v: [alpha2][nt][Ci], up: transformed weights packed by
+//   bs_winograd_pack -> mo: [alpha2][nt][Co], mo[k][t][co] = sum over ci (in order) of
+//   v[k][t][ci] * U[k][ci][co].
+// bs_winograd_output: mo: [alpha^2][nt][Co] -> the tiles' outputs A^T M A (+ bias [Co] if not
+//   NULL) written to y: [..][H][W][Co] (stride-1 "same": output size = input size); pixels past
+//   the image's edge are not written.
+// bs_winograd_dy: the weight gradient's F(3 x 3, 2 x 2): the 2 x 2 tiles [t0, t0 + nt) of
+//   dy: [..][H][W][Co] (tiles as above with m = 2, zero past the edge) -> g: [16][nt][Co],
+//   each transformed to G' g G'^T. With bs_winograd_input(m = 2) of the layer's input, the sum
+//   over tiles of v[k]^T g[k] is the transformed weight gradient (bs_winograd_weight_grad).
+// bs_winograd_dw_products: v: [16][nt][Ci], g: [16][nt][Co] -> s: [16][Ci][Co] (+=),
+//   s[k][ci][co] += sum over t (in order) of v[k][t][ci] * g[k][t][co].
 #define BS_OPS(X)                                                                                 \
   X(bs_im2col, (const float *x, int H, int W, int C, int KH, int KW, int stride, int pad,        \
                 float *col), (x, H, W, C, KH, KW, stride, pad, col))                             \
@@ -168,6 +188,16 @@ const char *bs_isa_override_error(void);
   X(bs_conv3x3_direct_dw, (const float *x, const float *dy, int H, int W, int Ci, int Co,         \
                            int stride, float *dwt, float *scratch),                               \
     (x, dy, H, W, Ci, Co, stride, dwt, scratch))                                                  \
+  X(bs_winograd_input, (const float *x, int H, int W, int C, int m, size_t t0, int nt, float *v), \
+    (x, H, W, C, m, t0, nt, v))                                                                   \
+  X(bs_winograd_products, (const float *v, int nt, int Ci, int Co, int alpha2, const float *up,  \
+                           float *mo), (v, nt, Ci, Co, alpha2, up, mo))                           \
+  X(bs_winograd_output, (const float *mo, int H, int W, int Co, int m, size_t t0, int nt,        \
+                         const float *bias, float *y), (mo, H, W, Co, m, t0, nt, bias, y))       \
+  X(bs_winograd_dy, (const float *dy, int H, int W, int Co, size_t t0, int nt, float *g),        \
+    (dy, H, W, Co, t0, nt, g))                                                                    \
+  X(bs_winograd_dw_products, (const float *v, const float *g, int nt, int Ci, int Co, float *s), \
+    (v, g, nt, Ci, Co, s))                                                                        \
   X(bs_center_columns, (const float *x, int m, size_t d, size_t ld, float *y, size_t ldy),        \
     (x, m, d, ld, y, ldy))                                                                        \
   X(bs_gram, (const float *x, int m, size_t d, size_t ld, float *K), (x, m, d, ld, K))            \
@@ -210,6 +240,18 @@ size_t bs_conv3x3_direct_scratch_floats(int H, int W, int Ci);
 // block [ky][kx][ci][16 or 8]; see conv_direct_ref.c.
 size_t bs_conv3x3_direct_packed_floats(int Ci, int Co);
 void bs_conv3x3_direct_pack(const float *w, int Ci, int Co, float *wp);
+
+// Winograd F(m x m, 3 x 3) weights (winograd_ref.c, one layout for every variant): w
+// [Co][3][3][Ci] -> up of bs_winograd_packed_floats(m, Ci, Co) floats: U = G g G^T for each
+// (co, ci) (computed in double), laid out [alpha^2][Co blocks][Ci][bw] with Co rounded up to a
+// multiple of 8 (zero weights past Co) and cut into blocks of 16 (the last one 8 wide if need
+// be), as bs_conv3x3_direct_pack does.
+size_t bs_winograd_packed_floats(int m, int Ci, int Co);
+void bs_winograd_pack(const float *w, int m, int Ci, int Co, float *up);
+// The weight gradient from its transformed sums: s: [16][Ci][Co], the sum over tiles of
+// v[k]^T g[k] (bs_winograd_input with m = 2, bs_winograd_dy) -> dw: [Co][3][3][Ci]
+// (overwritten), dw = A'^T s A' (computed in double).
+void bs_winograd_weight_grad(const float *s, int Ci, int Co, float *dw);
 
 // The variant table built from kernels.inc, for tests and tools: one entry per (op, isa).
 typedef struct {
@@ -262,6 +304,8 @@ typedef enum {
   BS_SCRATCH_CONV_COLUMNS,      // conv_ops.c: im2col of an input chunk
   BS_SCRATCH_CONV_DX_COLUMNS,   // conv_ops.c: the backward-data pass's columns
   BS_SCRATCH_CONV_DIRECT,       // conv_ops.c: bs_conv3x3_direct(_dw)'s working memory
+  BS_SCRATCH_WINOGRAD_V,        // conv_winograd.c: transformed input tiles
+  BS_SCRATCH_WINOGRAD_M,        // conv_winograd.c: their products (forward) or transformed dy
   BS_SCRATCH_GRAM_PANEL,        // gram_ops.c: a task's centred column panel
   BS_SCRATCH_DOTS_A,            // gram_ops.c bs_pairwise_dots: gathered chunks of a
   BS_SCRATCH_DOTS_B,            //   ... and of b
@@ -301,13 +345,31 @@ void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, co
 // "Direct convolution thresholds"), GEMM otherwise.
 // BLOCKSCOPE_CONV=auto|gemm|direct sets the value new contexts start with (read once; anything
 // else means auto, with a warning on stderr).
-enum { BS_CONV_AUTO = 0, BS_CONV_GEMM = 1, BS_CONV_DIRECT = 2, BS_CONV_ALGORITHM_COUNT = 3 };
+enum {
+  BS_CONV_AUTO = 0,
+  BS_CONV_GEMM = 1,
+  BS_CONV_DIRECT = 2,
+  BS_CONV_WINOGRAD = 3,
+  BS_CONV_ALGORITHM_COUNT = 4
+};
 // The algorithm BLOCKSCOPE_CONV names (read once; default auto): what new contexts start with.
 int bs_default_conv_algorithm(void);
 // Sets the context's algorithm; out-of-range values are ignored.
 void bs_context_set_conv_algorithm(bs_context *ctx, int algorithm);
 int bs_context_conv_algorithm(const bs_context *ctx);
-const char *bs_conv_algorithm_name(int algorithm);   // "auto", "gemm", "direct"
+const char *bs_conv_algorithm_name(int algorithm);   // "auto", "gemm", "direct", "winograd"
+// The Winograd tile size m of F(m x m, 3 x 3) for the forward and backward-data passes: 2 or 4
+// for every layer, or 0 (the default) for the size measured faster for each layer shape
+// (conv_ops.c, winograd_tile). Other values are ignored. For benchmarks and tests.
+void bs_context_set_winograd_tile(bs_context *ctx, int m);
+int bs_context_winograd_tile(const bs_context *ctx);
+
+// The passes of a convolution, and which algorithm runs `pass` of s on ctx: BS_CONV_GEMM,
+// BS_CONV_DIRECT or BS_CONV_WINOGRAD (with the tile size m of F(m x m, 3 x 3) in *tile, 2 for
+// the weight gradient's F(3 x 3, 2 x 2); 0 for the others; tile may be NULL). For tests and
+// benchmarks.
+enum { BS_CONV_PASS_FORWARD = 0, BS_CONV_PASS_DATA = 1, BS_CONV_PASS_WEIGHTS = 2 };
+int bs_conv_pass_algorithm(const bs_context *ctx, const bs_conv_shape *s, int pass, int *tile);
 
 // Backward. dy [N][OH][OW][Co].
 //  dw [Co][KH][KW][Ci] (overwritten), dbias [Co] (overwritten, may be NULL),

@@ -7,7 +7,7 @@ struct EngineTool: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "blockscope-engine",
     abstract: "Train and benchmark Blockscope's CIFAR ResNets directly on the engine.",
-    subcommands: [TrainCommand.self, InspectCommand.self, AnalyzeCommand.self, BlocksCommand.self, BenchTrainCommand.self, BenchCKACommand.self, BenchPCCommand.self])
+    subcommands: [TrainCommand.self, InspectCommand.self, AnalyzeCommand.self, BlocksCommand.self, BenchTrainCommand.self, BenchConvCommand.self, BenchCKACommand.self, BenchPCCommand.self])
 
   /// ParsableCommand's main, after making sure OpenBLAS runs the kernels this CPU deserves.
   static func main() {

@@ -2,7 +2,7 @@ import CKernels
 import XCTest
 
 /// bs_conv_forward / bs_conv_backward against a naive direct convolution in Double, under
-/// every convolution algorithm (gemm, direct, auto), every ISA the CPU supports and with 1 and
+/// every convolution algorithm (gemm, direct, winograd, auto), every ISA the CPU supports and with 1 and
 /// 2 threads, plus run-to-run determinism.
 final class ConvTests: XCTestCase {
   struct Shape: CustomStringConvertible {
@@ -140,16 +140,15 @@ final class ConvTests: XCTestCase {
             var dx = [Float](repeating: .nan, count: ref.dx.count)
             var dw = [Float](repeating: .nan, count: ref.dw.count)
             var db = [Float](repeating: .nan, count: s.Co)
+            var passes: [(algorithm: Int32, tile: Int32)] = []
             withKernels(isa: isa, threads: threads, convAlgorithm: algorithm) { ctx in
               bs_conv_forward(ctx, &c, x, w, bias, &y)
               bs_conv_backward(ctx, &c, x, w, dy, &dw, &db, &dx)
+              passes = Self.passAlgorithms(ctx, c)
             }
-            Self.compare("y", y, ref.y, ref.yAbs, terms: s.K * s.K * s.Ci, into: &mm)
-            // dx sums K*K*Co products per element in one chain (backward-data as a forward
-            // convolution, sgemm or direct) or Co per tap then K*K (col2im).
-            Self.compare("dx", dx, ref.dx, ref.dxAbs, terms: s.K * s.K * s.Co, into: &mm)
-            Self.compare("dw", dw, ref.dw, ref.dwAbs, terms: s.N * s.OH * s.OW + threads,
-                         into: &mm)
+            Self.compareY(s, y, ref, x: x, w: w, bias: bias, pass: passes[0], into: &mm)
+            Self.compareDx(s, dx, ref, dy: dy, w: w, pass: passes[1], into: &mm)
+            Self.compareDw(s, dw, ref, x: x, dy: dy, pass: passes[2], partials: threads, into: &mm)
             Self.compare("dbias", db, ref.db, ref.dbAbs, terms: s.N * s.OH * s.OW + threads,
                          into: &mm)
             mm.report()
@@ -175,7 +174,7 @@ final class ConvTests: XCTestCase {
                        "out-of-range values are ignored")
       }
     }
-    XCTAssertEqual(convAlgorithms.map(algorithmName), ["gemm", "direct", "auto"])
+    XCTAssertEqual(convAlgorithms.map(algorithmName), ["gemm", "direct", "winograd", "auto"])
   }
 
   func testConvWithoutBiasAndWithoutDx() {
@@ -189,13 +188,15 @@ final class ConvTests: XCTestCase {
         var c = s.c
         var y = [Float](repeating: .nan, count: ref.y.count)
         var dw = [Float](repeating: .nan, count: ref.dw.count)
+        var passes: [(algorithm: Int32, tile: Int32)] = []
         withKernels(isa: defaultISA, convAlgorithm: algorithm) { ctx in
           bs_conv_forward(ctx, &c, x, w, nil, &y)
           bs_conv_backward(ctx, &c, x, w, dy, &dw, nil, nil)
+          passes = Self.passAlgorithms(ctx, c)
         }
         var mm = Mismatches("conv \(s) without bias/dx \(algorithmName(algorithm))")
-        Self.compare("y", y, ref.y, ref.yAbs, terms: s.K * s.K * s.Ci, into: &mm)
-        Self.compare("dw", dw, ref.dw, ref.dwAbs, terms: s.N * s.OH * s.OW + 2, into: &mm)
+        Self.compareY(s, y, ref, x: x, w: w, bias: nil, pass: passes[0], into: &mm)
+        Self.compareDw(s, dw, ref, x: x, dy: dy, pass: passes[2], partials: 2, into: &mm)
         mm.report()
       }
     }

@@ -194,7 +194,9 @@ var supportedISAs: [bs_isa] {
 }
 
 /// Every convolution algorithm (bs_context_set_conv_algorithm): gemm, direct, auto.
-let convAlgorithms: [Int32] = [Int32(BS_CONV_GEMM), Int32(BS_CONV_DIRECT), Int32(BS_CONV_AUTO)]
+let convAlgorithms: [Int32] = [
+  Int32(BS_CONV_GEMM), Int32(BS_CONV_DIRECT), Int32(BS_CONV_WINOGRAD), Int32(BS_CONV_AUTO),
+]
 func algorithmName(_ a: Int32) -> String { String(cString: bs_conv_algorithm_name(a)) }
 
 /// Runs body with a kernel context of its own: the variants of `isa`, `threads` threads

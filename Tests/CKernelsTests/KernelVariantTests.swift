@@ -17,7 +17,8 @@ final class KernelVariantTests: XCTestCase {
     "bs_sgd_momentum", "bs_avgpool", "bs_avgpool_backward", "bs_augment", "bs_conv3x3_direct",
     "bs_conv3x3_direct_dw", "bs_center_columns", "bs_gram", "bs_ucenter", "bs_hcenter",
     "bs_pack_upper", "bs_gram_sqdist", "bs_exp_scaled", "bs_dots_acc", "bs_transpose",
-    "bs_find_nonfinite",
+    "bs_find_nonfinite", "bs_winograd_input", "bs_winograd_products", "bs_winograd_output",
+    "bs_winograd_dy", "bs_winograd_dw_products",
   ]
   /// Below, at and above 8 and 16 lanes, and every kind of remainder after 32- and 16-channel
   /// chunks (40 = 32 + 8, 57 = 32 + 16 + 9).
@@ -94,6 +95,11 @@ final class KernelVariantTests: XCTestCase {
     case "bs_dots_acc": checkDotsAcc(v, ref)
     case "bs_transpose": checkTranspose(v, ref)
     case "bs_find_nonfinite": checkFindNonfinite(v, ref)
+    case "bs_winograd_input": checkWinogradInput(v, ref)
+    case "bs_winograd_products": checkWinogradProducts(v, ref)
+    case "bs_winograd_output": checkWinogradOutput(v, ref)
+    case "bs_winograd_dy": checkWinogradDy(v, ref)
+    case "bs_winograd_dw_products": checkWinogradDwProducts(v, ref)
     default: XCTFail("no checker for \(v.op) (\(v.isaName))")
     }
   }

@@ -56,12 +56,19 @@ public final class KernelContext: @unchecked Sendable {
   @discardableResult
   public func setISA(_ isa: bs_isa) -> Bool { bs_context_set_isa(pointer, isa) == BS_OK }
 
-  /// BS_CONV_AUTO, BS_CONV_GEMM or BS_CONV_DIRECT; out-of-range values are ignored.
+  /// BS_CONV_AUTO, BS_CONV_GEMM, BS_CONV_DIRECT or BS_CONV_WINOGRAD; out-of-range values are
+  /// ignored.
   public var convAlgorithm: Int32 {
     get { bs_context_conv_algorithm(pointer) }
     set { bs_context_set_conv_algorithm(pointer, newValue) }
   }
   public var convAlgorithmName: String { String(cString: bs_conv_algorithm_name(convAlgorithm)) }
+  /// The Winograd tile size (2 or 4 for every layer; 0, the default: per layer shape as
+  /// measured). Other values are ignored.
+  public var winogradTile: Int32 {
+    get { bs_context_winograd_tile(pointer) }
+    set { bs_context_set_winograd_tile(pointer, newValue) }
+  }
 
   /// The micro-kernels of this context's ISA (single-threaded; call them directly).
   public var kernels: bs_kernels { bs_context_kernels(pointer).pointee }
