@@ -102,16 +102,21 @@ void bs_bn_forward_train(bs_context *ctx, const float *x, size_t rows, int C, co
   BS_PROF_END(ctx, BS_PROF_BN_FWD);
 }
 
-void bs_bn_forward_infer(bs_context *ctx, const float *x, size_t rows, int C, const float *gamma,
-                         const float *beta, const float *run_mean, const float *run_var,
-                         float eps, int relu, float *y) {
-  BS_PROF_BEGIN(ctx);
-  float *scale = checked_malloc(2 * (size_t)C * sizeof(float)), *shift = scale + C;
+void bs_bn_infer_affine(const float *gamma, const float *beta, const float *run_mean,
+                        const float *run_var, float eps, int C, float *scale, float *shift) {
   for (int ch = 0; ch < C; ch++) {
     const double is = 1.0 / sqrt((double)run_var[ch] + eps);
     scale[ch] = (float)(gamma[ch] * is);
     shift[ch] = (float)(beta[ch] - (double)run_mean[ch] * gamma[ch] * is);
   }
+}
+
+void bs_bn_forward_infer(bs_context *ctx, const float *x, size_t rows, int C, const float *gamma,
+                         const float *beta, const float *run_mean, const float *run_var,
+                         float eps, int relu, float *y) {
+  BS_PROF_BEGIN(ctx);
+  float *scale = checked_malloc(2 * (size_t)C * sizeof(float)), *shift = scale + C;
+  bs_bn_infer_affine(gamma, beta, run_mean, run_var, eps, C, scale, shift);
   bn_ctx c = {.x = x, .rows = rows, .C = C, .scale = scale, .shift = shift, .relu = relu, .y = y};
   bs_parallel_for(ctx, row_tasks(rows, ctx->threads), scale_shift_task, &c);
   free(scale);

@@ -86,6 +86,11 @@ static inline double bs_prof_now(void) {
     }                                                                                           \
   } while (0)
 
+// Batch norm with running statistics as y = scale * x + shift per channel (batchnorm_ops.c;
+// the one formula of bs_bn_forward_infer and of the BN folded into a convolution).
+void bs_bn_infer_affine(const float *gamma, const float *beta, const float *run_mean,
+                        const float *run_var, float eps, int C, float *scale, float *shift);
+
 // Row range [begin, end) of task t when `rows` rows are split into ntasks near-equal parts.
 static inline void bs_split(size_t rows, int t, int ntasks, size_t *begin, size_t *end) {
   *begin = rows * (size_t)t / (size_t)ntasks;

@@ -268,7 +268,7 @@ void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, co
   int ntasks = BS_PARTITION_TASKS;
   if (ntasks > s->N) ntasks = s->N;
   if (use_winograd(ctx, s, BS_CONV_PASS_FORWARD)) {
-    bs_conv_winograd_forward(ctx, s->N, s->H, s->W, s->Ci, s->Co, x, w, bias, y,
+    bs_conv_winograd_forward(ctx, s->N, s->H, s->W, s->Ci, s->Co, x, w, bias, NULL, 0, y,
                              winograd_tile(ctx, s));
   } else if (use_direct(ctx, s, BS_CONV_PASS_FORWARD)) {
     float *wp = pack_direct(w, s->Ci, s->Co);
@@ -384,7 +384,7 @@ void bs_conv_backward(bs_context *ctx, const bs_conv_shape *s, const float *x, c
     // dx = the "same" convolution of dy with the flipped kernel (backward_data_as_forward)
     float *wf = checked_malloc((size_t)s->Co * K * sizeof(float));
     flip_kernel(s, w, wf);
-    bs_conv_winograd_forward(ctx, s->N, s->OH, s->OW, s->Co, s->Ci, dy, wf, NULL, dx,
+    bs_conv_winograd_forward(ctx, s->N, s->OH, s->OW, s->Co, s->Ci, dy, wf, NULL, NULL, 0, dx,
                              winograd_tile(ctx, s));
     free(wf);
     dx = NULL;

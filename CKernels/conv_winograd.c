@@ -42,6 +42,8 @@ static float *scratch(bs_worker *w, bs_scratch_owner owner, size_t floats) {
 typedef struct {
   int N, H, W, Ci, Co, m;
   const float *x, *up, *bias, *dy;
+  const float *residual;   // forward epilogue: added before the ReLU (NULL: none)
+  int relu;
   float *y;
   float *partials;   // weight gradient: per task [16][Ci][Co]
 } winograd_job;
@@ -57,26 +59,27 @@ static void forward_task(void *p, int t, int ntasks, bs_worker *w) {
   const size_t tiles = (n1 - n0) * bs_winograd_tiles_per_image(&g);
   const float *x = j->x + n0 * (size_t)j->H * j->W * j->Ci;
   float *y = j->y + n0 * (size_t)j->H * j->W * j->Co;
+  const float *res = j->residual ? j->residual + n0 * (size_t)j->H * j->W * j->Co : NULL;
   float *v = scratch(w, BS_SCRATCH_WINOGRAD_V, (size_t)a2 * nt * j->Ci);
   float *mo = scratch(w, BS_SCRATCH_WINOGRAD_M, (size_t)a2 * nt * j->Co);
   for (size_t t0 = 0; t0 < tiles; t0 += nt) {
     const int n = tiles - t0 < (size_t)nt ? (int)(tiles - t0) : nt;
     k->bs_winograd_input(x, j->H, j->W, j->Ci, j->m, t0, n, v);
     k->bs_winograd_products(v, n, j->Ci, j->Co, a2, j->up, mo);
-    k->bs_winograd_output(mo, j->H, j->W, j->Co, j->m, t0, n, j->bias, y);
+    k->bs_winograd_output(mo, j->H, j->W, j->Co, j->m, t0, n, j->bias, res, j->relu, y);
   }
 }
 
 void bs_conv_winograd_forward(bs_context *ctx, int N, int H, int W, int Ci, int Co,
-                              const float *x, const float *w, const float *bias, float *y,
-                              int m) {
+                              const float *x, const float *w, const float *bias,
+                              const float *residual, int relu, float *y, int m) {
   BS_CHECK(m == 2 || m == 4, "Winograd tile size must be 2 or 4");
   if (N == 0) return;
   float *up = malloc(bs_winograd_packed_floats(m, Ci, Co) * sizeof(float));
   BS_CHECK(up, "out of memory transforming convolution weights");
   bs_winograd_pack(w, m, Ci, Co, up);
   winograd_job j = {.N = N, .H = H, .W = W, .Ci = Ci, .Co = Co, .m = m, .x = x, .up = up,
-                    .bias = bias, .y = y};
+                    .bias = bias, .residual = residual, .relu = relu, .y = y};
   bs_parallel_for(ctx, N < BS_PARTITION_TASKS ? N : BS_PARTITION_TASKS, forward_task, &j);
   free(up);
 }

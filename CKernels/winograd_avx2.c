@@ -220,12 +220,13 @@ BS_AVX2 void bs_winograd_products_avx2(const float *v, int nt, int Ci, int Co, i
 // Output transform
 // ---------------------------------------------------------------------------------------------
 
-// mo[k] (mstride floats apart, nc channels) -> A^T M A (+ b), the pixels of rows < rows and
-// columns < cols (fewer than m at the image's edge) stored to out (pixels ps floats apart, rows
-// rs apart).
+// mo[k] (mstride floats apart, nc channels) -> A^T M A + b (+ res, the residual at the same
+// offsets as out, if not NULL; then max(0, .) if relu), the pixels of rows < rows and columns <
+// cols (fewer than m at the image's edge) stored to out (pixels ps floats apart, rows rs
+// apart).
 BS_AVX2_INLINE void output_transform(const float *mo, size_t mstride, int nc, __m256 b,
-                                     float *out, size_t ps, size_t rs, int rows, int cols,
-                                     const int a) {
+                                     const float *res, int relu, float *out, size_t ps,
+                                     size_t rs, int rows, int cols, const int a) {
   const int m = a - 2;
   __m256 u[24];
   for (int j = 0; j < a; j++) {   // u = A^T M, column by column (m x a)
@@ -239,32 +240,40 @@ BS_AVX2_INLINE void output_transform(const float *mo, size_t mstride, int nc, __
     if (a == 4) at2(u + i * a, 1, r, 1);
     else at4(u + i * a, 1, r, 1);
     if (i >= rows) break;
-    for (int j = 0; j < m && j < cols; j++)
-      store_channels(out + i * rs + j * ps, _mm256_add_ps(r[j], b), nc);
+    for (int j = 0; j < m && j < cols; j++) {
+      __m256 o = _mm256_add_ps(r[j], b);
+      if (res) o = _mm256_add_ps(o, load_channels(res + i * rs + j * ps, nc));
+      if (relu) o = _mm256_max_ps(o, _mm256_setzero_ps());   // NaN -> 0, as bs_relu
+      store_channels(out + i * rs + j * ps, o, nc);
+    }
   }
 }
 
 BS_AVX2_INLINE void output_tiles(const float *mo, int H, int W, int Co, int m, size_t t0,
-                                 int nt, const float *bias, float *y, const int a) {
+                                 int nt, const float *bias, const float *residual, int relu,
+                                 float *y, const int a) {
   const bs_winograd_grid g = bs_winograd_grid_of(H, W, m);
   const size_t mstride = (size_t)nt * Co;
   bs_winograd_tile tl = bs_winograd_tile_at(&g, t0);
   for (int t = 0; t < nt; t++, bs_winograd_tile_next(&g, &tl)) {
-    float *out = y + tl.image * (size_t)H * W * Co + ((size_t)tl.y0 * W + tl.x0) * Co;
+    const size_t at = tl.image * (size_t)H * W * Co + ((size_t)tl.y0 * W + tl.x0) * Co;
+    float *out = y + at;
+    const float *res = residual ? residual + at : NULL;
     const int rows = H - tl.y0 < m ? H - tl.y0 : m, cols = W - tl.x0 < m ? W - tl.x0 : m;
     for (int c = 0; c < Co; c += 8) {
       const int nc = Co - c < 8 ? Co - c : 8;
       const __m256 b = bias ? load_channels(bias + c, nc) : _mm256_setzero_ps();
-      output_transform(mo + (size_t)t * Co + c, mstride, nc, b, out + c, (size_t)Co,
-                       (size_t)W * Co, rows, cols, a);
+      output_transform(mo + (size_t)t * Co + c, mstride, nc, b, res ? res + c : NULL, relu,
+                       out + c, (size_t)Co, (size_t)W * Co, rows, cols, a);
     }
   }
 }
 
 BS_AVX2 void bs_winograd_output_avx2(const float *mo, int H, int W, int Co, int m, size_t t0,
-                                     int nt, const float *bias, float *y) {
-  if (m == 2) output_tiles(mo, H, W, Co, m, t0, nt, bias, y, 4);
-  else output_tiles(mo, H, W, Co, m, t0, nt, bias, y, 6);
+                                     int nt, const float *bias, const float *residual, int relu,
+                                     float *y) {
+  if (m == 2) output_tiles(mo, H, W, Co, m, t0, nt, bias, residual, relu, y, 4);
+  else output_tiles(mo, H, W, Co, m, t0, nt, bias, residual, relu, y, 6);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ void bs_winograd_products_ref(const float *v, int nt, int Ci, int Co, int alpha2
 }
 
 void bs_winograd_output_ref(const float *mo, int H, int W, int Co, int m, size_t t0, int nt,
-                            const float *bias, float *y) {
+                            const float *bias, const float *residual, int relu, float *y) {
   const int a = m + 2;
   const float *AT = m == 2 ? bs_winograd_at2 : bs_winograd_at4;
   const bs_winograd_grid g = bs_winograd_grid_of(H, W, m);
@@ -174,7 +174,11 @@ void bs_winograd_output_ref(const float *mo, int H, int W, int Co, int m, size_t
           if (oy >= H || ox >= W) continue;
           float acc = 0;
           for (int k = 0; k < a; k++) acc += u[i * a + k] * AT[j * a + k];
-          img[((size_t)oy * W + ox) * Co + co] = bias ? acc + bias[co] : acc;
+          const size_t at = tl.image * (size_t)H * W * Co + ((size_t)oy * W + ox) * Co + co;
+          if (bias) acc += bias[co];
+          if (residual) acc += residual[at];
+          if (relu && !(acc > 0.0f)) acc = 0.0f;   // NaN -> 0, as bs_relu
+          img[((size_t)oy * W + ox) * Co + co] = acc;
         }
     }
   }

@@ -149,8 +149,9 @@ const char *bs_isa_override_error(void);
 //   bs_winograd_pack -> mo: [alpha2][nt][Co], mo[k][t][co] = sum over ci (in order) of
 //   v[k][t][ci] * U[k][ci][co].
 // bs_winograd_output: mo: [alpha^2][nt][Co] -> the tiles' outputs A^T M A (+ bias [Co] if not
-//   NULL) written to y: [..][H][W][Co] (stride-1 "same": output size = input size); pixels past
-//   the image's edge are not written.
+//   NULL, + residual [..][H][W][Co] if not NULL, then max(0, .) if relu) written to y:
+//   [..][H][W][Co] (stride-1 "same": output size = input size); pixels past the image's edge
+//   are not written. residual may alias y.
 // bs_winograd_dy: the weight gradient's F(3 x 3, 2 x 2): the 2 x 2 tiles [t0, t0 + nt) of
 //   dy: [..][H][W][Co] (tiles as above with m = 2, zero past the edge) -> g: [16][nt][Co],
 //   each transformed to G' g G'^T. With bs_winograd_input(m = 2) of the layer's input, the sum
@@ -193,7 +194,8 @@ const char *bs_isa_override_error(void);
   X(bs_winograd_products, (const float *v, int nt, int Ci, int Co, int alpha2, const float *up,  \
                            float *mo), (v, nt, Ci, Co, alpha2, up, mo))                           \
   X(bs_winograd_output, (const float *mo, int H, int W, int Co, int m, size_t t0, int nt,        \
-                         const float *bias, float *y), (mo, H, W, Co, m, t0, nt, bias, y))       \
+                         const float *bias, const float *residual, int relu, float *y),          \
+    (mo, H, W, Co, m, t0, nt, bias, residual, relu, y))                                           \
   X(bs_winograd_dy, (const float *dy, int H, int W, int Co, size_t t0, int nt, float *g),        \
     (dy, H, W, Co, t0, nt, g))                                                                    \
   X(bs_winograd_dw_products, (const float *v, const float *g, int nt, int Ci, int Co, float *s), \
@@ -378,6 +380,17 @@ void bs_conv_backward(bs_context *ctx, const bs_conv_shape *s, const float *x, c
                       const float *dy,
                       float *dw, float *dbias, float *dx);
 
+// Inference: y = BN(conv(x, w)) (+ residual [N][OH][OW][Co] if not NULL), then max(0, .) if
+// relu, with the BN's running statistics folded into the convolution (w scaled per output
+// channel by gamma/sqrt(var + eps), the shift as its bias; conv_fused.c). Where the convolution
+// runs Winograd, the residual and the ReLU are applied in its output transform; otherwise in
+// one pass after it. residual may alias y. Equal to bs_conv_forward + bs_bn_forward_infer (+
+// bs_op_add(_relu)) up to rounding: the folded weights round once more.
+void bs_conv_bn_forward_infer(bs_context *ctx, const bs_conv_shape *s, const float *x,
+                              const float *w, const float *gamma, const float *beta,
+                              const float *run_mean, const float *run_var, float eps,
+                              const float *residual, int relu, float *y);
+
 // Batch norm, training mode, over rows = N*H*W of C channels.
 // Computes batch mean/var (biased var for normalising), writes y = gamma*(x-mean)*invstd+beta
 // (ReLU'd if relu), stores mean/invstd [C] for backward, and updates the running statistics:
@@ -483,6 +496,10 @@ int bs_context_profile_read(const bs_context *ctx, int op, const char **name, do
 // Throughput of cblas_sgemm as the ops use it (each of the context's threads its own
 // single-threaded n^3 sgemm, `reps` times, all at once), in GFLOP/s over all of them.
 double bs_sgemm_probe_gflops(bs_context *ctx, int n, int reps);
+// The fp32 FMA peak of the context's threads (fma_peak_probe.c): each runs `iterations` rounds
+// of 12 independent FMAs on vectors of the context's ISA, all at once; GFLOP/s over all of them
+// (an FMA counts as 2 FLOPs). 10^8 iterations take ~0.5 s per thread on a 3 GHz AVX2 core.
+double bs_fma_peak_probe_gflops(bs_context *ctx, long iterations);
 
 #ifdef __cplusplus
 }

@@ -46,6 +46,21 @@ struct BenchCKACommand: ParsableCommand {
     var scratch_grams_s: Double
     var scratch_forms_s: Double
     var scratch_products_s: Double
+    /// The from-scratch heatmap's arithmetic over its time: direct-convolution forward FLOPs,
+    /// the Grams' (m^2 d per representation and batch of m: the symmetric half of 2 m^2 d) and
+    /// the products' (2 m^2 per pair of representations and batch).
+    var effective_gflops: Double
+    /// The FMA peak of the same threads, measured in the same run.
+    var fma_peak_gflops: Double
+  }
+
+  /// The FLOPs of a from-scratch heatmap of `config` over `batches` batches of m examples.
+  static func heatmapFLOPs(_ config: ResNetConfig, batches: Int, m: Int) -> Double {
+    let reps = config.representations
+    let forward = 2 * Double(config.forwardMACs) * Double(batches * m)
+    let grams = reps.reduce(0.0) { $0 + Double(m) * Double(m) * Double($1.features) } * Double(batches)
+    let pairs = Double(reps.count * (reps.count + 1) / 2)
+    return forward + grams + pairs * 2 * Double(m) * Double(m) * Double(batches)
   }
 
   func run() throws {
@@ -93,13 +108,16 @@ struct BenchCKACommand: ParsableCommand {
       precondition(cached.stats.forwardPasses == 0 && cached.values == scratch.values)
     }
     let secondsCached = cachedTimes.sorted()[Self.cachedRepeats / 2]
+    let peak = context.fmaPeakProbe()
+    let effective = Self.heatmapFLOPs(network.config, batches: batches, m: batchSize) / secondsScratch * 1e-9
     let r = Result(model: network.config.name, representations: scratch.rowNames.count, examples: n,
                    seconds_scratch: secondsScratch, seconds_cached: secondsCached,
                    peak_rss_mb: peakRSSMiB(), seconds_forward_only: forward, estimator: estimator,
                    data: dataName, threads: context.threads,
                    cache_mb: Double(cache.currentStats.bytes) / 1_048_576,
                    scratch_forward_s: scratch.stats.secondsForward, scratch_grams_s: scratch.stats.secondsGrams,
-                   scratch_forms_s: scratch.stats.secondsForms, scratch_products_s: scratch.stats.secondsProducts)
+                   scratch_forms_s: scratch.stats.secondsForms, scratch_products_s: scratch.stats.secondsProducts,
+                   effective_gflops: effective, fma_peak_gflops: peak)
     if json {
       print(jsonLine(r))
     } else {
@@ -107,6 +125,8 @@ struct BenchCKACommand: ParsableCommand {
                    r.model, r.representations, n, secondsScratch, forward, secondsCached, r.peak_rss_mb, r.cache_mb))
       print(String(format: "  scratch: forward %.2f s, Grams %.2f s, forms %.2f s, products %.2f s",
                    r.scratch_forward_s, r.scratch_grams_s, r.scratch_forms_s, r.scratch_products_s))
+      print(String(format: "  effective %.1f GFLOP/s (direct-convolution forward, Grams, products) = %.1f%% of the FMA peak %.1f GFLOP/s",
+                   effective, 100 * effective / peak, peak))
     }
   }
 }

@@ -38,11 +38,13 @@ struct BenchTrainCommand: ParsableCommand {
       throw ValidationError("unknown model \(n): name resnetD-kW, D = 6n+2 (8, 14, 20, ...), W the width multiplier")
     }
     let sgemm = context.sgemmProbe()
+    let peak = context.fmaPeakProbe()
     let isa = context.isaName
     let conv = context.convAlgorithmName
     if !json {
-      print("sgemm (\(context.threads) threads x single-threaded 1024^3): \(String(format: "%.1f", sgemm)) GFLOP/s; kernels: \(isa); conv: \(conv)")
-      print("model        mode   batch   images/s   ms/step   GFLOP/s   share of sgemm")
+      print("sgemm (\(context.threads) threads x single-threaded 1024^3): \(String(format: "%.1f", sgemm)) GFLOP/s; FMA peak \(String(format: "%.1f", peak)) GFLOP/s; kernels: \(isa); conv: \(conv)")
+      print("effective GFLOP/s: the convolution and linear FLOPs of direct convolution over the time taken")
+      print("model        mode   batch   images/s   ms/step   GFLOP/s   of sgemm   of peak")
     }
     for name in names {
       let cfg = Self.config(name)!
@@ -55,10 +57,10 @@ struct BenchTrainCommand: ParsableCommand {
         let flopsPerImage = Double(2 * cfg.forwardMACs) * (mode == "train" ? 3 : 1)
         let achieved = ips * flopsPerImage * 1e-9
         if json {
-          print("{\"model\":\"\(name)\",\"mode\":\"\(mode)\",\"batch\":\(batch),\"images_per_s\":\(String(format: "%.1f", ips)),\"achieved_gflops\":\(String(format: "%.2f", achieved)),\"sgemm_gflops\":\(String(format: "%.2f", sgemm)),\"threads\":\(context.threads),\"isa\":\"\(isa)\",\"conv\":\"\(conv)\"}")
+          print("{\"model\":\"\(name)\",\"mode\":\"\(mode)\",\"batch\":\(batch),\"images_per_s\":\(String(format: "%.1f", ips)),\"achieved_gflops\":\(String(format: "%.2f", achieved)),\"sgemm_gflops\":\(String(format: "%.2f", sgemm)),\"fma_peak_gflops\":\(String(format: "%.2f", peak)),\"threads\":\(context.threads),\"isa\":\"\(isa)\",\"conv\":\"\(conv)\"}")
         } else {
-          print(String(format: "%-12@ %-6@ %5d   %8.1f   %7.1f   %7.1f   %5.1f%%", name, mode, batch, ips,
-                       median * 1000, achieved, 100 * achieved / sgemm))
+          print(String(format: "%-12@ %-6@ %5d   %8.1f   %7.1f   %7.1f   %7.1f%%  %6.1f%%", name, mode, batch, ips,
+                       median * 1000, achieved, 100 * achieved / sgemm, 100 * achieved / peak))
         }
         fflush(nil)
       }

@@ -10,7 +10,7 @@ typealias WinogradProductsFn = @convention(c) (
 ) -> Void
 typealias WinogradOutputFn = @convention(c) (
   UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int, Int32, UnsafePointer<Float>?,
-  UnsafeMutablePointer<Float>?
+  UnsafePointer<Float>?, Int32, UnsafeMutablePointer<Float>?
 ) -> Void
 typealias WinogradDyFn = @convention(c) (
   UnsafePointer<Float>?, Int32, Int32, Int32, Int, Int32, UnsafeMutablePointer<Float>?
@@ -39,7 +39,7 @@ final class WinogradTests: XCTestCase {
       let nt = Int32(min(chunk, tiles - t0))
       k.bs_winograd_input(x, Int32(H), Int32(W), Int32(Ci), Int32(m), t0, nt, &v)
       k.bs_winograd_products(v, nt, Int32(Ci), Int32(Co), Int32(a2), up, &mo)
-      k.bs_winograd_output(mo, Int32(H), Int32(W), Int32(Co), Int32(m), t0, nt, bias, &y)
+      k.bs_winograd_output(mo, Int32(H), Int32(W), Int32(Co), Int32(m), t0, nt, bias, nil, 0, &y)
     }
     return y
   }

@@ -124,15 +124,21 @@ extension KernelVariantTests {
           let tiles = N * ((H + m - 1) / m) * ((W + m - 1) / m)
           let mos = rng.floats(a * a * tiles * Co), biasValues = rng.floats(Co)
           let y0 = rng.floats(N * H * W * Co)   // pixels the tiles do not own stay as they were
-          for withBias in [false, true] {
+          let residualValues = rng.floats(N * H * W * Co)
+          // (bias, residual, relu): the plain transform, and the inference epilogue's parts
+          for (withBias, withResidual, relu) in [(false, false, false), (true, false, false),
+                                                 (true, true, true), (false, false, true),
+                                                 (true, true, false)] {
             let mo = GuardedBuffer(mos), bias = GuardedBuffer(biasValues)
+            let residual = GuardedBuffer(residualValues)
             let want = GuardedBuffer(y0), got = GuardedBuffer(y0)
             let b: UnsafePointer<Float>? = withBias ? UnsafePointer(bias.ptr) : nil
+            let res: UnsafePointer<Float>? = withResidual ? UnsafePointer(residual.ptr) : nil
             // the tiles from 1 on, reading mo from its start (t0 > 0 when there are two tiles)
             let t0 = min(1, tiles - 1), nt = tiles - t0
-            r(mo.ptr, Int32(H), Int32(W), Int32(Co), Int32(m), t0, Int32(nt), b, want.ptr)
-            f(mo.ptr, Int32(H), Int32(W), Int32(Co), Int32(m), t0, Int32(nt), b, got.ptr)
-            let shape = "m\(m) N\(N) H\(H) W\(W) Co\(Co) bias \(withBias) t0 \(t0)"
+            r(mo.ptr, Int32(H), Int32(W), Int32(Co), Int32(m), t0, Int32(nt), b, res, relu ? 1 : 0, want.ptr)
+            f(mo.ptr, Int32(H), Int32(W), Int32(Co), Int32(m), t0, Int32(nt), b, res, relu ? 1 : 0, got.ptr)
+            let shape = "m\(m) N\(N) H\(H) W\(W) Co\(Co) bias \(withBias) residual \(withResidual) relu \(relu) t0 \(t0)"
             let tilesX = (W + m - 1) / m, perImage = tilesX * ((H + m - 1) / m)
             for t in 0..<nt {
               let g = t0 + t, n = g / perImage, ty = (g % perImage) / tilesX, tx = g % tilesX
@@ -144,8 +150,10 @@ extension KernelVariantTests {
                 for i in 0..<m where ty * m + i < H {
                   for j in 0..<m where tx * m + j < W {
                     let idx = ((n * H + ty * m + i) * W + tx * m + j) * Co + co
-                    let tol = 2 * Double(2 * a + 1) * floatU
-                      * (mag[i][j] + (withBias ? abs(Double(biasValues[co])) : 0)) + 1e-30
+                    // the ReLU only lowers a difference; the bias and residual add a term each
+                    let tol = 2 * Double(2 * a + 2) * floatU
+                      * (mag[i][j] + (withBias ? abs(Double(biasValues[co])) : 0)
+                         + (withResidual ? abs(Double(residualValues[idx])) : 0)) + 1e-30
                     mm.check(abs(Double(got.ptr[idx]) - Double(want.ptr[idx])) <= tol,
                              "\(shape): y[\(idx)] = \(got.ptr[idx]), want \(want.ptr[idx]) ± \(tol)")
                   }

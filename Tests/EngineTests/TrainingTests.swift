@@ -134,8 +134,10 @@ final class TrainingTests: XCTestCase {
   }
 
   /// Inference taps: every representation arrives once, in order, with its shape; the
-  /// separately tapped path gives the same logits as the fused one; bypassing a block whose
-  /// residual branch outputs zero changes nothing.
+  /// separately tapped path gives the logits of the fused one (BN folded into the convolutions:
+  /// each folded weight rounds once more, about 1e-7 relative per layer, so the logits agree to
+  /// well within 1e-5 of their scale, not bit for bit); bypassing a block whose residual branch
+  /// outputs zero changes nothing.
   func testInferenceTapsAndBlockBypass() throws {
     let cfg = ResNetConfig(depth: 14, widthMultiplier: 0.5, inputHeight: 8, inputWidth: 8,
                            inputChannels: 3, numClasses: 4)
@@ -151,7 +153,12 @@ final class TrainingTests: XCTestCase {
     })
     XCTAssertEqual(seen, cfg.representations.map(\.name))
     let fused = try net.infer(x.data, n: n, context: testKernels)
-    XCTAssertEqual(tapped, fused)
+    let scale = tapped.map(abs).max()!
+    XCTAssertEqual(tapped.count, fused.count)
+    for (a, b) in zip(tapped, fused) {
+      XCTAssertEqual(a, b, accuracy: 1e-5 * scale, "tapped \(tapped) fused \(fused)")
+    }
+    XCTAssertNotEqual(tapped, [Float](repeating: 0, count: tapped.count))
     // Zero the last BN of s1.b2's branch: the block's output equals relu(input) = input.
     let block = net.blocks.first { $0.spec.name == "s1.b2" }!
     block.bn2.gamma.value.zero()

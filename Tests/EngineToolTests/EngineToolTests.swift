@@ -60,7 +60,7 @@ final class EngineToolTests: XCTestCase {
     XCTAssertEqual(lines.count, 2)
     for line in lines {
       let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-      for key in ["model", "mode", "batch", "images_per_s", "achieved_gflops", "sgemm_gflops"] {
+      for key in ["model", "mode", "batch", "images_per_s", "achieved_gflops", "sgemm_gflops", "fma_peak_gflops"] {
         XCTAssertNotNil(obj[key], "\(key) missing in \(line)")
       }
       XCTAssertEqual(obj["model"] as? String, "resnet20-k1")

@@ -102,6 +102,13 @@ public final class KernelContext: @unchecked Sendable {
   public func sgemmProbe(n: Int = 1024, repetitions: Int = 8) -> Double {
     bs_sgemm_probe_gflops(pointer, Int32(n), Int32(repetitions))
   }
+
+  /// The fp32 FMA peak of this context's threads in GFLOP/s (all threads at once, registers
+  /// only, vectors of the context's ISA): the ceiling benchmarks compare their effective
+  /// GFLOP/s with.
+  public func fmaPeakProbe(iterations: Int = 50_000_000) -> Double {
+    bs_fma_peak_probe_gflops(pointer, iterations)
+  }
 }
 
 /// Kernel contexts kept for reuse, by thread count: a daemon that gave every request a new

@@ -45,6 +45,18 @@ public final class Conv2D: @unchecked Sendable {
     bs_conv_forward(ctx, &s, x, weight.value.data, bias?.value.data, y)
   }
 
+  /// Inference: y = relu?(bn(conv(x)) + residual?), the BN's running statistics folded into
+  /// this convolution (bs_conv_bn_forward_infer). This convolution must have no bias.
+  func forwardBNInfer(_ ctx: OpaquePointer, _ x: UnsafePointer<Float>, n: Int, h: Int, w: Int,
+                      bn: BatchNorm, residual: UnsafePointer<Float>?, relu: Bool,
+                      into y: UnsafeMutablePointer<Float>) {
+    precondition(bias == nil, "a convolution with a bias before its batch norm")
+    var s = shape(n, h, w)
+    bs_conv_bn_forward_infer(ctx, &s, x, weight.value.data, bn.gamma.value.data, bn.beta.value.data,
+                             bn.runningMean.data, bn.runningVar.data, BatchNorm.eps, residual,
+                             relu ? 1 : 0, y)
+  }
+
   /// Sets weight.grad (and bias.grad); writes dx when given.
   func backward(_ ctx: OpaquePointer, _ x: UnsafePointer<Float>, n: Int, h: Int, w: Int,
                 dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?) {

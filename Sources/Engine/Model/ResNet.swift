@@ -350,9 +350,13 @@ public final class ResNet: @unchecked Sendable {
     } else {
       emit("input", x)
       let stemRows = n * h * w
-      stemConv.forward(ctx, x, n: n, h: h, w: w, into: t1)
-      emit("stem.conv", t1)
-      bnThenReLU(stemBN, t1, rows: stemRows, tapping: "stem.bn", into: cur)
+      if wanted("stem.conv") || wanted("stem.bn") {
+        stemConv.forward(ctx, x, n: n, h: h, w: w, into: t1)
+        emit("stem.conv", t1)
+        bnThenReLU(stemBN, t1, rows: stemRows, tapping: "stem.bn", into: cur)
+      } else {
+        stemConv.forwardBNInfer(ctx, x, n: n, h: h, w: w, bn: stemBN, residual: nil, relu: true, into: cur)
+      }
       emit("stem.relu", cur)
     }
     for (index, b) in blocks.enumerated() where index >= (resume?.index ?? 0) {
@@ -361,10 +365,32 @@ public final class ResNet: @unchecked Sendable {
       if skip.contains(p) { continue }
       let rows = n * s.outHeight * s.outWidth, count = rows * s.outChannels
       let xin = UnsafePointer(cur)
-      b.conv1.forward(ctx, xin, n: n, h: s.inHeight, w: s.inWidth, into: t1)
-      emit("\(p).conv1", t1)
-      bnThenReLU(b.bn1, t1, rows: rows, tapping: "\(p).bn1", into: t2)
+      if wanted("\(p).conv1") || wanted("\(p).bn1") {
+        b.conv1.forward(ctx, xin, n: n, h: s.inHeight, w: s.inWidth, into: t1)
+        emit("\(p).conv1", t1)
+        bnThenReLU(b.bn1, t1, rows: rows, tapping: "\(p).bn1", into: t2)
+      } else {
+        b.conv1.forwardBNInfer(ctx, xin, n: n, h: s.inHeight, w: s.inWidth, bn: b.bn1, residual: nil,
+                               relu: true, into: t2)
+      }
       emit("\(p).relu1", t2)
+      if !wanted("\(p).conv2") && !wanted("\(p).bn2") && !(b.residual && wanted("\(p).add")) {
+        // conv2, BN, the residual add and the ReLU as one op
+        var shortcutOut: UnsafePointer<Float>? = nil
+        if b.residual {
+          shortcutOut = xin
+          if let shortcut = b.shortcut {
+            shortcut.forward(ctx, xin, n: n, h: s.inHeight, w: s.inWidth, into: t3)
+            emit("\(p).shortcut", t3)
+            shortcutOut = UnsafePointer(t3)
+          }
+        }
+        b.conv2.forwardBNInfer(ctx, t2, n: n, h: s.outHeight, w: s.outWidth, bn: b.bn2,
+                               residual: shortcutOut, relu: true, into: spare)
+        emit("\(p).out", spare)
+        swap(&cur, &spare)
+        continue
+      }
       b.conv2.forward(ctx, t2, n: n, h: s.outHeight, w: s.outWidth, into: t1)
       emit("\(p).conv2", t1)
       if b.residual {
