@@ -6,9 +6,11 @@
 // and bs_conv3x3_direct_dw micro-kernels one image at a time (no im2col buffer, no sgemm
 // packing).
 //
-// AUTO's choice between the two is explained at auto_direct below; the per-layer and
-// whole-network measurements behind it are in docs/PERFORMANCE.md, "Direct convolution
-// thresholds".
+// With the WINOGRAD algorithm (or AUTO where it wins), 3x3 pad-1 stride-1 convolutions run all
+// three passes through conv_winograd.c instead.
+//
+// AUTO's choices are explained at auto_direct and auto_winograd below; the measurements behind
+// them are in docs/PERFORMANCE.md, "Direct convolution thresholds" and "Winograd thresholds".
 #include "context_internal.h"
 #include "conv_winograd.h"
 #include <cblas.h>
@@ -107,10 +109,18 @@ static int is_winograd_shape(const bs_conv_shape *s) {
   return s->KH == 3 && s->KW == 3 && s->pad == 1 && s->stride == 1;
 }
 
-// AUTO's choice of Winograd: none yet.
+// AUTO's choice of Winograd (docs/PERFORMANCE.md, "Winograd thresholds"; per-layer timings of
+// each pass on 2 threads, blockscope-engine bench-conv). AVX2: the F(4x4) forward (and
+// backward-data, the same computation on the flipped kernel) beat the direct kernel by 1.5-2x
+// from 32 channels on and tied at 16; with Ci = 3 (the stem) the products have 3 terms and
+// the transforms dominate (2.7x slower): direct. The F(3x3, 2x2) weight gradient won from 64
+// channels on (1.1-1.6x) and tied or lost below, where its two transforms per tile weigh as
+// much as its products. AVX-512: not measured (the machine with AVX-512 was gone when these
+// kernels came, and its direct kernels are twice as wide), so AUTO keeps direct/sgemm there.
 static int auto_winograd(const bs_context *ctx, const bs_conv_shape *s, int pass) {
-  (void)ctx, (void)s, (void)pass;
-  return 0;
+  if (ctx->isa != BS_ISA_AVX2) return 0;
+  const int channels = s->Ci < s->Co ? s->Ci : s->Co;
+  return pass == BS_CONV_PASS_WEIGHTS ? channels >= 64 : channels >= 16;
 }
 
 // Whether `pass` of convolution s runs through the Winograd convolutions (conv_winograd.c).
@@ -123,11 +133,12 @@ static int use_winograd(const bs_context *ctx, const bs_conv_shape *s, int pass)
   }
 }
 
-// The forward (and backward-data) tile size: F(4x4, 3x3) or F(2x2, 3x3).
+// The forward (and backward-data) tile size: F(4x4, 3x3), which measured faster than F(2x2)
+// on every layer shape of the family (docs/PERFORMANCE.md, "Winograd thresholds"), unless the
+// context forces one. F(2x2) stays for the weight gradient's F(3x3, 2x2) and for tests.
 static int winograd_tile(const bs_context *ctx, const bs_conv_shape *s) {
-  if (ctx->winograd_tile) return ctx->winograd_tile;
   (void)s;
-  return 4;
+  return ctx->winograd_tile ? ctx->winograd_tile : 4;
 }
 
 int bs_conv_pass_algorithm(const bs_context *ctx, const bs_conv_shape *s, int pass, int *tile) {

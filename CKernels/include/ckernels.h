@@ -342,11 +342,13 @@ void bs_conv_forward(bs_context *ctx, const bs_conv_shape *s, const float *x, co
 // Convolution algorithm (a context's). GEMM: im2col + single-threaded cblas_sgemm per image
 // chunk, every shape. DIRECT: for 3x3 pad-1 stride-1/2 convolutions, bs_conv3x3_direct for the
 // forward pass and (stride 1 only) the backward-data pass, bs_conv3x3_direct_dw for the
-// weight gradient; GEMM for everything else. AUTO (default): DIRECT for the passes and shapes where
-// it was measured faster (AVX2 and AVX-512 kernels; see conv_ops.c and docs/PERFORMANCE.md,
-// "Direct convolution thresholds"), GEMM otherwise.
-// BLOCKSCOPE_CONV=auto|gemm|direct sets the value new contexts start with (read once; anything
-// else means auto, with a warning on stderr).
+// weight gradient; GEMM for everything else. WINOGRAD: for 3x3 pad-1 stride-1 convolutions,
+// F(m x m, 3 x 3) for the forward and backward-data passes and F(3 x 3, 2 x 2) for the weight
+// gradient (conv_winograd.c); AUTO's choice for everything else. AUTO (default): per pass and
+// layer shape, whichever was measured fastest (conv_ops.c; docs/PERFORMANCE.md, "Direct
+// convolution thresholds" and "Winograd thresholds").
+// BLOCKSCOPE_CONV=auto|gemm|direct|winograd sets the value new contexts start with (read once;
+// anything else means auto, with a warning on stderr).
 enum {
   BS_CONV_AUTO = 0,
   BS_CONV_GEMM = 1,
