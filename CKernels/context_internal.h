@@ -91,6 +91,15 @@ static inline double bs_prof_now(void) {
 void bs_bn_infer_affine(const float *gamma, const float *beta, const float *run_mean,
                         const float *run_var, float eps, int C, float *scale, float *shift);
 
+// A worker's scratch for a layer op, which cannot recover mid-step: aborts with `what` when out
+// of memory (the convolutions' shared policy).
+static inline float *bs_worker_scratch_or_abort(bs_worker *w, bs_scratch_owner owner,
+                                                size_t floats, const char *what) {
+  float *p = bs_worker_scratch(w, owner, floats);
+  BS_CHECK(p, what);
+  return p;
+}
+
 // Row range [begin, end) of task t when `rows` rows are split into ntasks near-equal parts.
 static inline void bs_split(size_t rows, int t, int ntasks, size_t *begin, size_t *end) {
   *begin = rows * (size_t)t / (size_t)ntasks;

@@ -167,9 +167,7 @@ static void *checked_malloc(size_t bytes) {
 
 // A worker's scratch; aborts when out of memory (see pack_direct).
 static float *scratch(bs_worker *w, bs_scratch_owner owner, size_t floats) {
-  float *p = bs_worker_scratch(w, owner, floats);
-  BS_CHECK(p, "out of memory for convolution scratch");
-  return p;
+  return bs_worker_scratch_or_abort(w, owner, floats, "out of memory for convolution scratch");
 }
 
 // Images per chunk: enough rows for an efficient sgemm, an im2col buffer that stays in L2.

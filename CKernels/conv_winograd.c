@@ -34,9 +34,8 @@ static int chunk_tiles(int a2, int Ci, int Co) {
 }
 
 static float *scratch(bs_worker *w, bs_scratch_owner owner, size_t floats) {
-  float *p = bs_worker_scratch(w, owner, floats);
-  BS_CHECK(p, "out of memory for Winograd convolution scratch");
-  return p;
+  return bs_worker_scratch_or_abort(w, owner, floats,
+                                    "out of memory for Winograd convolution scratch");
 }
 
 typedef struct {

@@ -56,7 +56,7 @@ size_t bs_winograd_packed_floats(int m, int Ci, int Co) {
 }
 
 void bs_winograd_pack(const float *w, int m, int Ci, int Co, float *up) {
-  const int a = m + 2, a2 = a * a, Co8 = (Co + 7) / 8 * 8;
+  const int a = m + 2, Co8 = (Co + 7) / 8 * 8;
   const double *G = m == 2 ? g2 : g4;
   memset(up, 0, bs_winograd_packed_floats(m, Ci, Co) * sizeof(float));
   for (int co = 0; co < Co; co++)
@@ -74,7 +74,6 @@ void bs_winograd_pack(const float *w, int m, int Ci, int Co, float *up) {
           up[(size_t)(i * a + j) * Ci * Co8 + (size_t)b0 * Ci + (size_t)ci * bw + (co - b0)] =
               (float)u;
         }
-      (void)a2;
     }
 }
 
